@@ -1,0 +1,346 @@
+//! Change categories: comparing the version of a model an interval was built
+//! with against its current version, through column-level lineage.
+//!
+//! The question for every built interval is "does the change since it was built
+//! reach this model's data, and which columns?". A model's own change gives its
+//! changed columns (or all of them when rows change); a parent's affected columns
+//! reach a child only through the child's lineage.
+
+use std::collections::{BTreeSet, HashMap};
+
+use crate::fingerprint::ModelVersion;
+
+/// Which output columns of a model a change reaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Affected {
+    None,
+    Columns(BTreeSet<String>),
+    /// Every column (rows change, or lineage is unknown), with why.
+    All(String),
+}
+
+impl Affected {
+    pub fn is_none(&self) -> bool {
+        matches!(self, Affected::None) || matches!(self, Affected::Columns(c) if c.is_empty())
+    }
+
+    fn merge(self, other: Affected) -> Affected {
+        match (self, other) {
+            (Affected::All(r), _) | (_, Affected::All(r)) => Affected::All(r),
+            (Affected::Columns(mut a), Affected::Columns(b)) => {
+                a.extend(b);
+                Affected::Columns(a)
+            }
+            (Affected::None, x) | (x, Affected::None) => x,
+        }
+    }
+}
+
+/// The category shown to users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Category {
+    Breaking,
+    NonBreaking,
+    Indirect,
+    MetadataOnly,
+    Unchanged,
+}
+
+impl Category {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Breaking => "breaking",
+            Category::NonBreaking => "non_breaking",
+            Category::Indirect => "indirect",
+            Category::MetadataOnly => "metadata_only",
+            Category::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// How a model changed between two of its versions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub category: Category,
+    pub reason: String,
+    /// Whether the model's own data must be rebuilt.
+    pub rebuild: bool,
+    /// What the change does to the model's columns, as seen by its children.
+    pub affected: Affected,
+    /// Columns that are new in this version.
+    pub added: BTreeSet<String>,
+}
+
+impl Change {
+    fn unchanged() -> Self {
+        Change {
+            category: Category::Unchanged,
+            reason: String::new(),
+            rebuild: false,
+            affected: Affected::None,
+            added: BTreeSet::new(),
+        }
+    }
+}
+
+/// Every version of every model that state knows, plus the current ones.
+pub trait VersionLookup {
+    /// The version of `model` (lowercase) with logic fingerprint `fingerprint`.
+    fn version(&self, model: &str, fingerprint: &str) -> Option<&ModelVersion>;
+}
+
+/// Compares versions with memoisation; one per plan.
+pub struct Comparer<'a> {
+    versions: &'a dyn VersionLookup,
+    memo: HashMap<(String, String, String), Change>,
+}
+
+impl<'a> Comparer<'a> {
+    pub fn new(versions: &'a dyn VersionLookup) -> Self {
+        Comparer {
+            versions,
+            memo: HashMap::new(),
+        }
+    }
+
+    /// How `new` differs from the version of the same model with fingerprint `old_fp`.
+    pub fn compare(&mut self, old_fp: &str, new: &ModelVersion) -> Change {
+        if old_fp == new.fingerprint {
+            return Change::unchanged();
+        }
+        let key = (
+            new.name.to_lowercase(),
+            old_fp.to_string(),
+            new.fingerprint.clone(),
+        );
+        if let Some(c) = self.memo.get(&key) {
+            return c.clone();
+        }
+        let change = match self.versions.version(&key.0, old_fp).cloned() {
+            None => Change {
+                category: Category::Breaking,
+                reason: "no record of the version it was built with".to_string(),
+                rebuild: true,
+                affected: Affected::All("no record of the version it was built with".to_string()),
+                added: BTreeSet::new(),
+            },
+            Some(old) => self.compare_versions(&old, new),
+        };
+        self.memo.insert(key, change.clone());
+        change
+    }
+
+    fn compare_versions(&mut self, old: &ModelVersion, new: &ModelVersion) -> Change {
+        let own = own_change(old, new);
+        let mut inherited = Affected::None;
+        let mut reasons = Vec::new();
+        for (parent, new_fp) in &new.parents {
+            let Some(old_fp) = old.parents.get(parent) else {
+                continue;
+            };
+            if old_fp == new_fp {
+                continue;
+            }
+            let Some(parent_new) = self.versions.version(parent, new_fp).cloned() else {
+                continue;
+            };
+            let parent_change = self.compare(old_fp, &parent_new);
+            let reach = reach_child(new, parent, &parent_change.affected);
+            if !reach.is_none() {
+                reasons.push(match &reach {
+                    Affected::All(r) => r.clone(),
+                    Affected::Columns(cols) => {
+                        let read: BTreeSet<String> = match &parent_change.affected {
+                            Affected::Columns(pc) => new
+                                .columns
+                                .iter()
+                                .filter(|c| cols.contains(&c.name))
+                                .flat_map(|c| c.inputs.iter())
+                                .filter(|(t, col)| t == parent && pc.contains(col))
+                                .map(|(t, col)| format!("{t}.{col}"))
+                                .collect(),
+                            _ => BTreeSet::new(),
+                        };
+                        format!("reads {}", read.into_iter().collect::<Vec<_>>().join(", "))
+                    }
+                    Affected::None => unreachable!(),
+                });
+            }
+            inherited = inherited.merge(reach);
+        }
+        match own {
+            Some(own) => {
+                let affected = own.affected.clone().merge(inherited);
+                Change { affected, ..own }
+            }
+            None if !inherited.is_none() => Change {
+                category: Category::Indirect,
+                reason: reasons.join("; "),
+                rebuild: true,
+                affected: inherited,
+                added: BTreeSet::new(),
+            },
+            None if old.metadata != new.metadata => Change {
+                category: Category::MetadataOnly,
+                reason: "only metadata changed (description, audits, destinations, ...)"
+                    .to_string(),
+                ..Change::unchanged()
+            },
+            None => Change::unchanged(),
+        }
+    }
+}
+
+/// The model's own change, when its own logic differs.
+fn own_change(old: &ModelVersion, new: &ModelVersion) -> Option<Change> {
+    if old.own == new.own {
+        return None;
+    }
+    let breaking_all = |reason: String| Change {
+        category: Category::Breaking,
+        reason: reason.clone(),
+        rebuild: true,
+        affected: Affected::All(reason),
+        added: BTreeSet::new(),
+    };
+    let added: BTreeSet<String> = new
+        .columns
+        .iter()
+        .filter(|c| old.column(&c.name).is_none())
+        .map(|c| c.name.clone())
+        .collect();
+    if new.forward_only {
+        return Some(Change {
+            category: Category::Breaking,
+            reason: "forward-only: new logic applies to intervals not yet built".to_string(),
+            rebuild: false,
+            affected: Affected::None,
+            added,
+        });
+    }
+    let header: Vec<&String> = new
+        .data_header
+        .keys()
+        .chain(old.data_header.keys())
+        .filter(|k| old.data_header.get(*k) != new.data_header.get(*k))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if !header.is_empty() {
+        let keys: Vec<&str> = header.iter().map(|s| s.as_str()).collect();
+        return Some(breaking_all(format!(
+            "all columns: header {} changed",
+            keys.join(", ")
+        )));
+    }
+    if let Some(why) = new
+        .lineage_unknown
+        .as_ref()
+        .or(old.lineage_unknown.as_ref())
+    {
+        return Some(breaking_all(format!(
+            "all columns: column lineage unknown ({why})"
+        )));
+    }
+    if old.row_hash != new.row_hash {
+        let clauses: BTreeSet<&String> = old
+            .row_clauses
+            .iter()
+            .chain(new.row_clauses.iter())
+            .collect();
+        let named = if clauses.is_empty() {
+            "FROM".to_string()
+        } else {
+            clauses.into_iter().cloned().collect::<Vec<_>>().join("/")
+        };
+        return Some(breaking_all(format!("all columns: {named} changed")));
+    }
+    let changed: BTreeSet<String> = old
+        .columns
+        .iter()
+        .filter(|c| new.column(&c.name).is_none_or(|n| n.hash != c.hash))
+        .map(|c| c.name.clone())
+        .collect();
+    if changed.is_empty() {
+        let reason = if added.is_empty() {
+            "columns reordered or renamed".to_string()
+        } else {
+            format!("adds {}", list(&added))
+        };
+        return Some(Change {
+            category: Category::NonBreaking,
+            reason,
+            rebuild: true,
+            affected: Affected::Columns(BTreeSet::new()),
+            added,
+        });
+    }
+    let removed: BTreeSet<String> = changed
+        .iter()
+        .filter(|c| new.column(c).is_none())
+        .cloned()
+        .collect();
+    let modified: BTreeSet<String> = changed.difference(&removed).cloned().collect();
+    let mut parts = Vec::new();
+    if !modified.is_empty() {
+        parts.push(format!("changes {}", list(&modified)));
+    }
+    if !removed.is_empty() {
+        parts.push(format!("removes {}", list(&removed)));
+    }
+    if !added.is_empty() {
+        parts.push(format!("adds {}", list(&added)));
+    }
+    Some(Change {
+        category: Category::Breaking,
+        reason: parts.join("; "),
+        rebuild: true,
+        affected: Affected::Columns(changed),
+        added,
+    })
+}
+
+fn list(cols: &BTreeSet<String>) -> String {
+    cols.iter().cloned().collect::<Vec<_>>().join(", ")
+}
+
+/// What a parent's affected columns do to `child`.
+fn reach_child(child: &ModelVersion, parent: &str, affected: &Affected) -> Affected {
+    match affected {
+        Affected::None => Affected::None,
+        Affected::Columns(cols) if cols.is_empty() => Affected::None,
+        Affected::All(_) => {
+            Affected::All(format!("all columns: reads {parent}, whose rows change"))
+        }
+        Affected::Columns(cols) => {
+            if let Some(why) = &child.lineage_unknown {
+                return Affected::All(format!(
+                    "all columns: reads {parent} and its column lineage is unknown ({why})"
+                ));
+            }
+            let hits = |inputs: &BTreeSet<(String, String)>| {
+                inputs.iter().any(|(t, c)| t == parent && cols.contains(c))
+            };
+            if hits(&child.row_inputs) {
+                let read: Vec<String> = child
+                    .row_inputs
+                    .iter()
+                    .filter(|(t, c)| t == parent && cols.contains(c))
+                    .map(|(t, c)| format!("{t}.{c}"))
+                    .collect();
+                return Affected::All(format!(
+                    "all columns: filters, joins or groups on {}",
+                    read.join(", ")
+                ));
+            }
+            Affected::Columns(
+                child
+                    .columns
+                    .iter()
+                    .filter(|c| hits(&c.inputs))
+                    .map(|c| c.name.clone())
+                    .collect(),
+            )
+        }
+    }
+}

@@ -1,0 +1,445 @@
+//! Command-line interface: argument definitions and one function per command.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::diagnostics::{Code, Diagnostic, Diagnostics, display_path};
+use crate::error::{Error, Result};
+use crate::graph::NodeId;
+use crate::project::Project;
+use crate::select;
+use crate::workspace::Workspace;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hubforge",
+    version,
+    about = "Declarative, SQL-first builds for a Hubhouse warehouse"
+)]
+pub struct Cli {
+    /// The project directory (default: the current directory or the nearest parent with hubforge.toml).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub project: Option<PathBuf>,
+    /// Override a [vars] entry for templates (repeatable).
+    #[arg(long = "var", global = true, value_name = "NAME=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new project that checks and builds.
+    Init {
+        /// Where to create it (default: the current directory).
+        dir: Option<PathBuf>,
+    },
+    /// Load the project, render templates, parse SQL, build the DAG and report problems.
+    Check {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Print the dependency graph.
+    Dag {
+        #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+        format: GraphFormat,
+        #[command(flatten)]
+        selection: Selection,
+    },
+    /// List the models, seeds and sources a selection matches.
+    Ls {
+        #[command(flatten)]
+        selection: Selection,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Show what is stale and why, and the exact date ranges a build would rebuild.
+    Plan {
+        #[command(flatten)]
+        scope: Scope,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Build everything stale: stage, then publish in one transaction.
+    Build {
+        #[command(flatten)]
+        scope: Scope,
+        /// Print the plan and do nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Models and batches built at the same time (default: the machine's cores).
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+/// What a plan or build covers.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Scope {
+    #[command(flatten)]
+    pub selection: Selection,
+    /// First date of the range to build (inclusive), e.g. 2025-03-01.
+    #[arg(long, value_name = "DATE")]
+    pub start: Option<String>,
+    /// End of the range (exclusive): --start 2025-03-01 --end 2025-04-01 is March.
+    #[arg(long, value_name = "DATE")]
+    pub end: Option<String>,
+    /// Rebuild the scoped range even where nothing changed (e.g. after a source was repaired).
+    #[arg(long)]
+    pub backfill: bool,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct Selection {
+    /// Graph selectors: name, +name, name+, N+name, name+N, @name, tag:, path:, kind:, product:
+    #[arg(long, short = 's', num_args = 1.., value_name = "SELECTOR")]
+    pub select: Vec<String>,
+    /// Selectors to leave out.
+    #[arg(long, num_args = 1.., value_name = "SELECTOR")]
+    pub exclude: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    Mermaid,
+    Dot,
+    Json,
+}
+
+fn parse_var(s: &str) -> std::result::Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("expected NAME=VALUE, got `{s}`")),
+    }
+}
+
+impl Cli {
+    /// Whether errors should be printed as JSON (the command asked for JSON output).
+    pub fn wants_json(&self) -> bool {
+        match &self.command {
+            Command::Check { format }
+            | Command::Ls { format, .. }
+            | Command::Plan { format, .. }
+            | Command::Build { format, .. } => *format == Format::Json,
+            Command::Dag { format, .. } => *format == GraphFormat::Json,
+            Command::Init { .. } => false,
+        }
+    }
+}
+
+/// Run a parsed command line, writing its output to `out`.
+pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<()> {
+    match &cli.command {
+        Command::Init { dir } => crate::init::init(dir.as_deref().unwrap_or(Path::new(".")), out),
+        Command::Check { format } => check(cli, *format, out),
+        Command::Dag { format, selection } => dag(cli, *format, selection, out),
+        Command::Ls { selection, format } => ls(cli, selection, *format, out),
+        Command::Plan { scope, format } => plan(cli, scope, *format, out),
+        Command::Build {
+            scope,
+            dry_run,
+            threads,
+            format,
+        } => build(cli, scope, *dry_run, *threads, *format, out),
+    }
+}
+
+/// Turn `--select/--exclude/--start/--end/--backfill` into plan options.
+fn plan_options(ws: &Workspace, scope: &Scope) -> Result<crate::plan::PlanOptions> {
+    let now = crate::plan::end_of_history(ws, chrono::Utc::now().naive_utc());
+    let point = |flag: &str, v: &str| {
+        crate::interval::parse_point(v).map_err(|e| {
+            invalid_argument(
+                format!("--{flag}: {e}"),
+                "dates are YYYY-MM-DD (UTC), or YYYY-MM-DDTHH:MM:SS",
+            )
+        })
+    };
+    let range = match (&scope.start, &scope.end) {
+        (None, None) => None,
+        (start, end) => {
+            let start = match start {
+                Some(s) => point("start", s)?,
+                None => ws
+                    .project
+                    .config
+                    .project
+                    .start
+                    .and_hms_opt(0, 0, 0)
+                    .expect("midnight"),
+            };
+            let end = match end {
+                Some(e) => point("end", e)?,
+                None => now,
+            };
+            Some(crate::interval::Interval::new(start, end).map_err(|e| {
+                invalid_argument(
+                    format!("--start/--end: {e}"),
+                    "give --start before --end; the range is half-open: --start 2025-03-01 --end 2025-04-01 is March",
+                )
+            })?)
+        }
+    };
+    let selected = if scope.selection.select.is_empty() && scope.selection.exclude.is_empty() {
+        None
+    } else {
+        Some(select::models_only(
+            &ws.dag,
+            &selected(ws, &scope.selection)?,
+        ))
+    };
+    Ok(crate::plan::PlanOptions {
+        selected,
+        range,
+        backfill: scope.backfill,
+        now,
+    })
+}
+
+/// Open the warehouse for reading: the file when it exists (read-only), else an
+/// empty in-memory database, so that `plan` never creates or changes anything.
+fn open_for_reading(ws: &Workspace) -> Result<crate::engine::duckdb::DuckDbEngine> {
+    use crate::engine::duckdb::{DuckDbEngine, DuckDbOptions};
+    let path = ws.project.warehouse_path();
+    if path.exists() {
+        DuckDbEngine::open(
+            &path,
+            &DuckDbOptions {
+                read_only: true,
+                ..warehouse_options(ws)
+            },
+        )
+    } else {
+        DuckDbEngine::in_memory()
+    }
+}
+
+fn warehouse_options(ws: &Workspace) -> crate::engine::duckdb::DuckDbOptions {
+    crate::engine::duckdb::DuckDbOptions {
+        threads: ws.project.config.warehouse.threads,
+        memory_limit: ws.project.config.warehouse.memory_limit.clone(),
+        read_only: false,
+    }
+}
+
+fn plan(cli: &Cli, scope: &Scope, format: Format, out: &mut dyn Write) -> Result<()> {
+    use crate::engine::Engine as _;
+    let ws = load(cli)?;
+    let options = plan_options(&ws, scope)?;
+    let engine = open_for_reading(&ws)?;
+    let session = engine.session()?;
+    let prepared = crate::build::prepare(
+        session.as_ref(),
+        &ws,
+        &options,
+        crate::sources::Ingest::Temp,
+    )?;
+    match format {
+        Format::Json => write_json(out, &crate::render::plan_json(&ws, &prepared.plan)),
+        Format::Text => write_text(
+            out,
+            &crate::render::plan_text(
+                &ws,
+                &prepared.plan,
+                &prepared.observed.state,
+                &prepared.versions,
+            ),
+        ),
+    }
+}
+
+fn build(
+    cli: &Cli,
+    scope: &Scope,
+    dry_run: bool,
+    threads: Option<usize>,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let ws = load(cli)?;
+    let options = plan_options(&ws, scope)?;
+    if dry_run {
+        return plan(cli, scope, format, out);
+    }
+    let path = ws.project.warehouse_path();
+    let engine = std::sync::Arc::new(crate::engine::duckdb::DuckDbEngine::open(
+        &path,
+        &warehouse_options(&ws),
+    )?);
+    crate::interrupt::watch(engine.clone());
+    let threads = threads
+        .or(ws.project.config.warehouse.threads)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let build_options = crate::build::BuildOptions {
+        plan: options,
+        dry_run: false,
+        threads,
+        quiet: format == Format::Json,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    let summary = crate::build::build(
+        &ws,
+        engine.as_ref(),
+        &build_options,
+        crate::interrupt::flag(),
+    )?;
+    match format {
+        Format::Json => write_json(out, &crate::render::build_json(&ws, &summary)),
+        Format::Text => write_text(out, &crate::render::build_text(&ws, &summary)),
+    }
+}
+
+/// Find and load the project the command line points at.
+pub fn load(cli: &Cli) -> Result<Workspace> {
+    let root = Project::find_root(cli.project.as_deref())?;
+    Ok(Workspace::load(&root, &cli.vars)?)
+}
+
+fn write_json(out: &mut dyn Write, value: &serde_json::Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).expect("JSON values serialise");
+    writeln!(out, "{text}").map_err(|e| Error::io("writing output", e))
+}
+
+fn write_text(out: &mut dyn Write, text: &str) -> Result<()> {
+    out.write_all(text.as_bytes())
+        .map_err(|e| Error::io("writing output", e))
+}
+
+fn check(cli: &Cli, format: Format, out: &mut dyn Write) -> Result<()> {
+    let ws = load(cli)?;
+    let warnings = Diagnostics(ws.warnings.clone());
+    let count = |pred: fn(&crate::graph::NodeKind) -> bool| {
+        ws.dag.nodes.iter().filter(|n| pred(&n.kind)).count()
+    };
+    let models = count(|k| k.is_model());
+    let sources = count(|k| *k == crate::graph::NodeKind::Source);
+    let seeds = count(|k| *k == crate::graph::NodeKind::Seed);
+    let fallback: Vec<&str> = ws
+        .models
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| matches!(a.parsed, crate::workspace::Parsed::DuckDb { .. }))
+        .map(|(i, _)| ws.project.models[i].name.as_str())
+        .collect();
+    match format {
+        Format::Json => {
+            let mut v = warnings.to_json();
+            v["ok"] = serde_json::json!(true);
+            v["project"] = serde_json::json!(ws.project.config.project.name);
+            v["models"] = serde_json::json!(models);
+            v["sources"] = serde_json::json!(sources);
+            v["seeds"] = serde_json::json!(seeds);
+            v["edges"] = serde_json::json!(ws.dag.edges().len());
+            v["lineage_unknown"] = serde_json::json!(fallback);
+            write_json(out, &v)
+        }
+        Format::Text => {
+            let mut text = warnings.render();
+            text.push_str(&format!(
+                "{}: {models} models, {sources} sources, {seeds} seeds, {} dependencies: ok\n",
+                ws.project.config.project.name,
+                ws.dag.edges().len()
+            ));
+            if !fallback.is_empty() {
+                text.push_str(&format!(
+                    "note: parsed by DuckDB only (column lineage unknown): {}\n",
+                    fallback.join(", ")
+                ));
+            }
+            write_text(out, &text)
+        }
+    }
+}
+
+fn selected(ws: &Workspace, selection: &Selection) -> Result<BTreeSet<NodeId>> {
+    Ok(select::select(
+        &ws.dag,
+        &ws.project,
+        &selection.select,
+        &selection.exclude,
+    )?)
+}
+
+fn dag(cli: &Cli, format: GraphFormat, selection: &Selection, out: &mut dyn Write) -> Result<()> {
+    let ws = load(cli)?;
+    let chosen = selected(&ws, selection)?;
+    let filter = (chosen.len() < ws.dag.len()).then_some(&chosen);
+    match format {
+        GraphFormat::Mermaid => write_text(out, &ws.dag.to_mermaid(filter)),
+        GraphFormat::Dot => write_text(out, &ws.dag.to_dot(filter)),
+        GraphFormat::Json => write_json(out, &ws.dag.to_json(filter)),
+    }
+}
+
+fn ls(cli: &Cli, selection: &Selection, format: Format, out: &mut dyn Write) -> Result<()> {
+    let ws = load(cli)?;
+    let chosen = selected(&ws, selection)?;
+    let rows: Vec<NodeId> = ws
+        .dag
+        .order
+        .iter()
+        .copied()
+        .filter(|i| chosen.contains(i))
+        .collect();
+    match format {
+        Format::Json => {
+            let items: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|&i| {
+                    let node = &ws.dag.nodes[i];
+                    let config = node.model.map(|m| &ws.project.models[m].config);
+                    serde_json::json!({
+                        "name": node.name,
+                        "kind": node.kind.as_str(),
+                        "file": display_path(&node.file),
+                        "tags": config.map(|c| c.tags.clone()).unwrap_or_default(),
+                        "product": config.is_some_and(|c| c.product),
+                        "depends_on": ws.dag.parents(i).iter().map(|&p| ws.dag.nodes[p].name.clone()).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            write_json(
+                out,
+                &serde_json::json!({ "schema_version": 1, "nodes": items }),
+            )
+        }
+        Format::Text => {
+            let width = rows
+                .iter()
+                .map(|&i| ws.dag.nodes[i].name.len())
+                .max()
+                .unwrap_or(0);
+            let mut text = String::new();
+            for &i in &rows {
+                let n = &ws.dag.nodes[i];
+                text.push_str(&format!(
+                    "{:width$}  {:11}  {}\n",
+                    n.name,
+                    n.kind.as_str(),
+                    display_path(&n.file)
+                ));
+            }
+            write_text(out, &text)
+        }
+    }
+}
+
+/// An argument error as a diagnostic (exit code 2).
+pub fn invalid_argument(message: impl Into<String>, help: impl Into<String>) -> Error {
+    Error::Input(
+        Diagnostic::error(Code::InvalidArgument, message)
+            .with_help(help)
+            .into(),
+    )
+}

@@ -1,0 +1,689 @@
+//! Typed configuration: `hubforge.toml` and the TOML header of each model.
+//!
+//! Every key a user may write is declared once here, next to the type it fills,
+//! with its role: whether it changes data (and so the logic fingerprint) or only
+//! metadata. Unknown keys are reported with the closest known key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::diagnostics::{Code, Diagnostic, Location, did_you_mean};
+use crate::interval::Unit;
+
+/// What a header key does when it changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRole {
+    /// Changes the data a model produces: part of the logic fingerprint.
+    Data,
+    /// Changes only how the model is described, checked or delivered: part of the
+    /// metadata fingerprint; never rebuilds data.
+    Metadata,
+    /// Changes which intervals exist (the model's history), handled by the planner
+    /// as missing or no longer wanted intervals, not as a change of logic.
+    Scope,
+}
+
+/// The keys of a model header, in the order they are documented.
+pub const MODEL_KEYS: &[(&str, KeyRole)] = &[
+    ("kind", KeyRole::Data),
+    ("time_column", KeyRole::Data),
+    ("unit", KeyRole::Data),
+    ("window", KeyRole::Data),
+    ("grain", KeyRole::Data),
+    ("batch", KeyRole::Metadata),
+    ("product", KeyRole::Metadata),
+    ("destinations", KeyRole::Metadata),
+    ("audits", KeyRole::Metadata),
+    ("tags", KeyRole::Metadata),
+    ("description", KeyRole::Metadata),
+    ("forward_only", KeyRole::Metadata),
+    ("start", KeyRole::Scope),
+];
+
+/// How a model is materialised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    View,
+    Table,
+    Incremental,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::View => "view",
+            Kind::Table => "table",
+            Kind::Incremental => "incremental",
+        }
+    }
+}
+
+/// A model's header, with defaults applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    pub kind: Kind,
+    pub time_column: Option<String>,
+    pub unit: Option<Unit>,
+    pub window: u32,
+    pub grain: Vec<String>,
+    pub batch: Option<u32>,
+    pub product: bool,
+    pub destinations: Vec<String>,
+    pub audits: Vec<String>,
+    pub tags: Vec<String>,
+    pub description: Option<String>,
+    pub forward_only: bool,
+    #[serde(deserialize_with = "de_opt_date", serialize_with = "ser_opt_date")]
+    pub start: Option<NaiveDate>,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            kind: Kind::Table,
+            time_column: None,
+            unit: None,
+            window: 1,
+            grain: Vec::new(),
+            batch: None,
+            product: false,
+            destinations: Vec::new(),
+            audits: Vec::new(),
+            tags: Vec::new(),
+            description: None,
+            forward_only: false,
+            start: None,
+        }
+    }
+}
+
+impl ModelConfig {
+    /// The header's effective values of every key with `role`, as JSON, keyed by
+    /// name. Fingerprints hash these, so an explicit default equals an omitted key.
+    pub fn values_with_role(&self, role: KeyRole) -> BTreeMap<&'static str, serde_json::Value> {
+        let all = serde_json::to_value(self).expect("model config serialises");
+        MODEL_KEYS
+            .iter()
+            .filter(|(_, r)| *r == role)
+            .map(|(k, _)| (*k, all.get(*k).cloned().unwrap_or(serde_json::Value::Null)))
+            .collect()
+    }
+
+    /// Default batch size in units when backfilling.
+    pub fn batch_size(&self) -> u32 {
+        self.batch.unwrap_or(match self.unit {
+            Some(Unit::Hour) => 24 * 7,
+            Some(Unit::Day) => 31,
+            Some(Unit::Week) => 13,
+            Some(Unit::Month) => 12,
+            Some(Unit::Year) => 1,
+            None => 1,
+        })
+    }
+}
+
+/// `hubforge.toml`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectConfig {
+    pub project: ProjectSection,
+    #[serde(default)]
+    pub warehouse: WarehouseSection,
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceConfig>,
+    #[serde(default)]
+    pub vars: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    pub destinations: Vec<DestinationConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectSection {
+    pub name: String,
+    #[serde(deserialize_with = "de_date")]
+    pub start: NaiveDate,
+    /// Exclusive end of history; by default the last complete unit before now.
+    #[serde(default, deserialize_with = "de_opt_date")]
+    pub end: Option<NaiveDate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WarehouseSection {
+    pub path: PathBuf,
+    pub threads: Option<usize>,
+    pub memory_limit: Option<String>,
+}
+
+impl Default for WarehouseSection {
+    fn default() -> Self {
+        WarehouseSection {
+            path: PathBuf::from("warehouse.duckdb"),
+            threads: None,
+            memory_limit: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// A file or glob relative to the project (CSV or Parquet).
+    pub path: Option<String>,
+    /// Or an existing table of the warehouse, e.g. `legacy.orders`.
+    pub table: Option<String>,
+    pub time_column: Option<String>,
+    /// Granularity at which late or repaired data is detected.
+    #[serde(default = "default_source_unit")]
+    pub unit: Unit,
+    pub format: Option<SourceFormat>,
+    pub description: Option<String>,
+}
+
+fn default_source_unit() -> Unit {
+    Unit::Day
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceFormat {
+    Csv,
+    Parquet,
+    Json,
+}
+
+impl SourceFormat {
+    /// The format a path's extension implies.
+    pub fn from_path(path: &str) -> Option<SourceFormat> {
+        let lower = path.to_lowercase();
+        if lower.ends_with(".csv") || lower.ends_with(".csv.gz") || lower.ends_with(".tsv") {
+            Some(SourceFormat::Csv)
+        } else if lower.ends_with(".parquet") {
+            Some(SourceFormat::Parquet)
+        } else if lower.ends_with(".json")
+            || lower.ends_with(".jsonl")
+            || lower.ends_with(".ndjson")
+        {
+            Some(SourceFormat::Json)
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationConfig {
+    pub name: String,
+    #[serde(default)]
+    pub products: Vec<String>,
+    #[serde(default = "default_destination_format")]
+    pub format: DestinationFormat,
+    pub path: Option<String>,
+    #[serde(default)]
+    pub paused: bool,
+    pub max_intervals_per_delivery: Option<u32>,
+}
+
+fn default_destination_format() -> DestinationFormat {
+    DestinationFormat::Parquet
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DestinationFormat {
+    Parquet,
+    Csv,
+    Duckdb,
+}
+
+/// The keys `hubforge.toml` accepts, for unknown-key reporting.
+const PROJECT_SCHEMA: Schema = Schema::Table(&[
+    (
+        "project",
+        Schema::Table(&[
+            ("name", Schema::Leaf),
+            ("start", Schema::Leaf),
+            ("end", Schema::Leaf),
+        ]),
+    ),
+    (
+        "warehouse",
+        Schema::Table(&[
+            ("path", Schema::Leaf),
+            ("threads", Schema::Leaf),
+            ("memory_limit", Schema::Leaf),
+        ]),
+    ),
+    (
+        "sources",
+        Schema::MapOf(&Schema::Table(&[
+            ("path", Schema::Leaf),
+            ("table", Schema::Leaf),
+            ("time_column", Schema::Leaf),
+            ("unit", Schema::Leaf),
+            ("format", Schema::Leaf),
+            ("description", Schema::Leaf),
+        ])),
+    ),
+    ("vars", Schema::Any),
+    (
+        "destinations",
+        Schema::ArrayOf(&Schema::Table(&[
+            ("name", Schema::Leaf),
+            ("products", Schema::Leaf),
+            ("format", Schema::Leaf),
+            ("path", Schema::Leaf),
+            ("paused", Schema::Leaf),
+            ("max_intervals_per_delivery", Schema::Leaf),
+        ])),
+    ),
+]);
+
+/// The shape of accepted keys.
+enum Schema {
+    Table(&'static [(&'static str, Schema)]),
+    /// A model header: the keys of [`MODEL_KEYS`], all plain values.
+    ModelHeader,
+    MapOf(&'static Schema),
+    ArrayOf(&'static Schema),
+    Leaf,
+    Any,
+}
+
+/// A TOML document's text, where it sits inside a file, and the file's name, so
+/// that errors point at the right line of the file.
+pub struct TomlSource<'a> {
+    pub file: &'a Path,
+    /// The whole file's text.
+    pub file_text: &'a str,
+    /// Byte offset of the TOML inside the file (non-zero for model headers).
+    pub offset: usize,
+    pub toml: &'a str,
+}
+
+impl TomlSource<'_> {
+    fn location(&self, span: std::ops::Range<usize>) -> Location {
+        let width = self.toml[span.clone()]
+            .lines()
+            .next()
+            .map_or(1, |l| l.chars().count());
+        Location::at_offset(self.file, self.file_text, self.offset + span.start, width)
+    }
+}
+
+/// Parse `hubforge.toml`.
+pub fn parse_project_config(src: &TomlSource) -> Result<ProjectConfig, Vec<Diagnostic>> {
+    let config: ProjectConfig = parse_checked(
+        src,
+        &PROJECT_SCHEMA,
+        Code::ConfigSyntax,
+        Code::ConfigUnknownKey,
+        Code::ConfigInvalid,
+    )?;
+    let mut problems = Vec::new();
+    for (name, source) in &config.sources {
+        let what = match (&source.path, &source.table) {
+            (Some(_), Some(_)) => Some("has both `path` and `table`; give one"),
+            (None, None) => Some("needs `path` (a file or glob) or `table` (an existing table)"),
+            _ => None,
+        };
+        if let Some(what) = what {
+            problems.push(
+                Diagnostic::error(Code::ConfigInvalid, format!("source `{name}` {what}"))
+                    .at(section_location(src, &format!("sources.{name}")))
+                    .with_help(
+                        "for example: path = \"data/orders/*.csv\" or table = \"legacy.orders\"",
+                    ),
+            );
+        }
+        if let (Some(path), None) = (&source.path, source.format)
+            && SourceFormat::from_path(path).is_none()
+        {
+            problems.push(
+                Diagnostic::error(
+                    Code::ConfigInvalid,
+                    format!("cannot tell the format of source `{name}` from its path `{path}`"),
+                )
+                .at(section_location(src, &format!("sources.{name}")))
+                .with_help("add format = \"csv\", \"parquet\" or \"json\""),
+            );
+        }
+    }
+    let mut seen = BTreeMap::new();
+    for d in &config.destinations {
+        if seen.insert(d.name.clone(), ()).is_some() {
+            problems.push(
+                Diagnostic::error(
+                    Code::ConfigInvalid,
+                    format!("destination `{}` is declared twice", d.name),
+                )
+                .at(Location::file(src.file))
+                .with_help("give each [[destinations]] entry a unique name"),
+            );
+        }
+    }
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Parse a model's header TOML and check its combination of keys.
+pub fn parse_model_config(src: &TomlSource) -> Result<ModelConfig, Vec<Diagnostic>> {
+    let config: ModelConfig = parse_checked(
+        src,
+        &Schema::ModelHeader,
+        Code::HeaderSyntax,
+        Code::HeaderUnknownKey,
+        Code::HeaderInvalid,
+    )?;
+    let mut problems = Vec::new();
+    let key_loc = |key: &str| key_location(src, key).unwrap_or_else(|| Location::file(src.file));
+    if config.kind == Kind::Incremental {
+        for (key, missing) in [
+            ("time_column", config.time_column.is_none()),
+            ("unit", config.unit.is_none()),
+        ] {
+            if missing {
+                problems.push(
+                    Diagnostic::error(Code::HeaderInvalid, format!("an incremental model needs `{key}`"))
+                        .at(key_location(src, "kind").unwrap_or_else(|| Location::file(src.file)))
+                        .with_help(match key {
+                            "time_column" => "add time_column = \"<the DATE or TIMESTAMP column the model is partitioned by>\"",
+                            _ => "add unit = \"day\" (or hour, week, month, year)",
+                        }),
+                );
+            }
+        }
+    } else {
+        let only_incremental = [
+            ("unit", config.unit.is_some()),
+            ("window", config.window != 1),
+            ("batch", config.batch.is_some()),
+            ("forward_only", config.forward_only),
+        ];
+        for (key, set) in only_incremental {
+            if set && key_location(src, key).is_some() {
+                problems.push(
+                    Diagnostic::error(
+                        Code::HeaderInvalid,
+                        format!(
+                            "`{key}` only applies to incremental models, but kind is \"{}\"",
+                            config.kind.as_str()
+                        ),
+                    )
+                    .at(key_loc(key))
+                    .with_help(format!("remove `{key}` or set kind = \"incremental\"")),
+                );
+            }
+        }
+    }
+    for (key, value) in [("window", Some(config.window)), ("batch", config.batch)] {
+        if value == Some(0) {
+            problems.push(
+                Diagnostic::error(Code::HeaderInvalid, format!("`{key}` must be at least 1"))
+                    .at(key_loc(key)),
+            );
+        }
+    }
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Parse TOML text into `T`, reporting syntax errors, unknown keys (with a
+/// suggestion) and invalid values, each at its line in the file.
+fn parse_checked<T: serde::de::DeserializeOwned>(
+    src: &TomlSource,
+    schema: &Schema,
+    syntax: Code,
+    unknown: Code,
+    invalid: Code,
+) -> Result<T, Vec<Diagnostic>> {
+    let doc = match toml::de::DeTable::parse(src.toml) {
+        Ok(doc) => doc,
+        Err(e) => return Err(vec![toml_error(src, &e, syntax)]),
+    };
+    let mut problems = Vec::new();
+    check_keys(src, doc.get_ref(), schema, "", unknown, &mut problems);
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    toml::from_str::<T>(src.toml).map_err(|e| vec![toml_error(src, &e, invalid)])
+}
+
+fn toml_error(src: &TomlSource, e: &toml::de::Error, code: Code) -> Diagnostic {
+    let message = e.message().trim().to_string();
+    let help = match code {
+        Code::HeaderSyntax => {
+            "the model header (between `/* @hubforge` and `*/`) is TOML: key = value, strings in double quotes"
+        }
+        Code::HeaderInvalid => "header keys: kind, time_column, unit, window, grain, batch, product, destinations, audits, tags, description, forward_only, start",
+        Code::ConfigSyntax => "hubforge.toml is TOML: [sections], key = value, strings in double quotes",
+        _ => "hubforge.toml sections: [project], [warehouse], [sources.NAME], [vars], [[destinations]]",
+    };
+    let d = Diagnostic::error(code, message).with_help(help);
+    match e.span() {
+        Some(span) => d.at(src.location(span)),
+        None => d.at(Location::file(src.file)),
+    }
+}
+
+fn check_keys(
+    src: &TomlSource,
+    table: &toml::de::DeTable,
+    schema: &Schema,
+    path: &str,
+    code: Code,
+    problems: &mut Vec<Diagnostic>,
+) {
+    let known: Vec<(&str, &Schema)> = match schema {
+        Schema::Table(keys) => keys.iter().map(|(k, s)| (*k, s)).collect(),
+        Schema::ModelHeader => MODEL_KEYS
+            .iter()
+            .map(|(k, _)| (*k, &Schema::Leaf))
+            .collect(),
+        _ => return,
+    };
+    for (key, value) in table.iter() {
+        let name: &str = key.get_ref();
+        let full = if path.is_empty() {
+            name.to_string()
+        } else {
+            format!("{path}.{name}")
+        };
+        match known.iter().find(|(k, _)| *k == name) {
+            None => {
+                let names = known.iter().map(|(k, _)| *k);
+                let help = match did_you_mean(name, names.clone()) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("known keys here: {}", names.collect::<Vec<_>>().join(", ")),
+                };
+                problems.push(
+                    Diagnostic::error(code, format!("unknown key `{full}`"))
+                        .at(src.location(key.span()))
+                        .with_help(help),
+                );
+            }
+            Some((_, inner)) => check_value(src, value.get_ref(), inner, &full, code, problems),
+        }
+    }
+}
+
+fn check_value(
+    src: &TomlSource,
+    value: &toml::de::DeValue,
+    schema: &Schema,
+    path: &str,
+    code: Code,
+    problems: &mut Vec<Diagnostic>,
+) {
+    use toml::de::DeValue;
+    match (schema, value) {
+        (Schema::Table(_) | Schema::ModelHeader, DeValue::Table(t)) => {
+            check_keys(src, t, schema, path, code, problems)
+        }
+        (Schema::MapOf(inner), DeValue::Table(t)) => {
+            for (k, v) in t.iter() {
+                check_value(
+                    src,
+                    v.get_ref(),
+                    inner,
+                    &format!("{path}.{}", k.get_ref()),
+                    code,
+                    problems,
+                );
+            }
+        }
+        (Schema::ArrayOf(inner), DeValue::Array(items)) => {
+            for item in items.iter() {
+                check_value(src, item.get_ref(), inner, path, code, problems);
+            }
+        }
+        // Type mismatches are reported by the typed parse that follows.
+        _ => {}
+    }
+}
+
+/// The location of `key = ...` at the top level of a TOML document.
+pub fn key_location(src: &TomlSource, key: &str) -> Option<Location> {
+    let doc = toml::de::DeTable::parse(src.toml).ok()?;
+    let (k, _) = doc.get_ref().iter().find(|(k, _)| k.get_ref() == key)?;
+    Some(src.location(k.span()))
+}
+
+/// The location of a `[a.b]` section header (or the file when absent).
+fn section_location(src: &TomlSource, section: &str) -> Location {
+    let mut offset = 0;
+    for line in src.toml.split_inclusive('\n') {
+        let t = line.trim();
+        if t.starts_with('[') && t.trim_matches(|c| c == '[' || c == ']').trim() == section {
+            let start = offset + (line.len() - line.trim_start().len());
+            return Location::at_offset(
+                src.file,
+                src.file_text,
+                src.offset + start,
+                t.chars().count(),
+            );
+        }
+        offset += line.len();
+    }
+    Location::file(src.file)
+}
+
+/// Dates may be written as TOML dates (`2024-01-01`) or strings (`"2024-01-01"`).
+fn de_date<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveDate, D::Error> {
+    let value = toml::Value::deserialize(d)?;
+    date_from_toml(&value).map_err(serde::de::Error::custom)
+}
+
+fn de_opt_date<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveDate>, D::Error> {
+    de_date(d).map(Some)
+}
+
+fn ser_opt_date<S: serde::Serializer>(v: &Option<NaiveDate>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(d) => s.serialize_str(&d.to_string()),
+        None => s.serialize_none(),
+    }
+}
+
+fn date_from_toml(value: &toml::Value) -> Result<NaiveDate, String> {
+    let text = match value {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Datetime(dt) => dt.to_string(),
+        other => {
+            return Err(format!(
+                "expected a date like \"2024-01-01\", found {}",
+                other.type_str()
+            ));
+        }
+    };
+    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+        .map_err(|_| format!("expected a date like \"2024-01-01\", found \"{text}\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src(text: &str) -> TomlSource<'_> {
+        TomlSource {
+            file: Path::new("hubforge.toml"),
+            file_text: text,
+            offset: 0,
+            toml: text,
+        }
+    }
+
+    #[test]
+    fn every_model_config_field_has_a_declared_role() {
+        let json = serde_json::to_value(ModelConfig::default()).unwrap();
+        let fields: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        for f in &fields {
+            assert!(
+                MODEL_KEYS.iter().any(|(k, _)| k == f),
+                "`{f}` has no role in MODEL_KEYS"
+            );
+        }
+        assert_eq!(fields.len(), MODEL_KEYS.len());
+    }
+
+    #[test]
+    fn unknown_project_key_suggests_the_closest() {
+        let text =
+            "[project]\nname = \"x\"\nstart = \"2024-01-01\"\n\n[warehouse]\npaht = \"w.duckdb\"\n";
+        let errs = parse_project_config(&src(text)).unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].message, "unknown key `warehouse.paht`");
+        assert_eq!(errs[0].help.as_deref(), Some("did you mean `path`?"));
+        assert_eq!(errs[0].location.as_ref().unwrap().line, 6);
+    }
+
+    #[test]
+    fn dates_as_strings_or_toml_dates() {
+        let a =
+            parse_project_config(&src("[project]\nname = \"x\"\nstart = 2024-01-01\n")).unwrap();
+        let b = parse_project_config(&src("[project]\nname = \"x\"\nstart = \"2024-01-01\"\n"))
+            .unwrap();
+        assert_eq!(a.project.start, b.project.start);
+    }
+
+    #[test]
+    fn incremental_model_needs_time_column_and_unit() {
+        let errs = parse_model_config(&src("kind = \"incremental\"\n")).unwrap_err();
+        let messages: Vec<_> = errs.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "an incremental model needs `time_column`",
+                "an incremental model needs `unit`"
+            ]
+        );
+    }
+
+    #[test]
+    fn explicit_default_and_omitted_key_have_the_same_data_values() {
+        let a = parse_model_config(&src("kind = \"table\"\n")).unwrap();
+        let b = parse_model_config(&src("kind = \"table\"\ngrain = []\n")).unwrap();
+        assert_eq!(
+            a.values_with_role(KeyRole::Data),
+            b.values_with_role(KeyRole::Data)
+        );
+    }
+}

@@ -1,0 +1,91 @@
+//! The engine interface: all SQL hubforge runs goes through it, so that another
+//! engine can be added behind the same interface. Embedded DuckDB is the
+//! implementation.
+
+pub mod duckdb;
+
+use crate::error::Result;
+
+/// A value read back from the engine. Queries cast anything else (dates,
+/// decimals, huge integers) to text.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl Value {
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(*i),
+            Value::Float(f) => Some(*f as i64),
+            Value::Text(s) => s.parse().ok(),
+            Value::Bool(b) => Some(*b as i64),
+            Value::Null => None,
+        }
+    }
+
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Int(i) => Some(*i as f64),
+            Value::Float(f) => Some(*f),
+            Value::Text(s) => s.parse().ok(),
+            Value::Bool(b) => Some(*b as i64 as f64),
+            Value::Null => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Text(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Text form of any non-null value.
+    pub fn to_text(&self) -> Option<String> {
+        match self {
+            Value::Null => None,
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Int(i) => Some(i.to_string()),
+            Value::Float(f) => Some(f.to_string()),
+            Value::Text(s) => Some(s.clone()),
+        }
+    }
+}
+
+/// The result of a query.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rows {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+/// A database engine holding the warehouse.
+pub trait Engine: Send + Sync {
+    /// A new session for one thread of work; sessions see each other's commits.
+    fn session(&self) -> Result<Box<dyn Session>>;
+    /// Stop every statement running in any session (Ctrl-C).
+    fn interrupt(&self);
+}
+
+/// One connection to the engine.
+pub trait Session: Send {
+    /// Run one or more statements.
+    fn execute(&self, sql: &str) -> Result<()>;
+    /// Run a query and read back all rows.
+    fn query(&self, sql: &str) -> Result<Rows>;
+}
+
+/// A SQL string literal.
+pub fn quote_str(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// A SQL identifier, always quoted.
+pub fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}

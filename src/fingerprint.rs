@@ -1,0 +1,310 @@
+//! Fingerprints and model versions.
+//!
+//! A model's *logic fingerprint* is blake3 over its canonical form — the parsed
+//! and re-printed SQL, the header keys that change data, the macros and vars it
+//! uses — combined with the sorted logic fingerprints of its parents. The
+//! *metadata fingerprint* covers the header keys that never change data. A
+//! [`ModelVersion`] records both with the model's column lineage, so that a later
+//! version can be compared with the one an interval was built with.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{KeyRole, SourceConfig};
+use crate::graph::{NodeId, NodeKind};
+use crate::sql::{self, SchemaProvider, TableRef};
+use crate::workspace::{Parsed, Workspace};
+
+/// One version of a node's logic, as stored in state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelVersion {
+    pub name: String,
+    /// `view`, `table`, `incremental`, `source` or `seed`.
+    pub kind: String,
+    /// Logic fingerprint including the parents' fingerprints.
+    pub fingerprint: String,
+    /// Logic fingerprint of this node alone.
+    pub own: String,
+    pub metadata: String,
+    /// The data-changing header values (JSON), for explaining header changes.
+    pub data_header: BTreeMap<String, serde_json::Value>,
+    /// Parent name (lowercase) → the parent's logic fingerprint.
+    pub parents: BTreeMap<String, String>,
+    pub columns: Vec<ColumnVersion>,
+    pub row_hash: String,
+    pub row_inputs: BTreeSet<(String, String)>,
+    pub row_clauses: BTreeSet<String>,
+    /// Why column lineage is unknown, when it is.
+    pub lineage_unknown: Option<String>,
+    /// The canonical SQL (empty for sources and seeds), for diffs.
+    pub sql: String,
+    pub forward_only: bool,
+}
+
+/// One output column: the hash of its definition and the upstream columns it reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColumnVersion {
+    pub name: String,
+    pub hash: String,
+    pub inputs: BTreeSet<(String, String)>,
+}
+
+impl ModelVersion {
+    pub fn column(&self, name: &str) -> Option<&ColumnVersion> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    pub fn column_names(&self) -> Vec<String> {
+        self.columns.iter().map(|c| c.name.clone()).collect()
+    }
+}
+
+/// The logic fingerprint: a node's own fingerprint with its parents' (sorted by name).
+fn combine(own: &str, parents: &BTreeMap<String, String>) -> String {
+    let mut parts = vec![own];
+    for (name, fp) in parents {
+        parts.push(name);
+        parts.push(fp);
+    }
+    hash_parts("hubforge-logic-v1", parts)
+}
+
+impl ModelVersion {
+    /// This version as built on top of other parent versions (a parent whose
+    /// data is still under an older fingerprint): same logic, other fingerprint.
+    pub fn with_parents(&self, parents: BTreeMap<String, String>) -> ModelVersion {
+        ModelVersion {
+            fingerprint: combine(&self.own, &parents),
+            parents,
+            ..self.clone()
+        }
+    }
+}
+
+fn hex(hasher: &blake3::Hasher) -> String {
+    hasher.finalize().to_hex().to_string()
+}
+
+/// Feed `parts` into a hasher with separators, so that ("ab","c") ≠ ("a","bc").
+fn hash_parts<'a>(domain: &str, parts: impl IntoIterator<Item = &'a str>) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(domain.as_bytes());
+    for p in parts {
+        h.update(&(p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    hex(&h)
+}
+
+/// Schemas of sources and seeds (lowercase name → lowercase columns), read from
+/// the warehouse or from state; models' schemas come from their own lineage.
+pub type KnownSchemas = BTreeMap<String, Vec<String>>;
+
+/// Compute the current version of every node of the workspace, in topological
+/// order, indexed by node id.
+pub fn versions(ws: &Workspace, schemas: &KnownSchemas) -> Vec<ModelVersion> {
+    let mut out: Vec<Option<ModelVersion>> = vec![None; ws.dag.len()];
+    for &id in &ws.dag.order {
+        let v = node_version(ws, id, schemas, &out);
+        out[id] = Some(v);
+    }
+    out.into_iter()
+        .map(|v| v.expect("every node visited"))
+        .collect()
+}
+
+fn node_version(
+    ws: &Workspace,
+    id: NodeId,
+    schemas: &KnownSchemas,
+    done: &[Option<ModelVersion>],
+) -> ModelVersion {
+    let node = &ws.dag.nodes[id];
+    let key = node.name.to_lowercase();
+    let parents: BTreeMap<String, String> = ws
+        .dag
+        .parents(id)
+        .into_iter()
+        .map(|p| {
+            let v = done[p]
+                .as_ref()
+                .expect("parents come first in topological order");
+            (ws.dag.nodes[p].name.to_lowercase(), v.fingerprint.clone())
+        })
+        .collect();
+    let combine = |own: &str| combine(own, &parents);
+    let plain = |own: String,
+                 data_header: BTreeMap<String, serde_json::Value>,
+                 columns: Vec<String>| ModelVersion {
+        name: node.name.clone(),
+        kind: node.kind.as_str().to_string(),
+        fingerprint: combine(&own),
+        own,
+        metadata: String::new(),
+        data_header,
+        parents: parents.clone(),
+        columns: columns
+            .into_iter()
+            .map(|c| ColumnVersion {
+                hash: hash_parts("hubforge-column-v1", [key.as_str(), c.as_str()]),
+                inputs: BTreeSet::new(),
+                name: c,
+            })
+            .collect(),
+        row_hash: String::new(),
+        row_inputs: BTreeSet::new(),
+        row_clauses: BTreeSet::new(),
+        lineage_unknown: None,
+        sql: String::new(),
+        forward_only: false,
+    };
+    match node.kind {
+        NodeKind::Source => {
+            let config = &ws.project.config.sources[&node.name];
+            let header = source_header(config);
+            let json = serde_json::to_string(&header).expect("json");
+            plain(
+                hash_parts("hubforge-source-v1", [key.as_str(), json.as_str()]),
+                header,
+                schemas.get(&key).cloned().unwrap_or_default(),
+            )
+        }
+        NodeKind::Seed => plain(
+            hash_parts("hubforge-seed-v1", [key.as_str()]),
+            BTreeMap::new(),
+            schemas.get(&key).cloned().unwrap_or_default(),
+        ),
+        NodeKind::Model(_) => {
+            let m = node.model.expect("model node");
+            model_version(ws, m, parents.clone(), &combine, schemas, done)
+        }
+    }
+}
+
+fn source_header(config: &SourceConfig) -> BTreeMap<String, serde_json::Value> {
+    let mut h = BTreeMap::new();
+    h.insert("path".to_string(), serde_json::json!(config.path));
+    h.insert("table".to_string(), serde_json::json!(config.table));
+    h.insert(
+        "time_column".to_string(),
+        serde_json::json!(config.time_column),
+    );
+    h.insert("format".to_string(), serde_json::json!(config.format));
+    h
+}
+
+fn model_version(
+    ws: &Workspace,
+    m: usize,
+    parents: BTreeMap<String, String>,
+    combine: &dyn Fn(&str) -> String,
+    schemas: &KnownSchemas,
+    done: &[Option<ModelVersion>],
+) -> ModelVersion {
+    let file = &ws.project.models[m];
+    let analysis = &ws.models[m];
+    let config = &file.config;
+    let data_header: BTreeMap<String, serde_json::Value> = config
+        .values_with_role(KeyRole::Data)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    let canonical = analysis.canonical();
+    let header_json = serde_json::to_string(&data_header).expect("json");
+    let mut parts = vec![canonical.clone(), header_json];
+    for name in &analysis.usage.macros {
+        parts.push(format!("macro:{name}"));
+        parts.push(
+            ws.templates
+                .macro_def(name)
+                .map(|d| d.source.clone())
+                .unwrap_or_default(),
+        );
+    }
+    for name in &analysis.usage.vars {
+        parts.push(format!("var:{name}"));
+        parts.push(
+            ws.templates
+                .var_value(name)
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
+        );
+    }
+    let own = hash_parts("hubforge-own-v1", parts.iter().map(String::as_str));
+    let metadata_json =
+        serde_json::to_string(&config.values_with_role(KeyRole::Metadata)).expect("json");
+    let metadata = hash_parts("hubforge-metadata-v1", [metadata_json.as_str()]);
+
+    let (columns, row_hash, row_inputs, row_clauses, lineage_unknown) = match &analysis.parsed {
+        Parsed::Sql(query) => {
+            let provider = Provider { ws, schemas, done };
+            let lineage = query.lineage(&provider);
+            let pair = |c: &sql::ColumnRef| (c.table.clone(), c.column.clone());
+            (
+                lineage
+                    .columns
+                    .iter()
+                    .map(|c| ColumnVersion {
+                        name: c.name.clone(),
+                        hash: c.hash.clone(),
+                        inputs: c.inputs.iter().map(pair).collect(),
+                    })
+                    .collect(),
+                lineage.row_hash.clone(),
+                lineage.row_inputs.iter().map(pair).collect(),
+                lineage.row_clauses.clone(),
+                lineage.unknown.clone(),
+            )
+        }
+        Parsed::DuckDb { reason, .. } => (
+            Vec::new(),
+            String::new(),
+            BTreeSet::new(),
+            BTreeSet::new(),
+            Some(reason.clone()),
+        ),
+    };
+    ModelVersion {
+        name: file.name.clone(),
+        kind: config.kind.as_str().to_string(),
+        fingerprint: combine(&own),
+        own,
+        metadata,
+        data_header,
+        parents,
+        columns,
+        row_hash,
+        row_inputs,
+        row_clauses,
+        lineage_unknown,
+        sql: match &analysis.parsed {
+            Parsed::Sql(query) => query.pretty(),
+            Parsed::DuckDb { .. } => analysis.rendered.clone(),
+        },
+        forward_only: config.forward_only,
+    }
+}
+
+/// Resolves table references for lineage: models from their versions computed
+/// earlier in topological order, sources and seeds from known schemas.
+struct Provider<'a> {
+    ws: &'a Workspace,
+    schemas: &'a KnownSchemas,
+    done: &'a [Option<ModelVersion>],
+}
+
+impl SchemaProvider for Provider<'_> {
+    fn resolve(&self, table: &TableRef) -> Option<(String, Option<Vec<String>>)> {
+        let id = self.ws.resolve(table)?;
+        let key = self.ws.dag.nodes[id].name.to_lowercase();
+        let columns = match self.ws.dag.nodes[id].kind {
+            NodeKind::Model(_) => self.done[id]
+                .as_ref()
+                .filter(|v| v.lineage_unknown.is_none() && !v.columns.is_empty())
+                .map(ModelVersion::column_names),
+            _ => self.schemas.get(&key).cloned(),
+        };
+        Some((key, columns))
+    }
+}

@@ -1,0 +1,93 @@
+//! Observing the world before planning: state from the warehouse, snapshots of
+//! every source and seed as they are now, and their schemas. The only reads a
+//! plan needs beyond the project's files.
+
+use std::collections::BTreeMap;
+
+use crate::engine::Session;
+use crate::error::Result;
+use crate::fingerprint::KnownSchemas;
+use crate::graph::NodeKind;
+use crate::sources::{self, Ingest};
+use crate::state::{self, SourceSnapshot, State};
+use crate::workspace::Workspace;
+
+/// What planning reads besides the project.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub state: State,
+    /// Source or seed (lowercase) → snapshot now.
+    pub sources: BTreeMap<String, SourceSnapshot>,
+    /// Source or seed (lowercase) → columns now.
+    pub schemas: KnownSchemas,
+    /// Source (lowercase) → the relation its rows are read from, when ingested.
+    pub relations: BTreeMap<String, String>,
+}
+
+/// Read state once and snapshot every source and seed. Files that did not
+/// change since the snapshot in state are not read again. With
+/// [`Ingest::Warehouse`] every file source is also copied into the warehouse
+/// (once per version of its files) for the build to read.
+pub fn observe(s: &dyn Session, ws: &Workspace, mode: Ingest) -> Result<Observed> {
+    let state = state::read(s)?;
+    let mut out = Observed {
+        state,
+        ..Observed::default()
+    };
+    for node in &ws.dag.nodes {
+        let key = node.name.to_lowercase();
+        let previous = out.state.sources.get(&key);
+        let (files, config) = match node.kind {
+            NodeKind::Source => {
+                let config = &ws.project.config.sources[&node.name];
+                (sources::source_files(&ws.project, config), Some(config))
+            }
+            NodeKind::Seed => {
+                let seed = ws
+                    .project
+                    .seeds
+                    .iter()
+                    .find(|x| x.name == node.name)
+                    .expect("seed node");
+                let snap = sources::seed_snapshot(&ws.project, seed)?;
+                let columns = match (previous, out.state.schemas.get(&key)) {
+                    (Some(p), Some(cols)) if p.whole == snap.whole => cols.clone(),
+                    _ => sources::describe(s, &sources::seed_relation(&ws.project.root, seed))?,
+                };
+                out.schemas.insert(key.clone(), columns);
+                out.sources.insert(key, snap);
+                continue;
+            }
+            NodeKind::Model(_) => continue,
+        };
+        let config = config.expect("source config");
+        let known = previous
+            .filter(|p| !files.is_empty() && p.files == files)
+            .zip(out.state.schemas.get(&key));
+        let relation = match (mode, known) {
+            (Ingest::Temp, Some(_)) => None,
+            _ => Some(sources::ingest(
+                s,
+                &ws.project,
+                &node.name,
+                config,
+                &files,
+                mode,
+            )?),
+        };
+        let (snapshot, columns) = match (known, &relation) {
+            (Some((prev, cols)), _) => (prev.clone(), cols.clone()),
+            (None, Some(rel)) => (
+                sources::snapshot(s, &node.name, config, rel, files)?,
+                sources::describe(s, rel)?,
+            ),
+            (None, None) => unreachable!("sources not known from state are read"),
+        };
+        if let Some(rel) = relation {
+            out.relations.insert(key.clone(), rel);
+        }
+        out.schemas.insert(key.clone(), columns);
+        out.sources.insert(key, snapshot);
+    }
+    Ok(out)
+}

@@ -1,0 +1,608 @@
+//! The state store: what hubforge knows about the warehouse, kept in the
+//! warehouse itself (schema `_hubforge`) so that data and the record of it
+//! commit in the same transaction.
+//!
+//! State is read once per command into a [`State`] value; writes are SQL
+//! statements that the build runs inside its publish transaction.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDateTime;
+
+use crate::engine::{Session, Value, quote_str};
+use crate::error::{Error, Result};
+use crate::fingerprint::ModelVersion;
+use crate::interval::{Interval, IntervalSet, format_point, parse_point};
+
+pub const SCHEMA: &str = "_hubforge";
+/// The state schema this hubforge reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Migrations, in order: entry `i` takes state from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 0 → 1: the initial layout.
+    r#"
+    CREATE SCHEMA IF NOT EXISTS _hubforge;
+    CREATE TABLE _hubforge.meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
+    CREATE TABLE _hubforge.model_versions (
+        model VARCHAR NOT NULL, fingerprint VARCHAR NOT NULL, own VARCHAR NOT NULL,
+        metadata VARCHAR NOT NULL, version VARCHAR NOT NULL, run_id VARCHAR NOT NULL,
+        PRIMARY KEY (model, fingerprint));
+    CREATE TABLE _hubforge.models (
+        model VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, fingerprint VARCHAR NOT NULL,
+        metadata VARCHAR NOT NULL, columns VARCHAR NOT NULL, run_id VARCHAR NOT NULL);
+    CREATE TABLE _hubforge.intervals (
+        model VARCHAR NOT NULL, start_ts TIMESTAMP NOT NULL, end_ts TIMESTAMP NOT NULL,
+        fingerprint VARCHAR NOT NULL, built_fingerprint VARCHAR NOT NULL,
+        run_id VARCHAR NOT NULL, row_count BIGINT NOT NULL, checksum VARCHAR NOT NULL);
+    CREATE TABLE _hubforge.source_snapshots (
+        source VARCHAR NOT NULL, start_ts TIMESTAMP, end_ts TIMESTAMP,
+        row_count BIGINT NOT NULL, content_hash VARCHAR NOT NULL, run_id VARCHAR NOT NULL);
+    CREATE TABLE _hubforge.source_files (
+        source VARCHAR NOT NULL, path VARCHAR NOT NULL, size BIGINT NOT NULL,
+        modified_ns BIGINT NOT NULL, run_id VARCHAR NOT NULL);
+    CREATE TABLE _hubforge.schemas (node VARCHAR PRIMARY KEY, columns VARCHAR NOT NULL);
+    CREATE TABLE _hubforge.runs (
+        run_id VARCHAR PRIMARY KEY, seq BIGINT NOT NULL, started_at TIMESTAMP NOT NULL,
+        finished_at TIMESTAMP NOT NULL, status VARCHAR NOT NULL, command VARCHAR NOT NULL,
+        user_name VARCHAR NOT NULL, plan VARCHAR NOT NULL, summary VARCHAR NOT NULL);
+    CREATE TABLE _hubforge.pending (
+        model VARCHAR NOT NULL, start_ts TIMESTAMP NOT NULL, end_ts TIMESTAMP NOT NULL,
+        reason VARCHAR NOT NULL, change VARCHAR NOT NULL, run_id VARCHAR NOT NULL);
+    CREATE TABLE _hubforge.decisions (
+        run_id VARCHAR NOT NULL, model VARCHAR NOT NULL, start_ts TIMESTAMP, end_ts TIMESTAMP,
+        action VARCHAR NOT NULL, fingerprint VARCHAR NOT NULL, user_name VARCHAR NOT NULL,
+        decided_at TIMESTAMP NOT NULL, note VARCHAR NOT NULL);
+    CREATE TABLE _hubforge.fulfillment (
+        run_id VARCHAR NOT NULL, product VARCHAR NOT NULL, destination VARCHAR NOT NULL,
+        action VARCHAR NOT NULL, reason VARCHAR NOT NULL, intervals VARCHAR NOT NULL,
+        status VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL, released_at TIMESTAMP);
+    "#,
+];
+
+/// One built interval of a model (for tables and views: the whole model).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntervalRecord {
+    pub interval: Interval,
+    /// The logic fingerprint the data is current under.
+    pub fingerprint: String,
+    /// The fingerprint it was actually built with (differs after a change that
+    /// did not reach this model, or an explicit decision to keep it).
+    pub built_fingerprint: String,
+    pub run_id: String,
+    pub rows: i64,
+    pub checksum: String,
+}
+
+/// The published record of a model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedModel {
+    pub kind: String,
+    pub fingerprint: String,
+    pub metadata: String,
+    pub columns: Vec<String>,
+    pub run_id: String,
+}
+
+/// What was read from a source when it was last built from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceSnapshot {
+    /// Per unit interval (sources with a time column): rows and content hash.
+    pub units: BTreeMap<Interval, (i64, String)>,
+    /// The whole source (no time column, seeds).
+    pub whole: Option<(i64, String)>,
+    pub files: Vec<FileSignature>,
+}
+
+/// A source file's size and modification time, to skip rescans of unchanged files.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FileSignature {
+    pub path: String,
+    pub size: i64,
+    pub modified_ns: i64,
+}
+
+/// Work left stale by a run whose reason would otherwise be forgotten (late
+/// source data or a restatement reaching models outside its scope).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRecord {
+    pub interval: Interval,
+    pub change: String,
+    pub reason: String,
+    pub run_id: String,
+}
+
+/// A finished run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub seq: i64,
+    pub started_at: String,
+    pub status: String,
+}
+
+/// Everything state holds, read at once.
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    /// `None` when the warehouse has no state yet.
+    pub schema_version: Option<u32>,
+    /// (model lowercase, fingerprint) → version.
+    pub versions: BTreeMap<(String, String), ModelVersion>,
+    /// Model lowercase → its published record.
+    pub models: BTreeMap<String, PublishedModel>,
+    /// Model lowercase → built intervals, sorted.
+    pub intervals: BTreeMap<String, Vec<IntervalRecord>>,
+    pub sources: BTreeMap<String, SourceSnapshot>,
+    /// Node lowercase → columns, for sources and seeds.
+    pub schemas: BTreeMap<String, Vec<String>>,
+    pub pending: BTreeMap<String, Vec<PendingRecord>>,
+    pub last_run: Option<RunRecord>,
+}
+
+impl State {
+    /// The intervals of `model` as a set.
+    pub fn built(&self, model: &str) -> IntervalSet {
+        IntervalSet::from_intervals(
+            self.intervals
+                .get(model)
+                .into_iter()
+                .flatten()
+                .map(|r| r.interval),
+        )
+    }
+
+    pub fn next_run_seq(&self) -> i64 {
+        self.last_run.as_ref().map_or(1, |r| r.seq + 1)
+    }
+}
+
+impl crate::change::VersionLookup for State {
+    fn version(&self, model: &str, fingerprint: &str) -> Option<&ModelVersion> {
+        self.versions
+            .get(&(model.to_string(), fingerprint.to_string()))
+    }
+}
+
+/// The state schema version in the warehouse, if any.
+fn stored_version(s: &dyn Session) -> Result<Option<u32>> {
+    let exists = s.query(&format!(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = '{SCHEMA}' AND table_name = 'meta'"
+    ))?;
+    if exists.rows.first().and_then(|r| r[0].as_i64()) != Some(1) {
+        return Ok(None);
+    }
+    let rows = s.query(&format!(
+        "SELECT value FROM {SCHEMA}.meta WHERE key = 'schema_version'"
+    ))?;
+    let version = rows
+        .rows
+        .first()
+        .and_then(|r| r[0].as_str().and_then(|v| v.parse().ok()))
+        .ok_or_else(|| Error::Engine(format!("{SCHEMA}.meta has no readable schema_version")))?;
+    Ok(Some(version))
+}
+
+fn newer_state_error(found: u32) -> Error {
+    Error::Engine(format!(
+        "this warehouse's state was written by a newer hubforge (state schema version {found}, this hubforge knows up to {SCHEMA_VERSION}); upgrade hubforge"
+    ))
+}
+
+/// Bring the state schema to [`SCHEMA_VERSION`], in one transaction.
+pub fn migrate(s: &dyn Session) -> Result<()> {
+    let from = stored_version(s)?.unwrap_or(0);
+    if from > SCHEMA_VERSION {
+        return Err(newer_state_error(from));
+    }
+    if from == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let mut sql = String::from("BEGIN TRANSACTION;\n");
+    for step in &MIGRATIONS[from as usize..SCHEMA_VERSION as usize] {
+        sql.push_str(step);
+    }
+    sql.push_str(&format!(
+        "INSERT OR REPLACE INTO {SCHEMA}.meta VALUES ('schema_version', '{SCHEMA_VERSION}');\nCOMMIT;"
+    ));
+    s.execute(&sql).inspect_err(|_| {
+        let _ = s.execute("ROLLBACK");
+    })
+}
+
+fn text(v: &Value) -> String {
+    v.to_text().unwrap_or_default()
+}
+
+fn point(v: &Value) -> Result<NaiveDateTime> {
+    parse_point(&text(v)).map_err(|e| Error::Engine(format!("unreadable time in state: {e}")))
+}
+
+fn interval(start: &Value, end: &Value) -> Result<Interval> {
+    Interval::new(point(start)?, point(end)?)
+        .map_err(|e| Error::Engine(format!("unreadable interval in state: {e}")))
+}
+
+/// A timestamp column as text hubforge parses back.
+fn ts(col: &str) -> String {
+    format!("strftime({col}, '%Y-%m-%dT%H:%M:%S')")
+}
+
+/// Read all state. A warehouse without state gives the empty state.
+pub fn read(s: &dyn Session) -> Result<State> {
+    let Some(version) = stored_version(s)? else {
+        return Ok(State::default());
+    };
+    if version > SCHEMA_VERSION {
+        return Err(newer_state_error(version));
+    }
+    let mut state = State {
+        schema_version: Some(version),
+        ..State::default()
+    };
+    for row in s
+        .query(&format!(
+            "SELECT model, fingerprint, version FROM {SCHEMA}.model_versions"
+        ))?
+        .rows
+    {
+        let v: ModelVersion = serde_json::from_str(&text(&row[2]))
+            .map_err(|e| Error::Engine(format!("unreadable model version in state: {e}")))?;
+        state.versions.insert((text(&row[0]), text(&row[1])), v);
+    }
+    for row in s
+        .query(&format!(
+            "SELECT model, kind, fingerprint, metadata, columns, run_id FROM {SCHEMA}.models"
+        ))?
+        .rows
+    {
+        state.models.insert(
+            text(&row[0]),
+            PublishedModel {
+                kind: text(&row[1]),
+                fingerprint: text(&row[2]),
+                metadata: text(&row[3]),
+                columns: serde_json::from_str(&text(&row[4])).unwrap_or_default(),
+                run_id: text(&row[5]),
+            },
+        );
+    }
+    let q = format!(
+        "SELECT model, {}, {}, fingerprint, built_fingerprint, run_id, row_count, checksum FROM {SCHEMA}.intervals ORDER BY model, start_ts",
+        ts("start_ts"),
+        ts("end_ts")
+    );
+    for row in s.query(&q)?.rows {
+        state
+            .intervals
+            .entry(text(&row[0]))
+            .or_default()
+            .push(IntervalRecord {
+                interval: interval(&row[1], &row[2])?,
+                fingerprint: text(&row[3]),
+                built_fingerprint: text(&row[4]),
+                run_id: text(&row[5]),
+                rows: row[6].as_i64().unwrap_or(0),
+                checksum: text(&row[7]),
+            });
+    }
+    let q = format!(
+        "SELECT source, {}, {}, row_count, content_hash FROM {SCHEMA}.source_snapshots",
+        ts("start_ts"),
+        ts("end_ts")
+    );
+    for row in s.query(&q)?.rows {
+        let snap = state.sources.entry(text(&row[0])).or_default();
+        let stats = (row[3].as_i64().unwrap_or(0), text(&row[4]));
+        if row[1] == Value::Null {
+            snap.whole = Some(stats);
+        } else {
+            snap.units.insert(interval(&row[1], &row[2])?, stats);
+        }
+    }
+    for row in s
+        .query(&format!("SELECT source, path, size, modified_ns FROM {SCHEMA}.source_files ORDER BY source, path"))?
+        .rows
+    {
+        state.sources.entry(text(&row[0])).or_default().files.push(FileSignature {
+            path: text(&row[1]),
+            size: row[2].as_i64().unwrap_or(0),
+            modified_ns: row[3].as_i64().unwrap_or(0),
+        });
+    }
+    for row in s
+        .query(&format!("SELECT node, columns FROM {SCHEMA}.schemas"))?
+        .rows
+    {
+        state.schemas.insert(
+            text(&row[0]),
+            serde_json::from_str(&text(&row[1])).unwrap_or_default(),
+        );
+    }
+    let q = format!(
+        "SELECT model, {}, {}, change, reason, run_id FROM {SCHEMA}.pending ORDER BY model, start_ts",
+        ts("start_ts"),
+        ts("end_ts")
+    );
+    for row in s.query(&q)?.rows {
+        state
+            .pending
+            .entry(text(&row[0]))
+            .or_default()
+            .push(PendingRecord {
+                interval: interval(&row[1], &row[2])?,
+                change: text(&row[3]),
+                reason: text(&row[4]),
+                run_id: text(&row[5]),
+            });
+    }
+    let q = format!(
+        "SELECT run_id, seq, {}, status FROM {SCHEMA}.runs ORDER BY seq DESC LIMIT 1",
+        ts("started_at")
+    );
+    state.last_run = s.query(&q)?.rows.first().map(|row| RunRecord {
+        run_id: text(&row[0]),
+        seq: row[1].as_i64().unwrap_or(0),
+        started_at: text(&row[2]),
+        status: text(&row[3]),
+    });
+    Ok(state)
+}
+
+/// A TIMESTAMP literal.
+pub fn ts_literal(t: NaiveDateTime) -> String {
+    format!("TIMESTAMP '{}'", t.format("%Y-%m-%d %H:%M:%S"))
+}
+
+/// Statements that record state; run inside the publish transaction.
+#[derive(Debug, Default)]
+pub struct StateWrites {
+    pub sql: Vec<String>,
+}
+
+impl StateWrites {
+    /// Store a version (idempotent).
+    pub fn version(&mut self, v: &ModelVersion, run_id: &str) {
+        let json = serde_json::to_string(v).expect("version serialises");
+        self.sql.push(format!(
+            "INSERT OR IGNORE INTO {SCHEMA}.model_versions VALUES ({}, {}, {}, {}, {}, {});",
+            quote_str(&v.name.to_lowercase()),
+            quote_str(&v.fingerprint),
+            quote_str(&v.own),
+            quote_str(&v.metadata),
+            quote_str(&json),
+            quote_str(run_id)
+        ));
+    }
+
+    /// Record `v` as the published version of its model.
+    pub fn published(&mut self, v: &ModelVersion, columns: &[String], run_id: &str) {
+        self.sql.push(format!(
+            "INSERT OR REPLACE INTO {SCHEMA}.models VALUES ({}, {}, {}, {}, {}, {});",
+            quote_str(&v.name.to_lowercase()),
+            quote_str(&v.kind),
+            quote_str(&v.fingerprint),
+            quote_str(&v.metadata),
+            quote_str(&serde_json::to_string(columns).expect("json")),
+            quote_str(run_id)
+        ));
+    }
+
+    pub fn remove_model(&mut self, model: &str) {
+        for table in ["models", "intervals", "pending"] {
+            self.sql.push(format!(
+                "DELETE FROM {SCHEMA}.{table} WHERE model = {};",
+                quote_str(model)
+            ));
+        }
+    }
+
+    /// Forget every built interval and pending work of `model` (a full rebuild).
+    pub fn clear_all_intervals(&mut self, model: &str) {
+        for table in ["intervals", "pending"] {
+            self.sql.push(format!("DELETE FROM {SCHEMA}.{table} WHERE model = {};", quote_str(model)));
+        }
+    }
+
+    /// Forget what is recorded of `model` inside `set`: built intervals and
+    /// pending work overlapping it are cut, keeping their parts outside `set`.
+    /// A cut interval's row count and checksum are no longer known (-1, "").
+    pub fn clear_intervals(&mut self, model: &str, set: &IntervalSet, state: &State) {
+        for r in state.intervals.get(model).into_iter().flatten() {
+            let rest = IntervalSet::single(r.interval).subtract(set);
+            if rest.len() == 1 && rest.intervals()[0] == r.interval {
+                continue;
+            }
+            self.sql.push(format!(
+                "DELETE FROM {SCHEMA}.intervals WHERE model = {} AND start_ts = {} AND end_ts = {};",
+                quote_str(model),
+                ts_literal(r.interval.start()),
+                ts_literal(r.interval.end())
+            ));
+            for piece in rest.iter() {
+                self.interval(
+                    model,
+                    &IntervalRecord {
+                        interval: *piece,
+                        rows: -1,
+                        checksum: String::new(),
+                        ..r.clone()
+                    },
+                );
+            }
+        }
+        for p in state.pending.get(model).into_iter().flatten() {
+            let rest = IntervalSet::single(p.interval).subtract(set);
+            if rest.len() == 1 && rest.intervals()[0] == p.interval {
+                continue;
+            }
+            self.sql.push(format!(
+                "DELETE FROM {SCHEMA}.pending WHERE model = {} AND start_ts = {} AND end_ts = {};",
+                quote_str(model),
+                ts_literal(p.interval.start()),
+                ts_literal(p.interval.end())
+            ));
+            for piece in rest.iter() {
+                self.pending(
+                    model,
+                    &PendingRecord {
+                        interval: *piece,
+                        ..p.clone()
+                    },
+                );
+            }
+        }
+    }
+
+    pub fn interval(&mut self, model: &str, r: &IntervalRecord) {
+        self.sql.push(format!(
+            "INSERT INTO {SCHEMA}.intervals VALUES ({}, {}, {}, {}, {}, {}, {}, {});",
+            quote_str(model),
+            ts_literal(r.interval.start()),
+            ts_literal(r.interval.end()),
+            quote_str(&r.fingerprint),
+            quote_str(&r.built_fingerprint),
+            quote_str(&r.run_id),
+            r.rows,
+            quote_str(&r.checksum)
+        ));
+    }
+
+    /// Mark every interval of `model` as current under `fingerprint` (the change
+    /// since it was built does not reach its data).
+    pub fn rekey(&mut self, model: &str, from: &str, fingerprint: &str) {
+        self.sql.push(format!(
+            "UPDATE {SCHEMA}.intervals SET fingerprint = {} WHERE model = {} AND fingerprint = {};",
+            quote_str(fingerprint),
+            quote_str(model),
+            quote_str(from)
+        ));
+    }
+
+    pub fn pending(&mut self, model: &str, p: &PendingRecord) {
+        self.sql.push(format!(
+            "INSERT INTO {SCHEMA}.pending VALUES ({}, {}, {}, {}, {}, {});",
+            quote_str(model),
+            ts_literal(p.interval.start()),
+            ts_literal(p.interval.end()),
+            quote_str(&p.reason),
+            quote_str(&p.change),
+            quote_str(&p.run_id)
+        ));
+    }
+
+    /// Replace what is recorded about a source with a new snapshot.
+    pub fn source_snapshot(&mut self, source: &str, snap: &SourceSnapshot, run_id: &str) {
+        for table in ["source_snapshots", "source_files"] {
+            self.sql.push(format!(
+                "DELETE FROM {SCHEMA}.{table} WHERE source = {};",
+                quote_str(source)
+            ));
+        }
+        let mut values = Vec::new();
+        if let Some((rows, hash)) = &snap.whole {
+            values.push(format!(
+                "({}, NULL, NULL, {rows}, {}, {})",
+                quote_str(source),
+                quote_str(hash),
+                quote_str(run_id)
+            ));
+        }
+        for (iv, (rows, hash)) in &snap.units {
+            values.push(format!(
+                "({}, {}, {}, {rows}, {}, {})",
+                quote_str(source),
+                ts_literal(iv.start()),
+                ts_literal(iv.end()),
+                quote_str(hash),
+                quote_str(run_id)
+            ));
+        }
+        for chunk in values.chunks(1000) {
+            self.sql.push(format!(
+                "INSERT INTO {SCHEMA}.source_snapshots VALUES {};",
+                chunk.join(", ")
+            ));
+        }
+        for f in &snap.files {
+            self.sql.push(format!(
+                "INSERT INTO {SCHEMA}.source_files VALUES ({}, {}, {}, {}, {});",
+                quote_str(source),
+                quote_str(&f.path),
+                f.size,
+                f.modified_ns,
+                quote_str(run_id)
+            ));
+        }
+    }
+
+    pub fn schema(&mut self, node: &str, columns: &[String]) {
+        self.sql.push(format!(
+            "INSERT OR REPLACE INTO {SCHEMA}.schemas VALUES ({}, {});",
+            quote_str(node),
+            quote_str(&serde_json::to_string(columns).expect("json"))
+        ));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn run(
+        &mut self,
+        run_id: &str,
+        seq: i64,
+        started_at: NaiveDateTime,
+        finished_at: NaiveDateTime,
+        status: &str,
+        command: &str,
+        user: &str,
+        plan: &serde_json::Value,
+        summary: &serde_json::Value,
+    ) {
+        self.sql.push(format!(
+            "INSERT INTO {SCHEMA}.runs VALUES ({}, {seq}, {}, {}, {}, {}, {}, {}, {});",
+            quote_str(run_id),
+            ts_literal(started_at),
+            ts_literal(finished_at),
+            quote_str(status),
+            quote_str(command),
+            quote_str(user),
+            quote_str(&plan.to_string()),
+            quote_str(&summary.to_string())
+        ));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn decision(
+        &mut self,
+        run_id: &str,
+        model: &str,
+        interval: Option<&Interval>,
+        action: &str,
+        fingerprint: &str,
+        user: &str,
+        at: NaiveDateTime,
+        note: &str,
+    ) {
+        let (start, end) = match interval {
+            Some(iv) => (ts_literal(iv.start()), ts_literal(iv.end())),
+            None => ("NULL".to_string(), "NULL".to_string()),
+        };
+        self.sql.push(format!(
+            "INSERT INTO {SCHEMA}.decisions VALUES ({}, {}, {start}, {end}, {}, {}, {}, {}, {});",
+            quote_str(run_id),
+            quote_str(model),
+            quote_str(action),
+            quote_str(fingerprint),
+            quote_str(user),
+            ts_literal(at),
+            quote_str(note)
+        ));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sql.is_empty()
+    }
+}
+
+/// Format a point for JSON and messages.
+pub fn show(t: NaiveDateTime) -> String {
+    format_point(t)
+}

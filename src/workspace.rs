@@ -1,0 +1,581 @@
+//! A loaded project: files read, templates rendered, SQL analysed, references
+//! resolved and the DAG built. Every command starts from here.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::diagnostics::{Code, Diagnostic, Diagnostics, Location, did_you_mean, display_path};
+use crate::engine::duckdb::parse_with_duckdb;
+use crate::graph::{Dag, Node, NodeId, NodeKind};
+use crate::project::{CONFIG_FILE, ModelFile, Project};
+use crate::sql::{self, SqlErrorKind, TableRef};
+use crate::template::{Templates, Usage, Window};
+
+/// How a model's SQL was understood.
+#[derive(Debug)]
+pub enum Parsed {
+    /// Parsed by hubforge's SQL parser: dependencies, canonical form and
+    /// column lineage are all known.
+    Sql(sql::Query),
+    /// Only DuckDB's own parser accepts it: dependencies and the canonical form
+    /// come from DuckDB; column lineage is unknown.
+    DuckDb { canonical: String, reason: String },
+}
+
+/// A table reference in a model resolved to a node of the graph.
+#[derive(Debug, Clone)]
+pub struct ResolvedRef {
+    pub node: NodeId,
+    pub table: TableRef,
+}
+
+/// Everything known about one model after analysis.
+#[derive(Debug)]
+pub struct ModelAnalysis {
+    /// The model rendered for the fixed analysis window.
+    pub rendered: String,
+    pub parsed: Parsed,
+    /// Every reference, one per occurrence, in source order.
+    pub refs: Vec<ResolvedRef>,
+    pub usage: Usage,
+}
+
+impl ModelAnalysis {
+    /// The canonical SQL fingerprints are computed from.
+    pub fn canonical(&self) -> String {
+        match &self.parsed {
+            Parsed::Sql(q) => q.canonical(),
+            Parsed::DuckDb { canonical, .. } => canonical.clone(),
+        }
+    }
+
+    /// Distinct dependencies, sorted.
+    pub fn dependencies(&self) -> BTreeSet<NodeId> {
+        self.refs.iter().map(|r| r.node).collect()
+    }
+}
+
+/// A project loaded and analysed.
+pub struct Workspace {
+    pub project: Project,
+    pub templates: Templates,
+    pub dag: Dag,
+    /// Indexed like `project.models`.
+    pub models: Vec<ModelAnalysis>,
+    /// Problems that do not stop the project from loading.
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl Workspace {
+    /// Load the project at `root`. `var_overrides` replace `[vars]` entries
+    /// (`--var name=value`; values are read as TOML when they parse, else as text).
+    pub fn load(root: &Path, var_overrides: &[(String, String)]) -> Result<Workspace, Diagnostics> {
+        let project = Project::load(root)?;
+        let mut vars: BTreeMap<String, serde_json::Value> = project
+            .config
+            .vars
+            .iter()
+            .map(|(k, v)| (k.clone(), toml_to_json(v)))
+            .collect();
+        for (k, v) in var_overrides {
+            vars.insert(k.clone(), parse_var_value(v));
+        }
+        let templates = Templates::new(&project.macros, vars).map_err(Diagnostics)?;
+        let nodes = graph_nodes(&project);
+        let names = NameTable::new(&project, &nodes);
+
+        let results: Vec<Result<ModelAnalysis, Vec<Diagnostic>>> = project
+            .models
+            .par_iter()
+            .map(|m| analyse_model(m, &templates, &names))
+            .collect();
+        let mut problems = Diagnostics::default();
+        let mut models = Vec::with_capacity(results.len());
+        for r in results {
+            match r {
+                Ok(a) => models.push(a),
+                Err(ds) => problems.extend(ds),
+            }
+        }
+        problems.extend(check_destinations(&project));
+        if problems.has_errors() {
+            return Err(problems.sorted());
+        }
+
+        let model_node = |m: usize| names.model_nodes[m];
+        let mut edges = BTreeSet::new();
+        for (m, analysis) in models.iter().enumerate() {
+            let me = model_node(m);
+            for r in &analysis.refs {
+                if r.node == me {
+                    let file = &project.models[m];
+                    problems.push(
+                        Diagnostic::error(
+                            Code::SelfReference,
+                            format!("model `{}` reads itself", file.name),
+                        )
+                        .at(ref_location(file, &analysis.rendered, &r.table))
+                        .with_help("a model cannot read its own table; read its inputs instead"),
+                    );
+                } else {
+                    edges.insert((r.node, me));
+                }
+            }
+        }
+        if problems.has_errors() {
+            return Err(problems.sorted());
+        }
+        let locate = |reader: NodeId, read: NodeId| {
+            let m = nodes[reader].model?;
+            let r = models[m].refs.iter().find(|r| r.node == read)?;
+            Some(ref_location(&project.models[m], &models[m].rendered, &r.table))
+        };
+        let dag = Dag::new(nodes.clone(), &edges, &locate).map_err(Diagnostics::from)?;
+        Ok(Workspace {
+            project,
+            templates,
+            dag,
+            models,
+            warnings: problems.0,
+        })
+    }
+
+    /// The node of model `m` (an index into `project.models`).
+    pub fn model_node(&self, m: usize) -> NodeId {
+        self.dag
+            .lookup(&self.project.models[m].name)
+            .expect("every model is a node")
+    }
+
+    /// The node a table reference in a model's SQL names.
+    pub fn resolve(&self, table: &TableRef) -> Option<NodeId> {
+        resolve_ref(
+            table,
+            |n| self.dag.lookup(n),
+            |t| {
+                let (name, _) = self.project.config.sources.iter().find(|(_, s)| {
+                    s.table
+                        .as_deref()
+                        .is_some_and(|x| x.eq_ignore_ascii_case(t))
+                })?;
+                self.dag.lookup(name)
+            },
+        )
+    }
+
+    /// The model file and analysis of a node, when it is a model.
+    pub fn model(&self, node: NodeId) -> Option<(&ModelFile, &ModelAnalysis)> {
+        self.dag.nodes[node]
+            .model
+            .map(|m| (&self.project.models[m], &self.models[m]))
+    }
+}
+
+fn parse_var_value(text: &str) -> serde_json::Value {
+    toml::from_str::<toml::Table>(&format!("v = {text}"))
+        .ok()
+        .and_then(|t| t.get("v").map(toml_to_json))
+        .unwrap_or_else(|| serde_json::Value::String(text.to_string()))
+}
+
+/// TOML values as JSON; dates and times become their ISO text.
+fn toml_to_json(v: &toml::Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        toml::Value::String(s) => J::String(s.clone()),
+        toml::Value::Integer(i) => J::from(*i),
+        toml::Value::Float(f) => J::from(*f),
+        toml::Value::Boolean(b) => J::Bool(*b),
+        toml::Value::Datetime(d) => J::String(d.to_string()),
+        toml::Value::Array(a) => J::Array(a.iter().map(toml_to_json).collect()),
+        toml::Value::Table(t) => J::Object(
+            t.iter()
+                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// Nodes: sources, then seeds, then models, each sorted by name.
+fn graph_nodes(project: &Project) -> Vec<Node> {
+    let mut nodes: Vec<Node> = project
+        .config
+        .sources
+        .keys()
+        .map(|name| Node {
+            name: name.clone(),
+            kind: NodeKind::Source,
+            file: PathBuf::from(CONFIG_FILE),
+            model: None,
+        })
+        .collect();
+    nodes.extend(project.seeds.iter().map(|s| Node {
+        name: s.name.clone(),
+        kind: NodeKind::Seed,
+        file: s.path.clone(),
+        model: None,
+    }));
+    nodes.extend(project.models.iter().enumerate().map(|(i, m)| Node {
+        name: m.name.clone(),
+        kind: NodeKind::Model(m.config.kind),
+        file: m.path.clone(),
+        model: Some(i),
+    }));
+    nodes
+}
+
+/// Names that table references resolve against.
+struct NameTable {
+    by_key: BTreeMap<String, NodeId>,
+    /// `schema.table` of table sources → source node.
+    source_tables: BTreeMap<String, NodeId>,
+    model_nodes: Vec<NodeId>,
+    names: Vec<String>,
+}
+
+impl NameTable {
+    fn new(project: &Project, nodes: &[Node]) -> Self {
+        let by_key: BTreeMap<String, NodeId> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.to_lowercase(), i))
+            .collect();
+        let source_tables = project
+            .config
+            .sources
+            .iter()
+            .filter_map(|(name, s)| {
+                Some((
+                    s.table.as_ref()?.to_lowercase(),
+                    by_key[&name.to_lowercase()],
+                ))
+            })
+            .collect();
+        let model_nodes = project
+            .models
+            .iter()
+            .map(|m| by_key[&m.name.to_lowercase()])
+            .collect();
+        NameTable {
+            by_key,
+            source_tables,
+            model_nodes,
+            names: nodes.iter().map(|n| n.name.clone()).collect(),
+        }
+    }
+
+    fn resolve(&self, table: &TableRef) -> Option<NodeId> {
+        resolve_ref(
+            table,
+            |n| self.by_key.get(n).copied(),
+            |t| self.source_tables.get(t).copied(),
+        )
+    }
+}
+
+/// `x`, `main.x` and `db.main.x` name a node; `schema.x` names a source
+/// declared with `table = "schema.x"`.
+fn resolve_ref(
+    table: &TableRef,
+    by_name: impl Fn(&str) -> Option<NodeId>,
+    by_source_table: impl Fn(&str) -> Option<NodeId>,
+) -> Option<NodeId> {
+    let parts: Vec<String> = table.parts.iter().map(|p| p.to_lowercase()).collect();
+    match parts.as_slice() {
+        [name] => by_name(name),
+        [schema, name] | [_, schema, name] if schema == "main" => by_name(name),
+        [schema, name] | [_, schema, name] => by_source_table(&format!("{schema}.{name}")),
+        _ => None,
+    }
+}
+
+fn analyse_model(
+    model: &ModelFile,
+    templates: &Templates,
+    names: &NameTable,
+) -> Result<ModelAnalysis, Vec<Diagnostic>> {
+    let rendered = templates
+        .render(&model.path, &model.text, &model.body, &Window::analysis())
+        .map_err(|d| vec![d])?;
+    let usage = templates.usage(&model.body);
+    let (parsed, tables) = match sql::parse_query(&rendered) {
+        Ok(q) => {
+            let tables = q.table_refs();
+            (Parsed::Sql(q), tables)
+        }
+        Err(e) if e.kind == SqlErrorKind::Syntax => match parse_with_duckdb(&rendered) {
+            Ok(duck) => (
+                Parsed::DuckDb {
+                    canonical: duck.canonical,
+                    reason: format!(
+                        "hubforge's SQL parser does not understand this query ({})",
+                        e.message
+                    ),
+                },
+                duck.tables,
+            ),
+            Err(duck_message) => {
+                let location = rendered_location(model, &rendered, e.line, e.column, 1);
+                return Err(vec![
+                    Diagnostic::error(Code::SqlSyntax, format!("SQL syntax error: {}", e.message))
+                        .at(location)
+                        .with_note(format!("DuckDB says: {}", first_line(&duck_message)))
+                        .with_help("fix the SQL; each model is one SELECT in DuckDB's dialect"),
+                ]);
+            }
+        },
+        Err(e) => {
+            let (code, help) = match e.kind {
+                SqlErrorKind::Empty => {
+                    (Code::EmptyModel, "write one SELECT statement in the model")
+                }
+                SqlErrorKind::NotAQuery => (
+                    Code::NotAQuery,
+                    "a model is a single SELECT; hubforge creates and fills its table (use kind = \"table\", \"view\" or \"incremental\")",
+                ),
+                _ => (
+                    Code::MultipleStatements,
+                    "a model is exactly one SELECT; move the other statements into models of their own",
+                ),
+            };
+            let location = rendered_location(model, &rendered, e.line, e.column, 1);
+            return Err(vec![
+                Diagnostic::error(code, e.message)
+                    .at(location)
+                    .with_help(help),
+            ]);
+        }
+    };
+    let mut refs = Vec::with_capacity(tables.len());
+    let mut problems = Vec::new();
+    for table in tables {
+        match names.resolve(&table) {
+            Some(node) => refs.push(ResolvedRef { node, table }),
+            None => problems.push(unknown_reference(model, &rendered, &table, names)),
+        }
+    }
+    if problems.is_empty() {
+        Ok(ModelAnalysis {
+            rendered,
+            parsed,
+            refs,
+            usage,
+        })
+    } else {
+        Err(problems)
+    }
+}
+
+fn unknown_reference(
+    model: &ModelFile,
+    rendered: &str,
+    table: &TableRef,
+    names: &NameTable,
+) -> Diagnostic {
+    let shown = table.display();
+    let help = match did_you_mean(&table.name(), names.names.iter().map(String::as_str)) {
+        Some(s) => format!("did you mean `{s}`?"),
+        None => "reference a model (file stem under models/), a seed (file stem under seeds/) or a source from hubforge.toml; read files with read_csv(...) / read_parquet(...)".to_string(),
+    };
+    Diagnostic::error(
+        Code::UnknownReference,
+        format!("unknown reference `{shown}`: no model, seed or source has this name"),
+    )
+    .at(ref_location(model, rendered, table))
+    .with_help(help)
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+/// Where a reference found in the rendered SQL stands in the model file. The
+/// rendered SQL and the file agree line by line unless templates expanded to
+/// several lines; the reference text is looked up near its rendered line.
+pub fn ref_location(model: &ModelFile, rendered: &str, table: &TableRef) -> Location {
+    let text = rendered.get(table.start..table.end).unwrap_or_default();
+    let width = text.chars().count().max(1);
+    if !text.is_empty() {
+        let candidates = word_occurrences(&model.text, text);
+        let best = candidates.into_iter().min_by_key(|&off| {
+            let (line, _) = crate::diagnostics::line_col(&model.text, off);
+            (line.abs_diff(table.line), off)
+        });
+        if let Some(off) = best {
+            return Location::at_offset(&model.path, &model.text, off, width);
+        }
+    }
+    rendered_location(model, rendered, table.line, table.column, width)
+}
+
+/// A position in the rendered SQL shown on the same line of the file.
+fn rendered_location(
+    model: &ModelFile,
+    rendered: &str,
+    line: usize,
+    column: usize,
+    width: usize,
+) -> Location {
+    let file_lines = model.text.lines().count().max(1);
+    if line == 0 {
+        return Location::file(&model.path);
+    }
+    let same = rendered.lines().nth(line - 1) == model.text.lines().nth(line - 1);
+    if same || line <= file_lines {
+        Location::in_text(
+            &model.path,
+            &model.text,
+            line.min(file_lines),
+            column,
+            width,
+        )
+    } else {
+        Location::file(&model.path)
+    }
+}
+
+/// Byte offsets of `word` in `text` standing as a whole identifier (case-insensitive).
+fn word_occurrences(text: &str, word: &str) -> Vec<usize> {
+    let lower_text = text.to_lowercase();
+    let lower_word = word.to_lowercase();
+    if lower_text.len() != text.len() {
+        return Vec::new();
+    }
+    let is_ident = |c: char| c.is_alphanumeric() || c == '_';
+    lower_text
+        .match_indices(&lower_word)
+        .map(|(i, _)| i)
+        .filter(|&i| {
+            !text[..i].chars().next_back().is_some_and(is_ident)
+                && !text[i + word.len()..].chars().next().is_some_and(is_ident)
+        })
+        .collect()
+}
+
+/// Every product a destination lists must be a model marked `product = true`,
+/// and every destination a model names must exist.
+fn check_destinations(project: &Project) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let config_loc = |needle: &str| match project.config_text.find(needle) {
+        Some(off) => Location::at_offset(
+            CONFIG_FILE,
+            &project.config_text,
+            off,
+            needle.chars().count(),
+        ),
+        None => Location::file(CONFIG_FILE),
+    };
+    let model_names: Vec<&str> = project.models.iter().map(|m| m.name.as_str()).collect();
+    for dest in &project.config.destinations {
+        for product in &dest.products {
+            match project
+                .models
+                .iter()
+                .find(|m| m.name.eq_ignore_ascii_case(product))
+            {
+                None => {
+                    let help = did_you_mean(product, model_names.iter().copied())
+                        .map(|s| format!("did you mean `{s}`?"))
+                        .unwrap_or_else(|| "list models marked `product = true`".to_string());
+                    out.push(
+                        Diagnostic::error(
+                            Code::UnknownDestinationProduct,
+                            format!(
+                                "destination `{}` lists `{product}`, which is not a model",
+                                dest.name
+                            ),
+                        )
+                        .at(config_loc(&format!("\"{product}\"")))
+                        .with_help(help),
+                    );
+                }
+                Some(m) if !m.config.product => out.push(
+                    Diagnostic::error(
+                        Code::UnknownDestinationProduct,
+                        format!(
+                            "destination `{}` lists `{product}`, which is not marked as a product",
+                            dest.name
+                        ),
+                    )
+                    .at(config_loc(&format!("\"{product}\"")))
+                    .with_help(format!(
+                        "add `product = true` to the header of {}",
+                        display_path(&m.path)
+                    )),
+                ),
+                Some(_) => {}
+            }
+        }
+    }
+    let dest_names: Vec<&str> = project
+        .config
+        .destinations
+        .iter()
+        .map(|d| d.name.as_str())
+        .collect();
+    for m in &project.models {
+        for d in &m.config.destinations {
+            if !dest_names.contains(&d.as_str()) {
+                let help = did_you_mean(d, dest_names.iter().copied())
+                    .map(|s| format!("did you mean `{s}`?"))
+                    .unwrap_or_else(|| {
+                        "declare it as a [[destinations]] entry in hubforge.toml".to_string()
+                    });
+                out.push(
+                    Diagnostic::error(
+                        Code::UnknownDestinationProduct,
+                        format!(
+                            "model `{}` names destination `{d}`, which is not declared",
+                            m.name
+                        ),
+                    )
+                    .at(Location::file(&m.path))
+                    .with_help(help),
+                );
+            }
+        }
+        if !m.config.destinations.is_empty() && !m.config.product {
+            out.push(
+                Diagnostic::error(
+                    Code::UnknownDestinationProduct,
+                    format!(
+                        "model `{}` names destinations but is not marked as a product",
+                        m.name
+                    ),
+                )
+                .at(Location::file(&m.path))
+                .with_help("add `product = true` to its header"),
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn var_overrides_parse_as_toml_or_text() {
+        assert_eq!(parse_var_value("0.25"), serde_json::json!(0.25));
+        assert_eq!(parse_var_value("true"), serde_json::json!(true));
+        assert_eq!(
+            parse_var_value("2024-07-01"),
+            serde_json::json!("2024-07-01")
+        );
+        assert_eq!(
+            parse_var_value("hello world"),
+            serde_json::json!("hello world")
+        );
+    }
+
+    #[test]
+    fn word_occurrences_are_whole_identifiers() {
+        assert_eq!(
+            word_occurrences("from orders o join orders_x", "orders"),
+            vec![5]
+        );
+    }
+}
