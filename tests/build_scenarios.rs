@@ -1,0 +1,307 @@
+//! The backfill stories of the build issue, end to end on copies of the example
+//! project with the real binary and the real DuckDB warehouse.
+
+mod common;
+
+use common::{
+    build_json, built_example, edit, entry, example_copy, hubforge, names, plan_json, query,
+    scalar, stderr, stdout, table_rows,
+};
+use serde_json::json;
+
+/// The models a build run worked on.
+fn built_models(run: &serde_json::Value) -> Vec<String> {
+    names(&run["plan"], "models")
+}
+
+#[test]
+fn a_second_build_does_nothing() {
+    let dir = built_example();
+    let out = hubforge(dir.path(), &["build"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "Everything is up to date; nothing to do.\n");
+    // Every model is published under its own name in the default schema.
+    assert_eq!(
+        scalar(
+            dir.path(),
+            "SELECT CAST(count(DISTINCT order_date) AS VARCHAR) FROM main.revenue_daily"
+        ),
+        "731"
+    );
+}
+
+#[test]
+fn pricing_correction_of_the_last_three_months() {
+    let dir = built_example();
+    let before_old = table_rows(
+        dir.path(),
+        "revenue_daily",
+        "order_date < DATE '2025-10-01'",
+    );
+    let before_new = table_rows(
+        dir.path(),
+        "revenue_daily",
+        "order_date >= DATE '2025-10-01'",
+    );
+    let monthly_old = table_rows(
+        dir.path(),
+        "revenue_monthly",
+        "order_month < DATE '2025-10-01'",
+    );
+    // The bug: discounts were subtracted twice in Q4. The fix changes the line amount.
+    edit(
+        dir.path(),
+        "models/intermediate/int_order_lines_priced.sql",
+        "CAST(l.quantity * p.unit_price - l.discount_amount AS DECIMAL(18,2)) AS line_net_amount",
+        "CAST(l.quantity * p.unit_price - l.discount_amount * 0.5 AS DECIMAL(18,2)) AS line_net_amount",
+    );
+    let run = build_json(
+        dir.path(),
+        &[
+            "--backfill",
+            "--start",
+            "2025-10-01",
+            "--end",
+            "2026-01-01",
+            "--select",
+            "int_order_lines_priced+",
+        ],
+    );
+    let models = built_models(&run);
+    for m in [
+        "int_order_lines_priced",
+        "int_order_revenue",
+        "revenue_daily",
+        "revenue_monthly",
+    ] {
+        assert!(
+            models.contains(&m.to_string()),
+            "{m} not rebuilt: {models:?}"
+        );
+        let e = entry(&run["plan"], "models", m);
+        if e["full"] == false {
+            assert_eq!(e["intervals"], json!([["2025-10-01", "2026-01-01"]]), "{m}");
+        }
+    }
+    // Models that do not read prices are untouched.
+    assert!(!models.contains(&"payments_daily".to_string()));
+    assert!(!models.contains(&"int_orders".to_string()));
+    // Earlier months are byte-identical; the corrected months changed.
+    assert_eq!(
+        table_rows(
+            dir.path(),
+            "revenue_daily",
+            "order_date < DATE '2025-10-01'"
+        ),
+        before_old
+    );
+    assert_eq!(
+        table_rows(
+            dir.path(),
+            "revenue_monthly",
+            "order_month < DATE '2025-10-01'"
+        ),
+        monthly_old
+    );
+    assert_ne!(
+        table_rows(
+            dir.path(),
+            "revenue_daily",
+            "order_date >= DATE '2025-10-01'"
+        ),
+        before_new
+    );
+    // The plan reports the older months as still built with the old logic.
+    let plan = plan_json(dir.path(), &[]);
+    let left = entry(&plan, "models", "int_order_lines_priced");
+    assert_eq!(left["change"], "breaking");
+    assert_eq!(left["intervals"], json!([["2024-01-01", "2025-10-01"]]));
+}
+
+#[test]
+fn new_active_customer_definition_rebuilds_its_readers_history_only() {
+    let dir = built_example();
+    let revenue = table_rows(dir.path(), "revenue_daily", "true");
+    edit(
+        dir.path(),
+        "models/intermediate/int_customer_activity_daily.sql",
+        "count(*) FILTER (WHERE NOT is_cancelled) > 0 AS is_active",
+        "sum(net_revenue) >= 20 AS is_active",
+    );
+    let run = build_json(dir.path(), &[]);
+    assert_eq!(
+        built_models(&run),
+        [
+            "customer_activity_7d",
+            "dim_customers",
+            "int_customer_activity_daily"
+        ],
+        "{run}"
+    );
+    let m = entry(&run["plan"], "models", "int_customer_activity_daily");
+    assert_eq!(m["intervals"], json!([["2024-01-01", "2026-01-01"]]));
+    assert_eq!(m["columns"], json!(["is_active"]));
+    assert_eq!(table_rows(dir.path(), "revenue_daily", "true"), revenue);
+    let plan = plan_json(dir.path(), &[]);
+    assert_eq!(plan["models"], json!([]));
+}
+
+#[test]
+fn migration_from_the_legacy_system_has_no_gaps_or_overlaps() {
+    let dir = built_example();
+    let p = dir.path();
+    // Each order exactly once.
+    assert_eq!(
+        scalar(
+            p,
+            "SELECT CAST(count(*) - count(DISTINCT order_id) AS VARCHAR) FROM int_orders"
+        ),
+        "0"
+    );
+    // Legacy strictly before the cutover, the new system from it.
+    assert_eq!(
+        query(
+            p,
+            "SELECT source_system, CAST(min(order_date) AS VARCHAR), CAST(max(order_date) AS VARCHAR) FROM int_orders GROUP BY 1 ORDER BY 1"
+        ),
+        vec![
+            vec![
+                "legacy".to_string(),
+                "2024-01-01".to_string(),
+                "2024-06-30".to_string()
+            ],
+            vec![
+                "new".to_string(),
+                "2024-07-01".to_string(),
+                "2025-12-31".to_string()
+            ],
+        ]
+    );
+    // No day without orders.
+    assert_eq!(
+        scalar(
+            p,
+            "SELECT CAST(count(DISTINCT order_date) AS VARCHAR) FROM int_orders"
+        ),
+        "731"
+    );
+    // Moving the cutover rebuilds the migration and everything downstream of it.
+    let plan = plan_json(p, &["--var", "cutover_date=2024-07-05"]);
+    let planned = names(&plan, "models");
+    assert!(
+        planned.contains(&"int_orders".to_string())
+            && planned.contains(&"revenue_daily".to_string()),
+        "{planned:?}"
+    );
+}
+
+fn without_days(dir: &std::path::Path, rel: &str, days: &[&str]) -> String {
+    let path = dir.join(rel);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let kept: String = text
+        .lines()
+        .filter(|l| !days.iter().any(|d| l.contains(d)))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&path, kept).unwrap();
+    text
+}
+
+#[test]
+fn source_outage_days_arriving_later_are_filled_exactly() {
+    let dir = example_copy();
+    let p = dir.path();
+    let days = ["2025-11-10", "2025-11-11"];
+    let files = [
+        "data/orders/2025-11.csv",
+        "data/order_lines/2025-11.csv",
+        "data/payments/2025-11.csv",
+    ];
+    let originals: Vec<String> = files.iter().map(|f| without_days(p, f, &days)).collect();
+    build_json(p, &[]);
+    assert_eq!(
+        scalar(
+            p,
+            "SELECT CAST(count(*) AS VARCHAR) FROM int_orders WHERE order_date IN ('2025-11-10', '2025-11-11')"
+        ),
+        "0"
+    );
+    // The late files arrive.
+    for (f, text) in files.iter().zip(&originals) {
+        std::fs::write(p.join(f), text).unwrap();
+    }
+    let run = build_json(p, &[]);
+    let e = entry(&run["plan"], "models", "int_orders");
+    assert_eq!(e["change"], "source_changed");
+    assert_eq!(e["intervals"], json!([["2025-11-10", "2025-11-12"]]));
+    assert_eq!(
+        entry(&run["plan"], "models", "revenue_monthly")["intervals"],
+        json!([["2025-11-01", "2025-12-01"]])
+    );
+    assert_eq!(
+        entry(&run["plan"], "models", "customer_activity_7d")["intervals"],
+        json!([["2025-11-10", "2025-11-18"]])
+    );
+    assert_eq!(
+        entry(&run["plan"], "models", "payments_daily")["intervals"],
+        json!([["2025-11-10", "2025-11-12"]])
+    );
+    // The result equals a clean build from the complete data.
+    let clean = built_example();
+    for (table, order) in [
+        ("revenue_daily", "true"),
+        ("revenue_monthly", "true"),
+        ("customer_activity_7d", "true"),
+        ("fct_orders", "true"),
+    ] {
+        assert_eq!(
+            table_rows(p, table, order),
+            table_rows(clean.path(), table, order),
+            "{table}"
+        );
+    }
+}
+
+#[test]
+fn a_new_product_gets_its_full_history_and_nothing_else_changes() {
+    let dir = built_example();
+    std::fs::write(
+        dir.path().join("models/marts/revenue_by_channel_monthly.sql"),
+        "/* @hubforge\nkind = \"incremental\"\ntime_column = \"order_month\"\nunit = \"month\"\nproduct = true\n*/\n\
+         SELECT CAST(date_trunc('month', order_date) AS DATE) AS order_month, channel, sum(net_revenue) AS net_revenue\n\
+         FROM int_order_revenue\nWHERE order_date >= {{ start }} AND order_date < {{ end }}\nGROUP BY ALL\n",
+    )
+    .unwrap();
+    let run = build_json(dir.path(), &[]);
+    assert_eq!(built_models(&run), ["revenue_by_channel_monthly"]);
+    let e = entry(&run["plan"], "models", "revenue_by_channel_monthly");
+    assert_eq!(e["change"], "new");
+    assert_eq!(e["intervals"], json!([["2024-01-01", "2026-01-01"]]));
+    assert_eq!(
+        scalar(
+            dir.path(),
+            "SELECT CAST(count(DISTINCT order_month) AS VARCHAR) FROM revenue_by_channel_monthly"
+        ),
+        "24"
+    );
+}
+
+#[test]
+fn rows_outside_the_batch_window_fail_the_build_and_publish_nothing() {
+    let dir = built_example();
+    let before = table_rows(dir.path(), "revenue_daily", "true");
+    edit(
+        dir.path(),
+        "models/marts/revenue_daily.sql",
+        "WHERE r.order_date >= {{ start }} AND r.order_date < {{ end }}",
+        "WHERE r.order_date >= {{ start }} - INTERVAL 1 DAY AND r.order_date < {{ end }}",
+    );
+    let out = hubforge(dir.path(), &["build"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("rows lie outside the batch window"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(table_rows(dir.path(), "revenue_daily", "true"), before);
+}

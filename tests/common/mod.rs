@@ -1,0 +1,189 @@
+//! Helpers shared by the integration tests: run the real binary, copy fixture
+//! projects into temporary directories.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(rel: &str) -> PathBuf {
+    repo().join("tests/fixtures").join(rel)
+}
+
+/// The real binary with `args`, run in `dir`.
+pub fn hubforge(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hubforge"))
+        .args(args)
+        .current_dir(dir)
+        .env("HUBFORGE_PLAIN", "1")
+        .env_remove("HUBFORGE_NOW")
+        .output()
+        .expect("run hubforge")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Copy a directory tree (without warehouse files and exports).
+pub fn copy_tree(from: &Path, to: &Path) {
+    copy_filtered(from, to, |name| {
+        !name.contains("warehouse.duckdb") && !name.starts_with("exports")
+    });
+}
+
+fn copy_filtered(from: &Path, to: &Path, keep: impl Fn(&str) -> bool) {
+    for entry in walkdir::WalkDir::new(from) {
+        let entry = entry.expect("walk");
+        let rel = entry.path().strip_prefix(from).expect("prefix");
+        let name = rel.to_string_lossy();
+        if !keep(&name) {
+            continue;
+        }
+        let target = to.join(rel);
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&target).expect("mkdir");
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// A temporary copy of the example project.
+pub fn example_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_tree(&repo().join("example_project"), dir.path());
+    dir
+}
+
+/// A copy of the example project that has been built once with the real binary.
+/// The first caller builds; every caller gets its own copy (warehouse included).
+pub fn built_example() -> tempfile::TempDir {
+    static BUILT: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let template = BUILT.get_or_init(|| {
+        let dir = example_copy();
+        let out = hubforge(dir.path(), &["build"]);
+        assert!(
+            out.status.success(),
+            "building the example failed:\n{}\n{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        dir
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_filtered(template.path(), dir.path(), |name| !name.ends_with(".wal"));
+    dir
+}
+
+/// Replace `from` by `to` in a project file (the text must be there).
+pub fn edit(dir: &Path, rel: &str, from: &str, to: &str) {
+    let path = dir.join(rel);
+    let text = std::fs::read_to_string(&path).expect("read");
+    assert!(text.contains(from), "{rel} does not contain {from:?}");
+    std::fs::write(&path, text.replacen(from, to, 1)).expect("write");
+}
+
+/// `plan --format json` of a project, parsed.
+pub fn plan_json(dir: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["plan", "--format", "json"];
+    args.extend_from_slice(extra);
+    let out = hubforge(dir, &args);
+    assert!(
+        out.status.success(),
+        "plan failed:\n{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    serde_json::from_str(&stdout(&out)).expect("plan json")
+}
+
+/// Model names of a plan's `models` (or another list), sorted.
+pub fn names(plan: &serde_json::Value, list: &str) -> Vec<String> {
+    let mut v: Vec<String> = plan[list]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|m| m["name"].as_str().expect("name").to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The plan entry of one model.
+pub fn entry<'a>(plan: &'a serde_json::Value, list: &str, name: &str) -> &'a serde_json::Value {
+    plan[list]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|m| m["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in {list}: {plan}"))
+}
+
+/// Rows of a query against a project's warehouse, every value as text.
+pub fn query(dir: &Path, sql: &str) -> Vec<Vec<String>> {
+    let config = duckdb::Config::default()
+        .access_mode(duckdb::AccessMode::ReadOnly)
+        .expect("config");
+    let conn = duckdb::Connection::open_with_flags(dir.join("warehouse.duckdb"), config)
+        .expect("open warehouse");
+    let mut stmt = conn.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let mut rows = stmt.query([]).expect("query");
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().expect("row") {
+        let n = row.as_ref().column_count();
+        out.push(
+            (0..n)
+                .map(
+                    |i| match row.get::<_, duckdb::types::Value>(i).expect("value") {
+                        duckdb::types::Value::Null => "NULL".to_string(),
+                        duckdb::types::Value::Text(s) => s,
+                        v => format!("{v:?}"),
+                    },
+                )
+                .collect(),
+        );
+    }
+    out
+}
+
+/// One value of a query.
+pub fn scalar(dir: &Path, sql: &str) -> String {
+    query(dir, sql)
+        .into_iter()
+        .next()
+        .and_then(|r| r.into_iter().next())
+        .expect("a value")
+}
+
+/// `build --format json` of a project, parsed; the build must succeed.
+pub fn build_json(dir: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["build", "--format", "json"];
+    args.extend_from_slice(extra);
+    let out = hubforge(dir, &args);
+    assert!(
+        out.status.success(),
+        "build failed:\n{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    serde_json::from_str(&stdout(&out)).expect("build json")
+}
+
+/// A table's rows in a stable order, as one text per row (for byte-for-byte comparisons).
+pub fn table_rows(dir: &Path, table: &str, filter: &str) -> Vec<String> {
+    query(
+        dir,
+        &format!("SELECT CAST(t AS VARCHAR) AS r FROM {table} t WHERE {filter} ORDER BY r"),
+    )
+    .into_iter()
+    .map(|r| r.join("|"))
+    .collect()
+}

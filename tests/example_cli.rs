@@ -1,0 +1,102 @@
+//! The real binary on `example_project`: check, dag, ls.
+
+mod common;
+
+use common::{hubforge, repo, stderr, stdout};
+
+fn example() -> std::path::PathBuf {
+    repo().join("example_project")
+}
+
+#[test]
+fn check_passes_on_the_example() {
+    let out = hubforge(&example(), &["check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("acme_hub: "), "{text}");
+    assert!(text.contains("dependencies: ok"), "{text}");
+
+    let out = hubforge(&example(), &["check", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    assert_eq!(v["ok"], true);
+    assert!(v["models"].as_u64().unwrap() >= 15, "{v}");
+    assert!(v["diagnostics"].as_array().unwrap().is_empty(), "{v}");
+}
+
+#[test]
+fn check_finds_the_project_from_a_subdirectory() {
+    let out = hubforge(&example().join("models/marts"), &["check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn dag_renders_every_format() {
+    let mermaid = stdout(&hubforge(&example(), &["dag"]));
+    assert!(mermaid.starts_with("flowchart LR\n"), "{mermaid}");
+    assert!(mermaid.contains("stg_orders --> "), "{mermaid}");
+
+    let dot = stdout(&hubforge(&example(), &["dag", "--format", "dot"]));
+    assert!(dot.starts_with("digraph hubforge {"), "{dot}");
+
+    let out = hubforge(&example(), &["dag", "--format", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    let nodes = v["nodes"].as_array().unwrap();
+    // Topological: every dependency is listed before its dependents.
+    let position = |name: &str| nodes.iter().position(|n| n["name"] == name).unwrap();
+    for n in nodes {
+        for dep in n["depends_on"].as_array().unwrap() {
+            assert!(position(dep.as_str().unwrap()) < position(n["name"].as_str().unwrap()));
+        }
+    }
+    // Deterministic output.
+    assert_eq!(
+        stdout(&hubforge(&example(), &["dag", "--format", "json"])),
+        stdout(&out)
+    );
+}
+
+#[test]
+fn ls_lists_a_selection() {
+    let out = hubforge(
+        &example(),
+        &["ls", "--select", "+revenue_daily", "--format", "json"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    let names: Vec<&str> = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"revenue_daily"));
+    assert!(names.contains(&"raw_orders"), "{names:?}");
+    assert!(!names.contains(&"dim_customers") || names.len() > 3);
+
+    let out = hubforge(&example(), &["ls", "--select", "product:true"]);
+    let text = stdout(&out);
+    assert!(text.lines().count() >= 3, "{text}");
+
+    let out = hubforge(&example(), &["ls", "--select", "no_such_model"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("error[HF050]"), "{}", stderr(&out));
+}
+
+#[test]
+fn init_creates_a_project_that_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("new_hub");
+    let out = hubforge(dir.path(), &["init", target.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hubforge(&target, &["check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("new_hub: 2 models"),
+        "{}",
+        stdout(&out)
+    );
+    // A second init refuses to overwrite.
+    let out = hubforge(dir.path(), &["init", target.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+}

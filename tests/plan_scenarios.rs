@@ -1,0 +1,270 @@
+//! What `plan` finds stale, on copies of the example project built with the real
+//! binary: each acceptance example of the planning issue.
+
+mod common;
+
+use common::{built_example, edit, entry, hubforge, names, plan_json, stderr, stdout};
+use serde_json::json;
+
+#[test]
+fn a_fresh_build_leaves_nothing_to_do() {
+    let dir = built_example();
+    let plan = plan_json(dir.path(), &[]);
+    assert_eq!(plan["models"], json!([]), "{plan}");
+    assert_eq!(plan["out_of_scope"], json!([]));
+    let out = hubforge(dir.path(), &["build"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "Everything is up to date; nothing to do.\n");
+}
+
+#[test]
+fn reformatting_and_comments_plan_nothing() {
+    let dir = built_example();
+    let rel = "models/marts/revenue_daily.sql";
+    let path = dir.path().join(rel);
+    let text = std::fs::read_to_string(&path).unwrap();
+    // Different whitespace, keyword case and comments; the same query.
+    let reformatted = text
+        .replace("SELECT\n", "-- reformatted by hand\nselect\n")
+        .replace("    count(*)", "        COUNT(*)  /* orders */")
+        .replace("GROUP BY r.order_date", "group   by\n   r.order_date");
+    assert_ne!(text, reformatted);
+    std::fs::write(&path, reformatted).unwrap();
+    let plan = plan_json(dir.path(), &[]);
+    assert_eq!(plan["models"], json!([]), "{plan}");
+}
+
+#[test]
+fn changing_one_column_rebuilds_only_the_readers_of_that_column() {
+    let dir = built_example();
+    edit(
+        dir.path(),
+        "models/intermediate/int_order_revenue.sql",
+        "ELSE {{ with_vat(\"order_net_amount\", var(\"vat_rate\")) }} - order_net_amount END AS vat_amount",
+        "ELSE round({{ with_vat(\"order_net_amount\", var(\"vat_rate\")) }} - order_net_amount, 2) END AS vat_amount",
+    );
+    let plan = plan_json(dir.path(), &[]);
+    assert_eq!(
+        names(&plan, "models"),
+        ["int_order_revenue", "revenue_daily", "revenue_monthly"],
+        "{plan}"
+    );
+    let m = entry(&plan, "models", "int_order_revenue");
+    assert_eq!(m["change"], "breaking");
+    assert_eq!(m["columns"], json!(["vat_amount"]));
+    assert_eq!(m["reason"], "changes vat_amount");
+    assert_eq!(m["intervals"], json!([["2024-01-01", "2026-01-01"]]));
+    let d = entry(&plan, "models", "revenue_daily");
+    assert_eq!(d["change"], "indirect");
+    assert_eq!(d["columns"], json!(["vat_amount"]));
+    assert_eq!(d["reason"], "reads int_order_revenue.vat_amount");
+    let m = entry(&plan, "models", "revenue_monthly");
+    assert_eq!(m["change"], "indirect");
+    assert_eq!(m["intervals"], json!([["2024-01-01", "2026-01-01"]]));
+}
+
+#[test]
+fn adding_a_column_rebuilds_only_that_model() {
+    let dir = built_example();
+    edit(
+        dir.path(),
+        "models/marts/revenue_daily.sql",
+        "    count(*)                                                  AS orders,",
+        "    count(*)                                                  AS orders,\n    count(DISTINCT r.customer_id) AS customers,",
+    );
+    let plan = plan_json(dir.path(), &[]);
+    assert_eq!(names(&plan, "models"), ["revenue_daily"], "{plan}");
+    let m = entry(&plan, "models", "revenue_daily");
+    assert_eq!(m["change"], "non_breaking");
+    assert_eq!(m["reason"], "adds customers");
+}
+
+#[test]
+fn changing_a_where_clause_rebuilds_all_descendants() {
+    let dir = built_example();
+    edit(
+        dir.path(),
+        "models/intermediate/int_customer_activity_daily.sql",
+        "WHERE order_date >= {{ start }}",
+        "WHERE customer_id IS NOT NULL AND order_date >= {{ start }}",
+    );
+    let plan = plan_json(dir.path(), &[]);
+    assert_eq!(
+        names(&plan, "models"),
+        [
+            "customer_activity_7d",
+            "dim_customers",
+            "int_customer_activity_daily"
+        ],
+        "{plan}"
+    );
+    let m = entry(&plan, "models", "int_customer_activity_daily");
+    assert_eq!(m["change"], "breaking");
+    assert!(
+        m["reason"].as_str().unwrap().starts_with("all columns: "),
+        "{m}"
+    );
+    assert_eq!(
+        entry(&plan, "models", "customer_activity_7d")["change"],
+        "indirect"
+    );
+    assert_eq!(entry(&plan, "models", "dim_customers")["full"], true);
+}
+
+#[test]
+fn metadata_only_changes_build_nothing() {
+    let dir = built_example();
+    edit(
+        dir.path(),
+        "models/marts/revenue_daily.sql",
+        "description  = \"Daily revenue",
+        "description  = \"Revenue per day",
+    );
+    edit(
+        dir.path(),
+        "models/marts/dim_customers.sql",
+        "destinations = [\"crm\"]",
+        "destinations = []",
+    );
+    edit(
+        dir.path(),
+        "hubforge.toml",
+        "products = [\"dim_customers\", \"customer_activity_7d\"]",
+        "products = [\"customer_activity_7d\"]",
+    );
+    let plan = plan_json(dir.path(), &[]);
+    assert_eq!(plan["models"], json!([]), "{plan}");
+    assert_eq!(
+        names(&plan, "metadata_only"),
+        ["dim_customers", "revenue_daily"]
+    );
+}
+
+#[test]
+fn a_range_on_a_breaking_change_plans_inside_and_reports_outside() {
+    let dir = built_example();
+    edit(
+        dir.path(),
+        "models/intermediate/int_order_revenue.sql",
+        "ELSE {{ with_vat(\"order_net_amount\", var(\"vat_rate\")) }} - order_net_amount END AS vat_amount",
+        "ELSE round({{ with_vat(\"order_net_amount\", var(\"vat_rate\")) }} - order_net_amount, 2) END AS vat_amount",
+    );
+    let plan = plan_json(
+        dir.path(),
+        &["--start", "2025-10-01", "--end", "2026-01-01"],
+    );
+    assert_eq!(
+        entry(&plan, "models", "int_order_revenue")["intervals"],
+        json!([["2025-10-01", "2026-01-01"]])
+    );
+    assert_eq!(
+        entry(&plan, "models", "revenue_monthly")["intervals"],
+        json!([["2025-10-01", "2026-01-01"]])
+    );
+    let left = entry(&plan, "out_of_scope", "int_order_revenue");
+    assert_eq!(left["intervals"], json!([["2024-01-01", "2025-10-01"]]));
+    assert_eq!(left["change"], "breaking");
+    assert_eq!(
+        names(&plan, "out_of_scope"),
+        ["int_order_revenue", "revenue_daily", "revenue_monthly"]
+    );
+}
+
+/// Remove the rows of `days` from a monthly source file.
+fn drop_days(dir: &std::path::Path, rel: &str, days: &[&str]) {
+    let path = dir.join(rel);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let kept: String = text
+        .lines()
+        .filter(|l| !days.iter().any(|d| l.contains(d)))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(kept.len() < text.len(), "{rel} has rows on {days:?}");
+    std::fs::write(&path, kept).unwrap();
+}
+
+#[test]
+fn late_source_data_is_found_and_propagated_with_windows_and_months() {
+    let dir = built_example();
+    // The rows of two days are corrected in place (here: they vanish from the export).
+    drop_days(
+        dir.path(),
+        "data/orders/2025-11.csv",
+        &["2025-11-10", "2025-11-11"],
+    );
+    let plan = plan_json(dir.path(), &[]);
+    let m = entry(&plan, "models", "int_orders");
+    assert_eq!(m["change"], "source_changed");
+    assert_eq!(
+        m["intervals"],
+        json!([["2025-11-10", "2025-11-12"]]),
+        "{plan}"
+    );
+    assert_eq!(
+        entry(&plan, "models", "revenue_daily")["intervals"],
+        json!([["2025-11-10", "2025-11-12"]])
+    );
+    // A monthly child rebuilds the whole month.
+    assert_eq!(
+        entry(&plan, "models", "revenue_monthly")["intervals"],
+        json!([["2025-11-01", "2025-12-01"]])
+    );
+    // A 7-day window reads those days for six more days.
+    assert_eq!(
+        entry(&plan, "models", "customer_activity_7d")["intervals"],
+        json!([["2025-11-10", "2025-11-18"]])
+    );
+    // Full tables downstream are rebuilt whole.
+    assert_eq!(entry(&plan, "models", "fct_orders")["full"], true);
+    // Nothing reads orders in payments.
+    assert!(!names(&plan, "models").contains(&"payments_daily".to_string()));
+}
+
+#[test]
+fn a_changed_source_without_time_column_makes_its_readers_stale() {
+    let dir = built_example();
+    let path = dir.path().join("data/customers.csv");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    // Change one field of the last row.
+    let last = text.trim_end().rfind('\n').unwrap();
+    text.insert_str(last + 1, "");
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let n = lines.len();
+    lines[n - 1] = lines[n - 1].replacen(',', ",x", 1);
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let plan = plan_json(dir.path(), &[]);
+    let m = entry(&plan, "models", "stg_customer_versions");
+    assert_eq!(m["change"], "source_changed");
+    assert_eq!(m["full"], true);
+    // An incremental reader of a rebuilt table is rebuilt over its whole history.
+    assert_eq!(
+        entry(&plan, "models", "int_order_revenue")["intervals"],
+        json!([["2024-01-01", "2026-01-01"]])
+    );
+}
+
+#[test]
+fn plan_text_explains_changes_with_a_sql_diff() {
+    let dir = built_example();
+    edit(
+        dir.path(),
+        "models/intermediate/int_order_revenue.sql",
+        "ELSE {{ with_vat(\"order_net_amount\", var(\"vat_rate\")) }} - order_net_amount END AS vat_amount",
+        "ELSE round({{ with_vat(\"order_net_amount\", var(\"vat_rate\")) }} - order_net_amount, 2) END AS vat_amount",
+    );
+    let out = hubforge(dir.path(), &["plan"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("Directly modified:\n  ~ int_order_revenue  breaking: changes vat_amount"),
+        "{text}"
+    );
+    assert!(text.contains("+++ after"), "{text}");
+    assert!(
+        text.contains(
+            "Indirectly affected:\n  ~ revenue_daily  indirect: reads int_order_revenue.vat_amount"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("Summary: 3 models, "), "{text}");
+}
