@@ -1011,7 +1011,12 @@ fn post_run(ws: &Workspace, prepared: &Prepared, tasks: &[Task]) -> PostRun {
         extra_versions: Vec::new(),
         records: vec![Vec::new(); ws.dag.len()],
     };
-    let rekeyed: HashMap<(NodeId, &str), ()> = prepared.plan.rekey.iter().map(|(n, f)| ((*n, f.as_str()), ())).collect();
+    let rekeyed: HashMap<(NodeId, &str), ()> = prepared
+        .plan
+        .rekey
+        .iter()
+        .map(|(n, f)| ((*n, f.as_str()), ()))
+        .collect();
     for &id in &ws.dag.order {
         let node = &ws.dag.nodes[id];
         let key = node.name.to_lowercase();
@@ -1044,14 +1049,20 @@ fn post_run(ws: &Workspace, prepared: &Prepared, tasks: &[Task]) -> PostRun {
         let unit = ws.model(id).and_then(|(f, _)| f.config.unit);
         for t in &mine {
             let read = t.interval.map(|iv| {
-                let start = unit.map_or(iv.start(), |u| u.add(iv.start(), -(i64::from(window) - 1)));
+                let start =
+                    unit.map_or(iv.start(), |u| u.add(iv.start(), -(i64::from(window) - 1)));
                 Interval::new(start, iv.end()).unwrap_or(iv)
             });
             let parents: BTreeMap<String, String> = ws
                 .dag
                 .parents(id)
                 .into_iter()
-                .map(|p| (ws.dag.nodes[p].name.to_lowercase(), data_fp(ws, current, &out.records, p, read)))
+                .map(|p| {
+                    (
+                        ws.dag.nodes[p].name.to_lowercase(),
+                        data_fp(ws, current, &out.records, p, read),
+                    )
+                })
                 .collect();
             let fp = if parents == current[id].parents {
                 current[id].fingerprint.clone()
@@ -1063,13 +1074,18 @@ fn post_run(ws: &Workspace, prepared: &Prepared, tasks: &[Task]) -> PostRun {
                 }
                 fp
             };
-            let range = t.interval.unwrap_or_else(|| whole_range(ws, id, prepared.now));
+            let range = t
+                .interval
+                .unwrap_or_else(|| whole_range(ws, id, prepared.now));
             records.push((range, fp.clone()));
             out.task_fp.insert(t.key.clone(), fp);
         }
         if mine.is_empty() && node.kind == NodeKind::Model(Kind::View) {
             // A view's data is its parents' data under its own logic.
-            records.push((whole_range(ws, id, prepared.now), current[id].fingerprint.clone()));
+            records.push((
+                whole_range(ws, id, prepared.now),
+                current[id].fingerprint.clone(),
+            ));
         }
         out.records[id] = records;
     }
@@ -1095,7 +1111,9 @@ fn data_fp(
                 .filter(|(iv, _)| range.is_none_or(|r| r.intersect(iv).is_some()))
                 .map(|(_, fp)| fp)
                 .collect();
-            fps.iter().find(|fp| **fp != cur).map_or_else(|| cur.clone(), |fp| (*fp).clone())
+            fps.iter()
+                .find(|fp| **fp != cur)
+                .map_or_else(|| cur.clone(), |fp| (*fp).clone())
         }
     }
 }
@@ -1232,7 +1250,10 @@ fn publish_sql(
     // State.
     let finished = now();
     for v in post.extra_versions.iter() {
-        if state.version(&v.name.to_lowercase(), &v.fingerprint).is_none() {
+        if state
+            .version(&v.name.to_lowercase(), &v.fingerprint)
+            .is_none()
+        {
             w.version(v, run_id);
         }
     }
@@ -1268,9 +1289,17 @@ fn publish_sql(
     for (&id, work) in work {
         let key = ws.dag.nodes[id].name.to_lowercase();
         let mine: Vec<&Task> = tasks.iter().filter(|t| t.node == id).collect();
-        let fp_of = |t: &Task| post.task_fp.get(&t.key).cloned().unwrap_or_else(|| prepared.versions[id].fingerprint.clone());
+        let fp_of = |t: &Task| {
+            post.task_fp
+                .get(&t.key)
+                .cloned()
+                .unwrap_or_else(|| prepared.versions[id].fingerprint.clone())
+        };
         if work.full {
-            let fp = mine.first().map(|t| fp_of(t)).unwrap_or_else(|| prepared.versions[id].fingerprint.clone());
+            let fp = mine
+                .first()
+                .map(|t| fp_of(t))
+                .unwrap_or_else(|| prepared.versions[id].fingerprint.clone());
             w.clear_all_intervals(&key);
             let (rows, checksum) = mine
                 .first()

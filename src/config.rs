@@ -468,9 +468,15 @@ fn toml_error(src: &TomlSource, e: &toml::de::Error, code: Code) -> Diagnostic {
         Code::HeaderSyntax => {
             "the model header (between `/* @hubforge` and `*/`) is TOML: key = value, strings in double quotes"
         }
-        Code::HeaderInvalid => "header keys: kind, time_column, unit, window, grain, batch, product, destinations, audits, tags, description, forward_only, start",
-        Code::ConfigSyntax => "hubforge.toml is TOML: [sections], key = value, strings in double quotes",
-        _ => "hubforge.toml sections: [project], [warehouse], [sources.NAME], [vars], [[destinations]]",
+        Code::HeaderInvalid => {
+            "header keys: kind, time_column, unit, window, grain, batch, product, destinations, audits, tags, description, forward_only, start"
+        }
+        Code::ConfigSyntax => {
+            "hubforge.toml is TOML: [sections], key = value, strings in double quotes"
+        }
+        _ => {
+            "hubforge.toml sections: [project], [warehouse], [sources.NAME], [vars], [[destinations]]"
+        }
     };
     let d = Diagnostic::error(code, message).with_help(help);
     match e.span() {

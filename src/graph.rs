@@ -147,7 +147,11 @@ impl Dag {
         let mut reads: Vec<NodeId> = vec![start];
         reads.extend(path.iter().skip(1).rev());
         let name = |i: NodeId| format!("`{}`", self.nodes[i].name);
-        let mut message = format!("dependency cycle: {} reads {}", name(start), name(reads[1 % reads.len()]));
+        let mut message = format!(
+            "dependency cycle: {} reads {}",
+            name(start),
+            name(reads[1 % reads.len()])
+        );
         for &i in reads.iter().skip(2) {
             message.push_str(&format!(", which reads {}", name(i)));
         }
@@ -161,7 +165,9 @@ impl Dag {
             let read = reads[(k + 1) % reads.len()];
             let at = locate(reader, read);
             let place = match &at {
-                Some(l) if l.line > 0 => format!("{}:{}:{}", display_path(&l.file), l.line, l.column),
+                Some(l) if l.line > 0 => {
+                    format!("{}:{}:{}", display_path(&l.file), l.line, l.column)
+                }
                 _ => display_path(&self.nodes[reader].file),
             };
             d = d.with_note(format!("{} reads {} at {place}", name(reader), name(read)));
@@ -419,10 +425,17 @@ mod tests {
         let e = dag(&["a", "b", "c", "x"], &[(0, 1), (1, 2), (2, 0), (3, 0)]).unwrap_err();
         assert_eq!(e.code, Code::Cycle);
         // Edges run from a dependency to its reader: c reads b, b reads a, a reads c.
-        assert_eq!(e.message, "dependency cycle: `a` reads `c`, which reads `b`, which reads `a`");
+        assert_eq!(
+            e.message,
+            "dependency cycle: `a` reads `c`, which reads `b`, which reads `a`"
+        );
         assert_eq!(
             e.notes,
-            ["`a` reads `c` at models/a.sql", "`c` reads `b` at models/c.sql", "`b` reads `a` at models/b.sql"]
+            [
+                "`a` reads `c` at models/a.sql",
+                "`c` reads `b` at models/c.sql",
+                "`b` reads `a` at models/b.sql"
+            ]
         );
     }
 

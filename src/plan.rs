@@ -67,7 +67,7 @@ impl ChangeKind {
     fn propagates_as_data(self) -> bool {
         matches!(
             self,
-            ChangeKind::Missing | ChangeKind::SourceChanged | ChangeKind::Restate
+            ChangeKind::New | ChangeKind::Missing | ChangeKind::SourceChanged | ChangeKind::Restate
         )
     }
 }
@@ -427,6 +427,8 @@ fn walk(
             }
         } else if is_new {
             reasons.push((ChangeKind::New, "new model".to_string(), None));
+        } else if records.is_empty() {
+            reasons.push((ChangeKind::Missing, "never built".to_string(), None));
         }
         for parent in ws.dag.parents(id) {
             let flow = &flows[parent];
@@ -537,8 +539,14 @@ fn walk(
                 Some(s) => flow.set = flow.set.union(s),
                 None => flow.full = true,
             }
-            if flow.kind.is_none_or(|fk| *k > fk) {
-                flow.kind = Some(*k);
+            // A new model's data reaches its readers as new upstream intervals.
+            let k = if *k == ChangeKind::New {
+                ChangeKind::Missing
+            } else {
+                *k
+            };
+            if flow.kind.is_none_or(|fk| k > fk) {
+                flow.kind = Some(k);
                 // The root cause travels down unchanged; each child names the parent it reads.
                 flow.reason = match k {
                     ChangeKind::Missing => "new upstream intervals".to_string(),

@@ -42,7 +42,11 @@ pub fn file_signatures(root: &Path, paths: &[PathBuf]) -> Vec<FileSignature> {
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map_or(0, |d| d.as_nanos() as i64);
             FileSignature {
-                path: p.strip_prefix(root).unwrap_or(p).to_string_lossy().replace('\\', "/"),
+                path: p
+                    .strip_prefix(root)
+                    .unwrap_or(p)
+                    .to_string_lossy()
+                    .replace('\\', "/"),
                 size: meta.map_or(0, |m| m.len() as i64),
                 modified_ns,
             }

@@ -399,7 +399,10 @@ impl StateWrites {
     /// Forget every built interval and pending work of `model` (a full rebuild).
     pub fn clear_all_intervals(&mut self, model: &str) {
         for table in ["intervals", "pending"] {
-            self.sql.push(format!("DELETE FROM {SCHEMA}.{table} WHERE model = {};", quote_str(model)));
+            self.sql.push(format!(
+                "DELETE FROM {SCHEMA}.{table} WHERE model = {};",
+                quote_str(model)
+            ));
         }
     }
 

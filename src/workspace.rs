@@ -130,7 +130,11 @@ impl Workspace {
         let locate = |reader: NodeId, read: NodeId| {
             let m = nodes[reader].model?;
             let r = models[m].refs.iter().find(|r| r.node == read)?;
-            Some(ref_location(&project.models[m], &models[m].rendered, &r.table))
+            Some(ref_location(
+                &project.models[m],
+                &models[m].rendered,
+                &r.table,
+            ))
         };
         let dag = Dag::new(nodes.clone(), &edges, &locate).map_err(Diagnostics::from)?;
         Ok(Workspace {

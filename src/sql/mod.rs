@@ -175,11 +175,46 @@ pub fn parse_query(sql: &str) -> Result<Query, SqlError> {
         }
     };
     let refs = refs::collect(&ast, &index);
+    let mut ast = ast;
+    normalize_identifiers(&mut ast);
     Ok(Query {
         sql: sql.to_string(),
         ast,
         refs,
     })
+}
+
+/// DuckDB matches identifiers case-insensitively, quoted or not, and function
+/// names too: `COUNT(*)` and `count(*)`, `Amount` and `"amount"` are the same.
+/// Lowercasing every identifier (and dropping quotes a plain name does not need)
+/// keeps the canonical form, and so fingerprints and lineage hashes, free of
+/// that spelling. References were collected before, with the case as written.
+fn normalize_identifiers(ast: &mut ast::Query) {
+    use std::ops::ControlFlow;
+
+    use sqlparser::ast::{VisitMut, VisitorMut};
+
+    struct Lower;
+    impl VisitorMut for Lower {
+        type Break = ();
+        fn pre_visit_ident(&mut self, ident: &mut ast::Ident) -> ControlFlow<()> {
+            ident.value = ident.value.to_lowercase();
+            let plain = ident
+                .value
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+                && ident
+                    .value
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if plain && ident.quote_style == Some('"') {
+                ident.quote_style = None;
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = ast.visit(&mut Lower);
 }
 
 impl Query {
