@@ -18,7 +18,7 @@ use crate::template::{Templates, Usage, Window};
 pub enum Parsed {
     /// Parsed by hubforge's SQL parser: dependencies, canonical form and
     /// column lineage are all known.
-    Sql(sql::Query),
+    Sql(Box<sql::Query>),
     /// Only DuckDB's own parser accepts it: dependencies and the canonical form
     /// come from DuckDB; column lineage is unknown.
     DuckDb { canonical: String, reason: String },
@@ -307,7 +307,7 @@ fn analyse_model(
     let (parsed, tables) = match sql::parse_query(&rendered) {
         Ok(q) => {
             let tables = q.table_refs();
-            (Parsed::Sql(q), tables)
+            (Parsed::Sql(Box::new(q)), tables)
         }
         Err(e) if e.kind == SqlErrorKind::Syntax => match parse_with_duckdb(&rendered) {
             Ok(duck) => (

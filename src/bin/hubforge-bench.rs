@@ -84,8 +84,9 @@ fn main() {
                 }
             };
             let loaded = t.elapsed();
-            let chosen = hubforge::select::select(&ws.dag, &ws.project, &[select.clone()], &[])
-                .expect("selector");
+            let chosen =
+                hubforge::select::select(&ws.dag, &ws.project, std::slice::from_ref(&select), &[])
+                    .expect("selector");
             let total = t.elapsed();
             println!(
                 "load+render+parse+dag: {:.3}s  selection `{select}` ({} nodes): {:.3}s  total: {:.3}s  models: {}  edges: {}  peak RSS: {:.0} MiB",
