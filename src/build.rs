@@ -529,7 +529,7 @@ pub fn render_sql(
         .render(&file.path, &file.text, &file.body, window)
         .map_err(|d| Error::Input(d.into()))?;
     match &analysis.parsed {
-        Parsed::Sql(_) => {
+        Parsed::Sql { .. } => {
             let q = sql::parse_query(&rendered).map_err(|e| {
                 Error::Engine(format!(
                     "model `{}` no longer parses for window {:?}: {}",

@@ -236,35 +236,44 @@ fn model_version(
         serde_json::to_string(&config.values_with_role(KeyRole::Metadata)).expect("json");
     let metadata = hash_parts("hubforge-metadata-v1", [metadata_json.as_str()]);
 
-    let (columns, row_hash, row_inputs, row_clauses, lineage_unknown) = match &analysis.parsed {
-        Parsed::Sql(query) => {
-            let provider = Provider { ws, schemas, done };
-            let lineage = query.lineage(&provider);
-            let pair = |c: &sql::ColumnRef| (c.table.clone(), c.column.clone());
-            (
-                lineage
-                    .columns
-                    .iter()
-                    .map(|c| ColumnVersion {
-                        name: c.name.clone(),
-                        hash: c.hash.clone(),
-                        inputs: c.inputs.iter().map(pair).collect(),
-                    })
-                    .collect(),
-                lineage.row_hash.clone(),
-                lineage.row_inputs.iter().map(pair).collect(),
-                lineage.row_clauses.clone(),
-                lineage.unknown.clone(),
-            )
-        }
-        Parsed::DuckDb { reason, .. } => (
-            Vec::new(),
-            String::new(),
-            BTreeSet::new(),
-            BTreeSet::new(),
-            Some(reason.clone()),
-        ),
+    // Parsed again here: the workspace does not keep syntax trees.
+    let query = match &analysis.parsed {
+        Parsed::Sql { .. } => sql::parse_query(&analysis.rendered).ok(),
+        Parsed::DuckDb { .. } => None,
     };
+    let (columns, row_hash, row_inputs, row_clauses, lineage_unknown) =
+        match (&query, &analysis.parsed) {
+            (Some(query), _) => {
+                let provider = Provider { ws, schemas, done };
+                let lineage = query.lineage(&provider);
+                let pair = |c: &sql::ColumnRef| (c.table.clone(), c.column.clone());
+                (
+                    lineage
+                        .columns
+                        .iter()
+                        .map(|c| ColumnVersion {
+                            name: c.name.clone(),
+                            hash: c.hash.clone(),
+                            inputs: c.inputs.iter().map(pair).collect(),
+                        })
+                        .collect(),
+                    lineage.row_hash.clone(),
+                    lineage.row_inputs.iter().map(pair).collect(),
+                    lineage.row_clauses.clone(),
+                    lineage.unknown.clone(),
+                )
+            }
+            (None, parsed) => (
+                Vec::new(),
+                String::new(),
+                BTreeSet::new(),
+                BTreeSet::new(),
+                Some(match parsed {
+                    Parsed::DuckDb { reason, .. } => reason.clone(),
+                    Parsed::Sql { .. } => "the query no longer parses".to_string(),
+                }),
+            ),
+        };
     ModelVersion {
         name: file.name.clone(),
         kind: config.kind.as_str().to_string(),
@@ -278,9 +287,9 @@ fn model_version(
         row_inputs,
         row_clauses,
         lineage_unknown,
-        sql: match &analysis.parsed {
-            Parsed::Sql(query) => query.pretty(),
-            Parsed::DuckDb { .. } => analysis.rendered.clone(),
+        sql: match &query {
+            Some(query) => query.pretty(),
+            None => analysis.rendered.clone(),
         },
         forward_only: config.forward_only,
     }

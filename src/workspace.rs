@@ -17,8 +17,9 @@ use crate::template::{Templates, Usage, Window};
 #[derive(Debug)]
 pub enum Parsed {
     /// Parsed by hubforge's SQL parser: dependencies, canonical form and
-    /// column lineage are all known.
-    Sql(Box<sql::Query>),
+    /// column lineage are all known. The syntax tree is not kept (it is large);
+    /// stages that need it parse `rendered` again.
+    Sql { canonical: String },
     /// Only DuckDB's own parser accepts it: dependencies and the canonical form
     /// come from DuckDB; column lineage is unknown.
     DuckDb { canonical: String, reason: String },
@@ -46,8 +47,7 @@ impl ModelAnalysis {
     /// The canonical SQL fingerprints are computed from.
     pub fn canonical(&self) -> String {
         match &self.parsed {
-            Parsed::Sql(q) => q.canonical(),
-            Parsed::DuckDb { canonical, .. } => canonical.clone(),
+            Parsed::Sql { canonical } | Parsed::DuckDb { canonical, .. } => canonical.clone(),
         }
     }
 
@@ -307,7 +307,12 @@ fn analyse_model(
     let (parsed, tables) = match sql::parse_query(&rendered) {
         Ok(q) => {
             let tables = q.table_refs();
-            (Parsed::Sql(Box::new(q)), tables)
+            (
+                Parsed::Sql {
+                    canonical: q.canonical(),
+                },
+                tables,
+            )
         }
         Err(e) if e.kind == SqlErrorKind::Syntax => match parse_with_duckdb(&rendered) {
             Ok(duck) => (
