@@ -77,9 +77,15 @@ pub fn prepare(
     options: &PlanOptions,
     ingest: Ingest,
 ) -> Result<Prepared> {
+    let t = std::time::Instant::now();
     let observed = observe::observe(s, ws, ingest)?;
-    let versions = fingerprint::versions(ws, &observed.schemas);
+    crate::progress::timing("observe sources and state", t.elapsed());
+    let t = std::time::Instant::now();
+    let versions = fingerprint::versions(ws, &observed.schemas, &observed.state);
+    crate::progress::timing("fingerprints and lineage", t.elapsed());
+    let t = std::time::Instant::now();
     let plan = plan::plan(ws, &versions, &observed.state, &observed.sources, options);
+    crate::progress::timing("plan", t.elapsed());
     Ok(Prepared {
         observed,
         versions,

@@ -303,7 +303,10 @@ fn build(
 /// Find and load the project the command line points at.
 pub fn load(cli: &Cli) -> Result<Workspace> {
     let root = Project::find_root(cli.project.as_deref())?;
-    Ok(Workspace::load(&root, &cli.vars)?)
+    let t = std::time::Instant::now();
+    let ws = Workspace::load(&root, &cli.vars)?;
+    crate::progress::timing("load project", t.elapsed());
+    Ok(ws)
 }
 
 fn write_json(out: &mut dyn Write, value: &serde_json::Value) -> Result<()> {

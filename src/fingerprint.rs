@@ -11,9 +11,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::change::VersionLookup as _;
 use crate::config::{KeyRole, SourceConfig};
 use crate::graph::{NodeId, NodeKind};
 use crate::sql::{self, SchemaProvider, TableRef};
+use crate::state::State;
 use crate::workspace::{Parsed, Workspace};
 
 /// One version of a node's logic, as stored in state.
@@ -37,7 +39,9 @@ pub struct ModelVersion {
     pub row_clauses: BTreeSet<String>,
     /// Why column lineage is unknown, when it is.
     pub lineage_unknown: Option<String>,
-    /// The canonical SQL (empty for sources and seeds), for diffs.
+    /// The SQL printed over several lines (empty for sources and seeds), for
+    /// diffs. Stored apart from the rest of the version.
+    #[serde(skip)]
     pub sql: String,
     pub forward_only: bool,
 }
@@ -103,10 +107,18 @@ pub type KnownSchemas = BTreeMap<String, Vec<String>>;
 
 /// Compute the current version of every node of the workspace, in topological
 /// order, indexed by node id.
-pub fn versions(ws: &Workspace, schemas: &KnownSchemas) -> Vec<ModelVersion> {
+/// A model whose logic is stored in `state` with the same upstream columns is
+/// not analysed again: its stored lineage is reused.
+pub fn versions(ws: &Workspace, schemas: &KnownSchemas, state: &State) -> Vec<ModelVersion> {
+    use rayon::prelude::*;
+    // What does not depend on parents, for every model at once.
+    let mut own: Vec<Option<OwnLogic>> = (0..ws.dag.len())
+        .into_par_iter()
+        .map(|id| ws.dag.nodes[id].model.map(|m| own_logic(ws, m, state)))
+        .collect();
     let mut out: Vec<Option<ModelVersion>> = vec![None; ws.dag.len()];
     for &id in &ws.dag.order {
-        let v = node_version(ws, id, schemas, &out);
+        let v = node_version(ws, id, schemas, state, own[id].take(), &out);
         out[id] = Some(v);
     }
     out.into_iter()
@@ -118,6 +130,8 @@ fn node_version(
     ws: &Workspace,
     id: NodeId,
     schemas: &KnownSchemas,
+    state: &State,
+    own: Option<OwnLogic>,
     done: &[Option<ModelVersion>],
 ) -> ModelVersion {
     let node = &ws.dag.nodes[id];
@@ -177,7 +191,8 @@ fn node_version(
         ),
         NodeKind::Model(_) => {
             let m = node.model.expect("model node");
-            model_version(ws, m, parents.clone(), &combine, schemas, done)
+            let own = own.expect("models have their own logic computed");
+            model_version(ws, m, parents.clone(), &combine, schemas, state, own, done)
         }
     }
 }
@@ -194,14 +209,16 @@ fn source_header(config: &SourceConfig) -> BTreeMap<String, serde_json::Value> {
     h
 }
 
-fn model_version(
-    ws: &Workspace,
-    m: usize,
-    parents: BTreeMap<String, String>,
-    combine: &dyn Fn(&str) -> String,
-    schemas: &KnownSchemas,
-    done: &[Option<ModelVersion>],
-) -> ModelVersion {
+/// A model's logic apart from its parents, with the stored versions of the
+/// same logic (decoded, for reuse).
+struct OwnLogic {
+    data_header: BTreeMap<String, serde_json::Value>,
+    own: String,
+    metadata: String,
+    stored: Vec<ModelVersion>,
+}
+
+fn own_logic(ws: &Workspace, m: usize, state: &State) -> OwnLogic {
     let file = &ws.project.models[m];
     let analysis = &ws.models[m];
     let config = &file.config;
@@ -210,9 +227,8 @@ fn model_version(
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-    let canonical = analysis.canonical();
     let header_json = serde_json::to_string(&data_header).expect("json");
-    let mut parts = vec![canonical.clone(), header_json];
+    let mut parts = vec![analysis.canonical(), header_json];
     for name in &analysis.usage.macros {
         parts.push(format!("macro:{name}"));
         parts.push(
@@ -235,6 +251,51 @@ fn model_version(
     let metadata_json =
         serde_json::to_string(&config.values_with_role(KeyRole::Metadata)).expect("json");
     let metadata = hash_parts("hubforge-metadata-v1", [metadata_json.as_str()]);
+    let key = file.name.to_lowercase();
+    // Decoded apart from state's cache: a reused version becomes this run's version.
+    let stored = state
+        .by_own
+        .get(&(key.clone(), own.clone()))
+        .into_iter()
+        .flatten()
+        .filter_map(|fp| state.versions.get(&(key.clone(), fp.clone()))?.decode())
+        .collect();
+    OwnLogic {
+        data_header,
+        own,
+        metadata,
+        stored,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn model_version(
+    ws: &Workspace,
+    m: usize,
+    parents: BTreeMap<String, String>,
+    combine: &dyn Fn(&str) -> String,
+    schemas: &KnownSchemas,
+    state: &State,
+    own_logic: OwnLogic,
+    done: &[Option<ModelVersion>],
+) -> ModelVersion {
+    let file = &ws.project.models[m];
+    let analysis = &ws.models[m];
+    let config = &file.config;
+    let OwnLogic {
+        data_header,
+        own,
+        metadata,
+        stored,
+    } = own_logic;
+    if let Some(v) = reuse_stored(ws, state, stored, &parents, done) {
+        return ModelVersion {
+            name: file.name.clone(),
+            metadata,
+            forward_only: config.forward_only,
+            ..v
+        };
+    }
 
     // Parsed again here: the workspace does not keep syntax trees.
     let query = match &analysis.parsed {
@@ -293,6 +354,39 @@ fn model_version(
         },
         forward_only: config.forward_only,
     }
+}
+
+/// A stored version with the same own logic whose parents had the same columns
+/// then as now, re-based on the current parents.
+fn reuse_stored(
+    ws: &Workspace,
+    state: &State,
+    stored: Vec<ModelVersion>,
+    parents: &BTreeMap<String, String>,
+    done: &[Option<ModelVersion>],
+) -> Option<ModelVersion> {
+    stored.into_iter().find_map(|old| {
+        let same_parents = old.parents.len() == parents.len()
+            && parents.iter().all(|(p, new_fp)| match old.parents.get(p) {
+                Some(old_fp) if old_fp == new_fp => true,
+                Some(old_fp) => {
+                    let now = ws
+                        .dag
+                        .lookup(p)
+                        .and_then(|id| done[id].as_ref())
+                        .map(ModelVersion::column_names);
+                    now.is_some() && state.version(p, old_fp).map(ModelVersion::column_names) == now
+                }
+                None => false,
+            });
+        same_parents.then(|| {
+            if old.parents == *parents {
+                old
+            } else {
+                old.with_parents(parents.clone())
+            }
+        })
+    })
 }
 
 /// Resolves table references for lineage: models from their versions computed

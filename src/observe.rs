@@ -29,7 +29,9 @@ pub struct Observed {
 /// [`Ingest::Warehouse`] every file source is also copied into the warehouse
 /// (once per version of its files) for the build to read.
 pub fn observe(s: &dyn Session, ws: &Workspace, mode: Ingest) -> Result<Observed> {
+    let t = std::time::Instant::now();
     let state = state::read(s)?;
+    crate::progress::timing("read state", t.elapsed());
     let mut out = Observed {
         state,
         ..Observed::default()

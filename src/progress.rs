@@ -107,3 +107,23 @@ impl Progress {
         self.started.elapsed()
     }
 }
+
+/// With `HUBFORGE_TIMINGS` set, print how long a stage took and the peak memory
+/// so far to stderr (for benchmarks and for users chasing a slow command).
+pub fn timing(stage: &str, elapsed: Duration) {
+    if std::env::var_os("HUBFORGE_TIMINGS").is_none() {
+        return;
+    }
+    let peak = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|k| k.parse::<f64>().ok())
+            })
+        })
+        .map(|kib| format!(", peak memory {:.0} MiB", kib / 1024.0))
+        .unwrap_or_default();
+    eprintln!("timing: {stage} {:.3}s{peak}", elapsed.as_secs_f64());
+}

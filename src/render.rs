@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use serde_json::json;
 
+use crate::change::VersionLookup as _;
 use crate::config::Kind;
 use crate::fingerprint::ModelVersion;
 use crate::interval::{IntervalSet, Unit};
@@ -138,7 +139,7 @@ pub fn plan_text(ws: &Workspace, plan: &Plan, state: &State, current: &[ModelVer
         let old_sql = w
             .from_fingerprint
             .as_ref()
-            .and_then(|fp| state.versions.get(&(w.name.to_lowercase(), fp.clone())))
+            .and_then(|fp| state.version(&w.name.to_lowercase(), fp))
             .map(|v| v.sql.clone());
         if let (Some(old), Some(new)) = (old_sql, current.get(w.node).map(|v| v.sql.clone()))
             && let Some(diff) = sql_diff(&old, &new)

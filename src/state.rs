@@ -5,7 +5,7 @@
 //! State is read once per command into a [`State`] value; writes are SQL
 //! statements that the build runs inside its publish transaction.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::NaiveDateTime;
 
@@ -26,8 +26,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE _hubforge.meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
     CREATE TABLE _hubforge.model_versions (
         model VARCHAR NOT NULL, fingerprint VARCHAR NOT NULL, own VARCHAR NOT NULL,
-        metadata VARCHAR NOT NULL, version VARCHAR NOT NULL, run_id VARCHAR NOT NULL,
-        PRIMARY KEY (model, fingerprint));
+        metadata VARCHAR NOT NULL, version VARCHAR NOT NULL, sql VARCHAR NOT NULL,
+        run_id VARCHAR NOT NULL, PRIMARY KEY (model, fingerprint));
     CREATE TABLE _hubforge.models (
         model VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, fingerprint VARCHAR NOT NULL,
         metadata VARCHAR NOT NULL, columns VARCHAR NOT NULL, run_id VARCHAR NOT NULL);
@@ -121,13 +121,48 @@ pub struct RunRecord {
     pub status: String,
 }
 
+/// A stored model version, decoded on first use: planning needs only the few
+/// versions a change is compared with.
+#[derive(Debug, Clone, Default)]
+pub struct StoredVersion {
+    pub own: String,
+    json: String,
+    sql: String,
+    decoded: std::sync::OnceLock<Option<ModelVersion>>,
+}
+
+impl StoredVersion {
+    pub fn new(own: String, json: String, sql: String) -> Self {
+        StoredVersion {
+            own,
+            json,
+            sql,
+            decoded: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// A fresh copy of the version, decoded without keeping it here.
+    pub fn decode(&self) -> Option<ModelVersion> {
+        let mut v: ModelVersion = serde_json::from_str(&self.json).ok()?;
+        v.sql = self.sql.clone();
+        Some(v)
+    }
+
+    /// The version, or None when its record cannot be read (treated as unknown).
+    pub fn get(&self) -> Option<&ModelVersion> {
+        self.decoded.get_or_init(|| self.decode()).as_ref()
+    }
+}
+
 /// Everything state holds, read at once.
 #[derive(Debug, Clone, Default)]
 pub struct State {
     /// `None` when the warehouse has no state yet.
     pub schema_version: Option<u32>,
     /// (model lowercase, fingerprint) → version.
-    pub versions: BTreeMap<(String, String), ModelVersion>,
+    pub versions: HashMap<(String, String), StoredVersion>,
+    /// (model lowercase, own fingerprint) → the fingerprints of versions with that logic.
+    pub by_own: HashMap<(String, String), Vec<String>>,
     /// Model lowercase → its published record.
     pub models: BTreeMap<String, PublishedModel>,
     /// Model lowercase → built intervals, sorted.
@@ -160,6 +195,7 @@ impl crate::change::VersionLookup for State {
     fn version(&self, model: &str, fingerprint: &str) -> Option<&ModelVersion> {
         self.versions
             .get(&(model.to_string(), fingerprint.to_string()))
+            .and_then(StoredVersion::get)
     }
 }
 
@@ -241,13 +277,27 @@ pub fn read(s: &dyn Session) -> Result<State> {
     };
     for row in s
         .query(&format!(
-            "SELECT model, fingerprint, version FROM {SCHEMA}.model_versions"
+            "SELECT model, fingerprint, own, version, sql FROM {SCHEMA}.model_versions"
         ))?
         .rows
     {
-        let v: ModelVersion = serde_json::from_str(&text(&row[2]))
-            .map_err(|e| Error::Engine(format!("unreadable model version in state: {e}")))?;
-        state.versions.insert((text(&row[0]), text(&row[1])), v);
+        let [model, fp, own, json, sql]: [String; 5] = row
+            .into_iter()
+            .map(|v| match v {
+                Value::Text(t) => t,
+                other => other.to_text().unwrap_or_default(),
+            })
+            .collect::<Vec<_>>()
+            .try_into()
+            .map_err(|_| Error::Engine("unreadable model version in state".to_string()))?;
+        state
+            .by_own
+            .entry((model.clone(), own.clone()))
+            .or_default()
+            .push(fp.clone());
+        state
+            .versions
+            .insert((model, fp), StoredVersion::new(own, json, sql));
     }
     for row in s
         .query(&format!(
@@ -364,12 +414,13 @@ impl StateWrites {
     pub fn version(&mut self, v: &ModelVersion, run_id: &str) {
         let json = serde_json::to_string(v).expect("version serialises");
         self.sql.push(format!(
-            "INSERT OR IGNORE INTO {SCHEMA}.model_versions VALUES ({}, {}, {}, {}, {}, {});",
+            "INSERT OR IGNORE INTO {SCHEMA}.model_versions VALUES ({}, {}, {}, {}, {}, {}, {});",
             quote_str(&v.name.to_lowercase()),
             quote_str(&v.fingerprint),
             quote_str(&v.own),
             quote_str(&v.metadata),
             quote_str(&json),
+            quote_str(&v.sql),
             quote_str(run_id)
         ));
     }

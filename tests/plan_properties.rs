@@ -211,7 +211,7 @@ proptest! {
         write_project(dir.path(), &case);
         let ws = Workspace::load(dir.path(), &[]).expect("generated project loads");
         let schemas: BTreeMap<String, Vec<String>> = BTreeMap::from([("src".to_string(), vec!["d".to_string(), "v".to_string()])]);
-        let versions = fingerprint::versions(&ws, &schemas);
+        let versions = fingerprint::versions(&ws, &schemas, &State::default());
 
         // State: everything built with the current logic, minus the missing days.
         let mut state = State { schema_version: Some(1), ..State::default() };

@@ -39,6 +39,9 @@ enum Command {
         #[arg(long, default_value = "+mart_*")]
         select: String,
     },
+    /// Record state for a project as if every model had been built with its
+    /// current logic, through the real state store (for planning benchmarks).
+    RecordState { dir: PathBuf },
 }
 
 /// Peak resident memory of this process in MiB (Linux VmHWM).
@@ -48,6 +51,83 @@ fn peak_rss_mib() -> Option<f64> {
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
 }
+
+/// Write state as if every model of `dir` had been built with its current logic.
+fn record_state(dir: &std::path::Path) -> hubforge::Result<()> {
+    use hubforge::engine::Engine as _;
+    use hubforge::interval::{Interval, Unit};
+    use hubforge::state::{IntervalRecord, StateWrites};
+    let ws = Workspace::load(dir, &[])?;
+    let engine = hubforge::engine::duckdb::DuckDbEngine::open(
+        &ws.project.warehouse_path(),
+        &Default::default(),
+    )?;
+    let s = engine.session()?;
+    hubforge::state::migrate(s.as_ref())?;
+    let observed = hubforge::observe::observe(s.as_ref(), &ws, hubforge::sources::Ingest::Temp)?;
+    let versions = hubforge::fingerprint::versions(&ws, &observed.schemas, &observed.state);
+    let now = hubforge::plan::end_of_history(&ws, chrono::Utc::now().naive_utc());
+    let mut w = StateWrites::default();
+    for (id, v) in versions.iter().enumerate() {
+        w.version(v, "bench");
+        w.published(v, &v.column_names(), "bench");
+        let key = ws.dag.nodes[id].name.to_lowercase();
+        let Some((file, _)) = ws.model(id) else {
+            continue;
+        };
+        let fp = v.fingerprint.clone();
+        let record = |interval| IntervalRecord {
+            interval,
+            fingerprint: fp.clone(),
+            built_fingerprint: fp.clone(),
+            run_id: "bench".into(),
+            rows: 0,
+            checksum: String::new(),
+        };
+        match hubforge::plan::universe(&ws, id, now) {
+            Some((unit, u)) => {
+                for b in u.batches(unit, file.config.batch_size()) {
+                    w.interval(&key, &record(b));
+                }
+            }
+            None => {
+                let start = ws
+                    .project
+                    .config
+                    .project
+                    .start
+                    .and_hms_opt(0, 0, 0)
+                    .expect("midnight");
+                let end = Unit::Day.floor(now).max(start + chrono::Days::new(1));
+                w.interval(&key, &record(Interval::new(start, end).expect("range")));
+            }
+        }
+    }
+    for (key, snap) in &observed.sources {
+        w.source_snapshot(key, snap, "bench");
+    }
+    for (key, cols) in &observed.schemas {
+        w.schema(key, cols);
+    }
+    let mut sql = String::from("BEGIN TRANSACTION;\n");
+    for stmt in &w.sql {
+        sql.push_str(stmt);
+        sql.push('\n');
+    }
+    sql.push_str("COMMIT;");
+    s.execute(&sql)?;
+    println!(
+        "recorded state for {} nodes ({} statements)",
+        versions.len(),
+        w.sql.len()
+    );
+    Ok(())
+}
+
+// Parsing thousands of models allocates a lot; mimalloc is markedly faster
+// than the system allocator at that (see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let args = Args::parse();
@@ -73,6 +153,12 @@ fn main() {
                 t.elapsed(),
                 out.display()
             );
+        }
+        Command::RecordState { dir } => {
+            if let Err(e) = record_state(&dir) {
+                eprintln!("{e}");
+                std::process::exit(1);
+            }
         }
         Command::Load { dir, select } => {
             let t = Instant::now();

@@ -132,10 +132,13 @@ pub fn parse_query(sql: &str) -> Result<Query, SqlError> {
         .and_then(|mut p| p.parse_statements())
         .map_err(|e| syntax_error(e, sql))?;
 
-    // Positions of statements come from the tokens: statement spans are not always exact.
-    let tokens = Tokenizer::new(&dialect, sql)
-        .tokenize_with_location()
-        .unwrap_or_default();
+    // Positions of statements come from the tokens: statement spans are not always
+    // exact. Only errors need them, so the SQL is tokenized again only then.
+    let tokens = || {
+        Tokenizer::new(&dialect, sql)
+            .tokenize_with_location()
+            .unwrap_or_default()
+    };
     let mut statements = statements.into_iter();
     let Some(statement) = statements.next() else {
         return Err(SqlError {
@@ -146,7 +149,7 @@ pub fn parse_query(sql: &str) -> Result<Query, SqlError> {
         });
     };
     if statements.next().is_some() {
-        let (line, column) = second_statement_start(&tokens).unwrap_or((1, 1));
+        let (line, column) = second_statement_start(&tokens()).unwrap_or((1, 1));
         return Err(SqlError {
             kind: SqlErrorKind::MultipleStatements,
             message: "expected one query, found more than one statement".to_string(),
@@ -157,7 +160,7 @@ pub fn parse_query(sql: &str) -> Result<Query, SqlError> {
     let ast = match statement {
         Statement::Query(q) if is_plain_query(&q) => *q,
         other => {
-            let (line, column) = first_token_start(&tokens).unwrap_or((1, 1));
+            let (line, column) = first_token_start(&tokens()).unwrap_or((1, 1));
             return Err(SqlError {
                 kind: SqlErrorKind::NotAQuery,
                 message: {
