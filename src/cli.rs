@@ -293,7 +293,11 @@ fn build(
         engine.as_ref(),
         &build_options,
         crate::interrupt::flag(),
-    )?;
+    );
+    // Close the warehouse cleanly, whatever happened.
+    crate::interrupt::release();
+    drop(engine);
+    let summary = summary?;
     match format {
         Format::Json => write_json(out, &crate::render::build_json(&ws, &summary)),
         Format::Text => write_text(out, &crate::render::build_text(&ws, &summary)),

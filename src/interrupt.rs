@@ -28,6 +28,11 @@ pub fn watch(engine: Arc<dyn Engine>) {
     });
 }
 
+/// Stop interrupting the engine (it is about to be closed).
+pub fn release() {
+    *ENGINE.lock().unwrap_or_else(|e| e.into_inner()) = None;
+}
+
 /// Set once the user pressed Ctrl-C.
 pub fn flag() -> &'static AtomicBool {
     &INTERRUPTED

@@ -196,9 +196,11 @@ pub fn snapshot(
     match &config.time_column {
         Some(tc) => {
             let unit = config.unit;
+            // Grouped by the truncated time itself; only the result is formatted.
             let q = format!(
-                "SELECT strftime(CAST(date_trunc('{}', {col}) AS TIMESTAMP), '%Y-%m-%dT%H:%M:%S'), count(*), CAST(sum(hash(s)) AS VARCHAR) \
-                 FROM (SELECT * FROM {relation}) s WHERE {col} IS NOT NULL GROUP BY 1",
+                "SELECT strftime(u, '%Y-%m-%dT%H:%M:%S'), n, CAST(h AS VARCHAR) FROM (\
+                 SELECT CAST(date_trunc('{}', {col}) AS TIMESTAMP) AS u, count(*) AS n, sum(hash(s)) AS h \
+                 FROM (SELECT * FROM {relation}) s WHERE {col} IS NOT NULL GROUP BY 1)",
                 unit_sql(unit),
                 col = crate::engine::quote_ident(tc)
             );

@@ -30,7 +30,8 @@ const MIGRATIONS: &[&str] = &[
         run_id VARCHAR NOT NULL, PRIMARY KEY (model, fingerprint));
     CREATE TABLE _hubforge.models (
         model VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, fingerprint VARCHAR NOT NULL,
-        metadata VARCHAR NOT NULL, columns VARCHAR NOT NULL, run_id VARCHAR NOT NULL);
+        metadata VARCHAR NOT NULL, columns VARCHAR NOT NULL, data_table VARCHAR NOT NULL,
+        run_id VARCHAR NOT NULL);
     CREATE TABLE _hubforge.intervals (
         model VARCHAR NOT NULL, start_ts TIMESTAMP NOT NULL, end_ts TIMESTAMP NOT NULL,
         fingerprint VARCHAR NOT NULL, built_fingerprint VARCHAR NOT NULL,
@@ -81,6 +82,9 @@ pub struct PublishedModel {
     pub fingerprint: String,
     pub metadata: String,
     pub columns: Vec<String>,
+    /// The table in `_hubforge_data` holding the model's rows (empty for views
+    /// and sources); the published view in `main` reads it.
+    pub data_table: String,
     pub run_id: String,
 }
 
@@ -301,7 +305,7 @@ pub fn read(s: &dyn Session) -> Result<State> {
     }
     for row in s
         .query(&format!(
-            "SELECT model, kind, fingerprint, metadata, columns, run_id FROM {SCHEMA}.models"
+            "SELECT model, kind, fingerprint, metadata, columns, data_table, run_id FROM {SCHEMA}.models"
         ))?
         .rows
     {
@@ -312,7 +316,8 @@ pub fn read(s: &dyn Session) -> Result<State> {
                 fingerprint: text(&row[2]),
                 metadata: text(&row[3]),
                 columns: serde_json::from_str(&text(&row[4])).unwrap_or_default(),
-                run_id: text(&row[5]),
+                data_table: text(&row[5]),
+                run_id: text(&row[6]),
             },
         );
     }
@@ -426,14 +431,21 @@ impl StateWrites {
     }
 
     /// Record `v` as the published version of its model.
-    pub fn published(&mut self, v: &ModelVersion, columns: &[String], run_id: &str) {
+    pub fn published(
+        &mut self,
+        v: &ModelVersion,
+        columns: &[String],
+        data_table: &str,
+        run_id: &str,
+    ) {
         self.sql.push(format!(
-            "INSERT OR REPLACE INTO {SCHEMA}.models VALUES ({}, {}, {}, {}, {}, {});",
+            "INSERT OR REPLACE INTO {SCHEMA}.models VALUES ({}, {}, {}, {}, {}, {}, {});",
             quote_str(&v.name.to_lowercase()),
             quote_str(&v.kind),
             quote_str(&v.fingerprint),
             quote_str(&v.metadata),
             quote_str(&serde_json::to_string(columns).expect("json")),
+            quote_str(data_table),
             quote_str(run_id)
         ));
     }
@@ -552,29 +564,27 @@ impl StateWrites {
                 quote_str(source)
             ));
         }
-        let mut values = Vec::new();
-        if let Some((rows, hash)) = &snap.whole {
-            values.push(format!(
-                "({}, NULL, NULL, {rows}, {}, {})",
-                quote_str(source),
-                quote_str(hash),
-                quote_str(run_id)
-            ));
+        // One JSON literal rather than a long VALUES list: DuckDB parses SQL
+        // text slowly, JSON quickly.
+        let mut rows: Vec<serde_json::Value> = Vec::new();
+        if let Some((count, hash)) = &snap.whole {
+            rows.push(serde_json::json!({ "s": null, "e": null, "n": count, "h": hash }));
         }
-        for (iv, (rows, hash)) in &snap.units {
-            values.push(format!(
-                "({}, {}, {}, {rows}, {}, {})",
-                quote_str(source),
-                ts_literal(iv.start()),
-                ts_literal(iv.end()),
-                quote_str(hash),
-                quote_str(run_id)
-            ));
+        for (iv, (count, hash)) in &snap.units {
+            rows.push(serde_json::json!({
+                "s": iv.start().format("%Y-%m-%d %H:%M:%S").to_string(),
+                "e": iv.end().format("%Y-%m-%d %H:%M:%S").to_string(),
+                "n": count,
+                "h": hash,
+            }));
         }
-        for chunk in values.chunks(1000) {
+        if !rows.is_empty() {
             self.sql.push(format!(
-                "INSERT INTO {SCHEMA}.source_snapshots VALUES {};",
-                chunk.join(", ")
+                "INSERT INTO {SCHEMA}.source_snapshots SELECT {}, CAST(r.s AS TIMESTAMP), CAST(r.e AS TIMESTAMP), r.n, r.h, {} \
+                 FROM (SELECT unnest(from_json({}, '[{{\"s\": \"VARCHAR\", \"e\": \"VARCHAR\", \"n\": \"BIGINT\", \"h\": \"VARCHAR\"}}]')) AS r);",
+                quote_str(source),
+                quote_str(run_id),
+                quote_str(&serde_json::Value::Array(rows).to_string())
             ));
         }
         for f in &snap.files {

@@ -47,9 +47,14 @@ impl Rng {
     }
 }
 
-/// The layer a generated model sits in and the models it may read.
-fn layer_of(i: usize, n: usize) -> usize {
-    let stg = (n / 10).max(1);
+/// The number of staging models: a tenth of all, and at least one per source.
+fn staging_count(n: usize, sources: usize) -> usize {
+    (n / 10).max(sources).max(1).min(n)
+}
+
+/// The layer a generated model sits in.
+fn layer_of(i: usize, n: usize, sources: usize) -> usize {
+    let stg = staging_count(n, sources);
     let int = (n * 7 / 10).max(stg + 1);
     if i < stg {
         0
@@ -60,8 +65,8 @@ fn layer_of(i: usize, n: usize) -> usize {
     }
 }
 
-fn model_name(i: usize, n: usize) -> String {
-    match layer_of(i, n) {
+fn model_name(i: usize, n: usize, sources: usize) -> String {
+    match layer_of(i, n, sources) {
         0 => format!("stg_{i:05}"),
         1 => format!("int_{i:05}"),
         _ => format!("mart_{i:05}"),
@@ -101,18 +106,20 @@ pub fn generate(dir: &Path, spec: &SynthSpec) -> std::io::Result<()> {
     }
 
     let n = spec.models;
+    let src = spec.sources;
+    let stg = staging_count(n, src);
     for i in 0..n {
-        let name = model_name(i, n);
-        let layer = layer_of(i, n);
+        let name = model_name(i, n, src);
+        let layer = layer_of(i, n, src);
         let sql = match layer {
             0 => staging_sql(i, spec, &mut rng),
             _ => {
                 // Read 1-3 models of earlier layers, mostly nearby ones.
-                let lo = if layer == 1 { 0 } else { (n / 10).max(1) };
+                let lo = if layer == 1 { 0 } else { stg };
                 let hi = if layer == 1 {
-                    (n / 10).max(1)
+                    stg
                 } else {
-                    (n * 7 / 10).max(2)
+                    (n * 7 / 10).max(stg + 1)
                 };
                 let pool = i.min(hi).max(lo + 1);
                 let k = 1 + rng.below(3);
@@ -122,7 +129,7 @@ pub fn generate(dir: &Path, spec: &SynthSpec) -> std::io::Result<()> {
                 derived_sql(
                     &parents
                         .iter()
-                        .map(|&p| model_name(p, n))
+                        .map(|&p| model_name(p, n, src))
                         .collect::<Vec<_>>(),
                     &mut rng,
                 )

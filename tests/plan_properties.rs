@@ -225,6 +225,7 @@ proptest! {
                 fingerprint: fp.clone(),
                 metadata: versions[id].metadata.clone(),
                 columns: vec!["d".into(), "v".into()],
+                data_table: String::new(),
                 run_id: "r1".into(),
             });
             let record = |iv: Interval| IntervalRecord {
@@ -252,7 +253,7 @@ proptest! {
         let id = ws.dag.lookup("src").unwrap();
         state.models.insert("src".into(), PublishedModel {
             kind: "source".into(), fingerprint: versions[id].fingerprint.clone(), metadata: String::new(),
-            columns: vec![], run_id: "r1".into(),
+            columns: vec![], data_table: String::new(), run_id: "r1".into(),
         });
         let snapshot = |changed: &BTreeSet<u32>| SourceSnapshot {
             units: (0..DAYS).map(|d| (Interval::unit_at(Unit::Day, day(d)), (10, if changed.contains(&d) { "new" } else { "old" }.to_string()))).collect(),

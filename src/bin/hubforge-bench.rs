@@ -42,6 +42,14 @@ enum Command {
     /// Record state for a project as if every model had been built with its
     /// current logic, through the real state store (for planning benchmarks).
     RecordState { dir: PathBuf },
+    /// The baseline for build benchmarks: the same final SQL statements run
+    /// directly in DuckDB (sources loaded into tables, then one CREATE TABLE AS
+    /// per model over its whole history), into a fresh database file.
+    Baseline {
+        dir: PathBuf,
+        #[arg(long)]
+        database: PathBuf,
+    },
 }
 
 /// Peak resident memory of this process in MiB (Linux VmHWM).
@@ -70,7 +78,7 @@ fn record_state(dir: &std::path::Path) -> hubforge::Result<()> {
     let mut w = StateWrites::default();
     for (id, v) in versions.iter().enumerate() {
         w.version(v, "bench");
-        w.published(v, &v.column_names(), "bench");
+        w.published(v, &v.column_names(), "", "bench");
         let key = ws.dag.nodes[id].name.to_lowercase();
         let Some((file, _)) = ws.model(id) else {
             continue;
@@ -129,6 +137,58 @@ fn record_state(dir: &std::path::Path) -> hubforge::Result<()> {
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Run the models' SQL directly in DuckDB, as a baseline for `hubforge build`.
+fn baseline(dir: &std::path::Path, database: &std::path::Path) -> hubforge::Result<()> {
+    use hubforge::engine::Engine as _;
+    let ws = Workspace::load(dir, &[])?;
+    let _ = std::fs::remove_file(database);
+    let engine = hubforge::engine::duckdb::DuckDbEngine::open(database, &Default::default())?;
+    let s = engine.session()?;
+    let started = Instant::now();
+    for (name, config) in &ws.project.config.sources {
+        s.execute(&format!(
+            "CREATE TABLE {} AS SELECT * FROM {}",
+            hubforge::engine::quote_ident(name),
+            hubforge::sources::relation(&ws.project.root, config)
+        ))?;
+    }
+    let loaded = started.elapsed();
+    let now = hubforge::plan::end_of_history(&ws, chrono::Utc::now().naive_utc());
+    for &id in &ws.dag.order {
+        let Some((file, _)) = ws.model(id) else {
+            continue;
+        };
+        let start = ws
+            .project
+            .config
+            .project
+            .start
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight");
+        let window = hubforge::template::Window::new(start, now, file.config.unit);
+        let sql = ws
+            .templates
+            .render(&file.path, &file.text, &file.body, &window)
+            .map_err(|d| hubforge::Error::Input(d.into()))?;
+        let what = if file.config.kind == hubforge::config::Kind::View {
+            "VIEW"
+        } else {
+            "TABLE"
+        };
+        s.execute(&format!(
+            "CREATE {what} {} AS {sql}",
+            hubforge::engine::quote_ident(&file.name)
+        ))?;
+    }
+    println!(
+        "baseline: sources loaded in {:.2}s, models built in {:.2}s, total {:.2}s",
+        loaded.as_secs_f64(),
+        (started.elapsed() - loaded).as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 fn main() {
     let args = Args::parse();
     match args.command {
@@ -153,6 +213,12 @@ fn main() {
                 t.elapsed(),
                 out.display()
             );
+        }
+        Command::Baseline { dir, database } => {
+            if let Err(e) = baseline(&dir, &database) {
+                eprintln!("{e}");
+                std::process::exit(1);
+            }
         }
         Command::RecordState { dir } => {
             if let Err(e) = record_state(&dir) {

@@ -159,6 +159,9 @@ impl DuckDbEngine {
         if let Some(m) = &options.memory_limit {
             config = config.max_memory(m).map_err(map)?;
         }
+        // One checkpoint at the end of a build, not one in the middle of it
+        // whenever the write-ahead log passes DuckDB's default 16 MB.
+        config = config.with("checkpoint_threshold", "1GB").map_err(map)?;
         if options.read_only {
             config = config
                 .access_mode(duckdb::AccessMode::ReadOnly)

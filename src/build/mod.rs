@@ -1,0 +1,369 @@
+//! `hubforge build`: stage every stale (model, interval), then publish all of it
+//! in one DuckDB transaction.
+//!
+//! Every model's rows live in a table of the `_hubforge_data` schema; what users
+//! query is a view of the same name in `main` over that table. A run stages new
+//! rows into new tables there (recorded as they finish, so that a rerun after a
+//! crash or Ctrl-C reuses them), with references between models of the run
+//! rewritten to the staged data. Publishing is one transaction: a model rebuilt
+//! whole gets its view pointed at its new table (no copy), a model rebuilt for
+//! some intervals gets those intervals replaced in place, and state is written.
+//! Until that transaction commits, what `main` shows and what state says are
+//! untouched.
+
+mod publish;
+mod stage;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use chrono::NaiveDateTime;
+
+use crate::engine::{Engine, Session};
+use crate::error::{Error, Result};
+use crate::fingerprint::{self, ModelVersion};
+use crate::graph::{NodeId, NodeKind};
+use crate::interval::{Interval, Unit};
+use crate::observe::{self, Observed};
+use crate::plan::{self, ModelWork, Plan, PlanOptions};
+use crate::progress::Progress;
+use crate::sources::{Ingest, SOURCE_SCHEMA};
+use crate::sql;
+use crate::state;
+use crate::template::Window;
+use crate::workspace::{Parsed, Workspace};
+
+/// Where models' rows are stored; `main` holds views over these tables.
+pub const DATA_SCHEMA: &str = "_hubforge_data";
+/// The staging registry and the views readers use during a run.
+pub const STAGE_SCHEMA: &str = "_hubforge_stage";
+/// Views named like the nodes they stand for, for models only DuckDB can parse
+/// (their references cannot be rewritten, so they are resolved by search path).
+const REF_SCHEMA: &str = "_hubforge_ref";
+
+/// What `build` was asked to do.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub plan: PlanOptions,
+    pub dry_run: bool,
+    pub threads: usize,
+    pub quiet: bool,
+    pub command: String,
+}
+
+/// What a build did.
+#[derive(Debug, Clone, Default)]
+pub struct BuildSummary {
+    pub run_id: Option<String>,
+    pub plan: Plan,
+    pub models: usize,
+    pub intervals: i64,
+    pub batches: usize,
+    pub reused: usize,
+    pub rows: i64,
+    pub seeds: usize,
+    pub seconds: f64,
+    /// Per model: rows written.
+    pub rows_by_model: BTreeMap<String, i64>,
+}
+
+/// Everything computed before any work: state, sources, versions, plan.
+pub struct Prepared {
+    pub observed: Observed,
+    pub versions: Vec<ModelVersion>,
+    pub plan: Plan,
+    /// The end of history the plan was made for.
+    pub now: NaiveDateTime,
+}
+
+/// Observe, fingerprint and plan.
+pub fn prepare(
+    s: &dyn Session,
+    ws: &Workspace,
+    options: &PlanOptions,
+    ingest: Ingest,
+) -> Result<Prepared> {
+    let t = std::time::Instant::now();
+    let observed = observe::observe(s, ws, ingest)?;
+    crate::progress::timing("observe sources and state", t.elapsed());
+    let t = std::time::Instant::now();
+    let versions = fingerprint::versions(ws, &observed.schemas, &observed.state);
+    crate::progress::timing("fingerprints and lineage", t.elapsed());
+    let t = std::time::Instant::now();
+    let plan = plan::plan(ws, &versions, &observed.state, &observed.sources, options);
+    crate::progress::timing("plan", t.elapsed());
+    Ok(Prepared {
+        observed,
+        versions,
+        plan,
+        now: options.now,
+    })
+}
+
+/// Run a build against `engine`.
+pub fn build(
+    ws: &Workspace,
+    engine: &dyn Engine,
+    options: &BuildOptions,
+    interrupted: &AtomicBool,
+) -> Result<BuildSummary> {
+    let progress = Progress::new(options.quiet);
+    let main = engine.session()?;
+    let ingest = if options.dry_run {
+        Ingest::Temp
+    } else {
+        state::migrate(main.as_ref())?;
+        setup_schemas(main.as_ref())?;
+        Ingest::Warehouse
+    };
+    let prepared = prepare(main.as_ref(), ws, &options.plan, ingest)?;
+    let mut summary = BuildSummary {
+        plan: prepared.plan.clone(),
+        ..BuildSummary::default()
+    };
+    if options.dry_run {
+        return Ok(summary);
+    }
+    let seeds = seeds_to_load(ws, &prepared);
+    if prepared.plan.is_empty() && seeds.is_empty() && !state_changes_needed(ws, &prepared) {
+        return Ok(summary);
+    }
+    let run_id = new_run_id();
+    let started = now();
+    summary.run_id = Some(run_id.clone());
+
+    let work: BTreeMap<NodeId, &ModelWork> =
+        prepared.plan.models.iter().map(|w| (w.node, w)).collect();
+    let last_run = prepared
+        .observed
+        .state
+        .last_run
+        .as_ref()
+        .map(|r| r.run_id.as_str());
+    let staging = stage::plan_staging(ws, &prepared, &work, &seeds, last_run);
+    stage::cleanup(main.as_ref(), &staging, &prepared.observed.state)?;
+    let reusable = stage::finished_batches(main.as_ref())?;
+    summary.reused = staging
+        .tasks
+        .iter()
+        .filter(|t| reusable.contains_key(&t.key))
+        .count();
+    summary.batches = staging.tasks.len();
+
+    let t = std::time::Instant::now();
+    let results = stage::run(
+        ws,
+        engine,
+        &staging,
+        &reusable,
+        options,
+        interrupted,
+        &progress,
+    )?;
+    if interrupted.load(Ordering::SeqCst) {
+        return Err(Error::Interrupted);
+    }
+    crate::progress::timing("stage", t.elapsed());
+    pause_point("validate", 0);
+
+    let t = std::time::Instant::now();
+    let statements = publish::statements(
+        ws,
+        &prepared,
+        &work,
+        &staging,
+        &results,
+        &publish::RunInfo {
+            run_id: &run_id,
+            started,
+            command: &options.command,
+        },
+        main.as_ref(),
+    )?;
+    crate::progress::timing("prepare publish", t.elapsed());
+    progress.note(&format!(
+        "publishing {} models in one transaction",
+        work.len() + seeds.len()
+    ));
+    let publish_error = |e: Error| {
+        let _ = main.execute("ROLLBACK");
+        match e {
+            _ if interrupted.load(Ordering::SeqCst) => Error::Interrupted,
+            Error::Engine(m) => {
+                Error::Engine(format!("publish failed, nothing was published: {m}"))
+            }
+            other => other,
+        }
+    };
+    main.execute("BEGIN TRANSACTION").map_err(publish_error)?;
+    for (i, statement) in statements.iter().enumerate() {
+        main.execute(statement).map_err(publish_error)?;
+        pause_point("publish", i + 1);
+    }
+    main.execute("COMMIT").map_err(publish_error)?;
+    crate::progress::timing("publish", t.elapsed());
+    // Fold the write-ahead log into the warehouse file, so that the file alone
+    // holds the published data (it is replayed on the next open otherwise).
+    let _ = main.execute("CHECKPOINT");
+    crate::progress::timing("checkpoint", t.elapsed());
+    progress.finish();
+
+    summary.models = work.len();
+    summary.seeds = seeds.len();
+    summary.intervals = prepared.plan.interval_count(&prepared.plan.models, ws);
+    for t in &staging.tasks {
+        if let Some(r) = results.get(&t.key) {
+            summary.rows += r.rows;
+            *summary
+                .rows_by_model
+                .entry(ws.dag.nodes[t.node].name.clone())
+                .or_default() += r.rows;
+        }
+    }
+    summary.seconds = progress.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// Seeds whose content changed or that were never loaded. They are compared by
+/// content: a copied project has new file times.
+fn seeds_to_load(ws: &Workspace, prepared: &Prepared) -> Vec<NodeId> {
+    let state = &prepared.observed.state;
+    (0..ws.dag.len())
+        .filter(|&i| ws.dag.nodes[i].kind == NodeKind::Seed)
+        .filter(|&i| {
+            let key = ws.dag.nodes[i].name.to_lowercase();
+            state.sources.get(&key).map(|s| &s.whole)
+                != prepared.observed.sources.get(&key).map(|s| &s.whole)
+                || !state.models.contains_key(&key)
+        })
+        .collect()
+}
+
+/// Whether state must be written even with no data to build: versions of
+/// unaffected models to re-key, metadata changes, sources seen anew.
+fn state_changes_needed(ws: &Workspace, prepared: &Prepared) -> bool {
+    let state = &prepared.observed.state;
+    !prepared.plan.rekey.is_empty()
+        || !prepared.plan.metadata_only.is_empty()
+        || (0..ws.dag.len()).any(|i| {
+            let key = ws.dag.nodes[i].name.to_lowercase();
+            ws.dag.nodes[i].kind == NodeKind::Source
+                && (state.models.get(&key).map(|m| &m.fingerprint)
+                    != Some(&prepared.versions[i].fingerprint)
+                    || state.sources.get(&key) != prepared.observed.sources.get(&key))
+        })
+}
+
+/// A test hook: with `HUBFORGE_PAUSE_AT=point:n`, stop at that point (announced
+/// on stderr) until killed or interrupted, so that a test can stop the process
+/// exactly there.
+fn pause_point(point: &str, n: usize) {
+    if let Ok(at) = std::env::var("HUBFORGE_PAUSE_AT")
+        && at == format!("{point}:{n}")
+    {
+        eprintln!("hubforge: paused at {at}");
+        while !crate::interrupt::flag().load(Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+fn now() -> NaiveDateTime {
+    chrono::Utc::now().naive_utc()
+}
+
+fn new_run_id() -> String {
+    let t = chrono::Utc::now();
+    let salt = blake3::hash(
+        format!(
+            "{}{}",
+            t.timestamp_nanos_opt().unwrap_or(0),
+            std::process::id()
+        )
+        .as_bytes(),
+    );
+    format!("{}-{}", t.format("%Y%m%dT%H%M%S"), &salt.to_hex()[..6])
+}
+
+fn user() -> String {
+    std::env::var("HUBFORGE_USER")
+        .or_else(|_| std::env::var("USER"))
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "unknown".to_string())
+}
+
+/// hubforge's schemas and the staging registry.
+fn setup_schemas(s: &dyn Session) -> Result<()> {
+    let mut sql = String::new();
+    for schema in [SOURCE_SCHEMA, DATA_SCHEMA, STAGE_SCHEMA, REF_SCHEMA] {
+        sql.push_str(&format!("CREATE SCHEMA IF NOT EXISTS {schema};\n"));
+    }
+    sql.push_str(&format!(
+        "CREATE TABLE IF NOT EXISTS {STAGE_SCHEMA}.batches (key VARCHAR PRIMARY KEY, table_name VARCHAR NOT NULL, \
+         row_count BIGINT NOT NULL, checksum VARCHAR NOT NULL);\n"
+    ));
+    s.execute(&sql)
+        .map_err(|e| Error::Engine(format!("setting up hubforge schemas: {e}")))
+}
+
+/// A quoted name in the data schema.
+fn data_table(name: &str) -> String {
+    format!("{DATA_SCHEMA}.{}", crate::engine::quote_ident(name))
+}
+
+/// The published view of a node in `main`.
+fn main_name(name: &str) -> String {
+    format!("main.{}", crate::engine::quote_ident(name))
+}
+
+/// Render a model for a window with its references pointed at `target(node)`.
+/// The second value says the SQL could only be parsed by DuckDB: its
+/// references are then resolved by search path instead.
+pub fn render_sql(
+    ws: &Workspace,
+    node: NodeId,
+    window: &Window,
+    target: &dyn Fn(NodeId) -> String,
+) -> Result<(String, bool)> {
+    let (file, analysis) = ws.model(node).expect("model node");
+    let rendered = ws
+        .templates
+        .render(&file.path, &file.text, &file.body, window)
+        .map_err(|d| Error::Input(d.into()))?;
+    match &analysis.parsed {
+        Parsed::Sql { .. } => {
+            let q = sql::parse_query(&rendered).map_err(|e| {
+                Error::Engine(format!(
+                    "model `{}` does not parse for window {:?}: {}",
+                    file.name, window, e.message
+                ))
+            })?;
+            Ok((q.rewrite_refs(&|r| ws.resolve(r).map(target)), false))
+        }
+        Parsed::DuckDb { .. } => Ok((rendered, true)),
+    }
+}
+
+/// The window a model is rendered for: a batch, or its whole history.
+fn window_for(
+    ws: &Workspace,
+    node: NodeId,
+    interval: Option<Interval>,
+    now: NaiveDateTime,
+) -> Window {
+    let (file, _) = ws.model(node).expect("model node");
+    let iv = interval.unwrap_or_else(|| whole_range(ws, node, now));
+    Window::new(iv.start(), iv.end(), file.config.unit)
+}
+
+/// A model's whole history to now: what a table or view covers.
+fn whole_range(ws: &Workspace, id: NodeId, now: NaiveDateTime) -> Interval {
+    let start = ws
+        .model(id)
+        .and_then(|(f, _)| f.config.start)
+        .unwrap_or(ws.project.config.project.start)
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight");
+    let end = crate::interval::last_complete(now, Unit::Day).max(start + chrono::Days::new(1));
+    Interval::new(start, end).expect("start before end")
+}

@@ -1,0 +1,527 @@
+//! Publishing: the statements of the one transaction that makes a run's staged
+//! data what `main` shows, and records it in state.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::NaiveDateTime;
+
+use super::stage::{Mode, Staged, Staging, Task};
+use super::{
+    Prepared, STAGE_SCHEMA, data_table, main_name, now, render_sql, user, whole_range, window_for,
+};
+use crate::change::VersionLookup as _;
+use crate::config::Kind;
+use crate::engine::{Session, quote_ident, quote_str};
+use crate::error::Result;
+use crate::fingerprint::ModelVersion;
+use crate::graph::{NodeId, NodeKind};
+use crate::interval::{Interval, IntervalSet};
+use crate::plan::{ChangeKind, ModelWork};
+use crate::sources::SOURCE_SCHEMA;
+use crate::state::{self, IntervalRecord, PendingRecord, StateWrites};
+use crate::workspace::Workspace;
+
+/// What identifies the run in state.
+pub(super) struct RunInfo<'a> {
+    pub run_id: &'a str,
+    pub started: NaiveDateTime,
+    pub command: &'a str,
+}
+
+/// The statements of the publish transaction, in order.
+pub(super) fn statements(
+    ws: &Workspace,
+    prepared: &Prepared,
+    work: &BTreeMap<NodeId, &ModelWork>,
+    staging: &Staging,
+    results: &HashMap<String, Staged>,
+    run: &RunInfo,
+    s: &dyn Session,
+) -> Result<Vec<String>> {
+    let state = &prepared.observed.state;
+    let mut sql: Vec<String> = Vec::new();
+    let ingested = table_names(s, SOURCE_SCHEMA)?;
+    // Columns of each staged table, as written.
+    let mut staged_columns: BTreeMap<NodeId, Vec<(String, String)>> = BTreeMap::new();
+    for (&id, stage) in &staging.nodes {
+        let rows = s.query(&format!(
+            "DESCRIBE SELECT * FROM {}",
+            data_table(&stage.table)
+        ))?;
+        staged_columns.insert(
+            id,
+            rows.rows
+                .iter()
+                .map(|r| {
+                    (
+                        r[0].to_text().unwrap_or_default(),
+                        r[1].to_text().unwrap_or_default(),
+                    )
+                })
+                .collect(),
+        );
+    }
+    // What published views read: sources through their stable view, the rest in `main`.
+    let publish_target = |n: NodeId| {
+        let node = &ws.dag.nodes[n];
+        match node.kind {
+            NodeKind::Source => format!("{SOURCE_SCHEMA}.{}", quote_ident(&node.name)),
+            _ => main_name(&node.name),
+        }
+    };
+    let mut data_tables: BTreeMap<NodeId, String> = BTreeMap::new();
+    for &id in &ws.dag.order {
+        let node = &ws.dag.nodes[id];
+        let key = node.name.to_lowercase();
+        let old_table = state
+            .models
+            .get(&key)
+            .map(|m| m.data_table.clone())
+            .unwrap_or_default();
+        let drop_old_table = |sql: &mut Vec<String>| {
+            if !old_table.is_empty() {
+                sql.push(format!("DROP TABLE IF EXISTS {};", data_table(&old_table)));
+            }
+        };
+        match (node.kind, staging.nodes.get(&id)) {
+            (NodeKind::Source, _) => {
+                // The stable view published views read; older copies of the files go.
+                sql.push(format!(
+                    "CREATE OR REPLACE VIEW {SOURCE_SCHEMA}.{} AS SELECT * FROM {};",
+                    quote_ident(&node.name),
+                    staging.read[id]
+                ));
+                let current = staging.read[id]
+                    .rsplit('.')
+                    .next()
+                    .unwrap_or("")
+                    .trim_matches('"')
+                    .to_string();
+                let prefix = format!("{key}__");
+                for old in ingested
+                    .iter()
+                    .filter(|t| t.starts_with(&prefix) && **t != current)
+                {
+                    sql.push(format!(
+                        "DROP TABLE IF EXISTS {SOURCE_SCHEMA}.{};",
+                        quote_ident(old)
+                    ));
+                }
+            }
+            (NodeKind::Model(Kind::View), _) if work.contains_key(&id) => {
+                let (body, _) = render_sql(
+                    ws,
+                    id,
+                    &window_for(ws, id, None, prepared.now),
+                    &publish_target,
+                )?;
+                sql.push(format!(
+                    "CREATE OR REPLACE VIEW {} AS {body};",
+                    main_name(&node.name)
+                ));
+                drop_old_table(&mut sql);
+            }
+            (_, Some(stage)) if stage.mode == Mode::Full => {
+                // The staged table becomes the model's table: no copy.
+                sql.push(format!(
+                    "CREATE OR REPLACE VIEW {} AS SELECT * FROM {};",
+                    main_name(&node.name),
+                    data_table(&stage.table)
+                ));
+                if old_table != stage.table {
+                    drop_old_table(&mut sql);
+                }
+                data_tables.insert(id, stage.table.clone());
+            }
+            (_, Some(stage)) => {
+                // Replace the rebuilt intervals in the model's table.
+                let (file, _) = ws.model(id).expect("model");
+                let tc = quote_ident(file.config.time_column.as_deref().unwrap_or_default());
+                let target = data_table(&old_table);
+                let published: BTreeSet<String> =
+                    state.models[&key].columns.iter().cloned().collect();
+                for (col, ty) in &staged_columns[&id] {
+                    if !published.contains(&col.to_lowercase()) {
+                        sql.push(format!(
+                            "ALTER TABLE {target} ADD COLUMN {} {ty};",
+                            quote_ident(col)
+                        ));
+                    }
+                }
+                for iv in stage.rebuilt.iter() {
+                    sql.push(format!(
+                        "DELETE FROM {target} WHERE {tc} >= {} AND {tc} < {};",
+                        state::ts_literal(iv.start()),
+                        state::ts_literal(iv.end())
+                    ));
+                }
+                sql.push(format!(
+                    "INSERT INTO {target} BY NAME SELECT * FROM {};",
+                    data_table(&stage.table)
+                ));
+                sql.push(format!("DROP TABLE {};", data_table(&stage.table)));
+                // Recreated so that new columns show.
+                sql.push(format!(
+                    "CREATE OR REPLACE VIEW {} AS SELECT * FROM {target};",
+                    main_name(&node.name)
+                ));
+                data_tables.insert(id, old_table.clone());
+            }
+            _ => {}
+        }
+    }
+    for name in &prepared.plan.removed {
+        sql.push(format!("DROP VIEW IF EXISTS {};", main_name(name)));
+        if let Some(m) = state.models.get(name)
+            && !m.data_table.is_empty()
+        {
+            sql.push(format!(
+                "DROP TABLE IF EXISTS {};",
+                data_table(&m.data_table)
+            ));
+        }
+    }
+    // The staged batches are published: forget them with the same commit.
+    for t in &staging.tasks {
+        sql.push(format!(
+            "DELETE FROM {STAGE_SCHEMA}.batches WHERE key = {};",
+            quote_str(&t.key)
+        ));
+    }
+    for view in staging.views.values() {
+        sql.push(format!(
+            "DROP VIEW IF EXISTS {STAGE_SCHEMA}.{};",
+            quote_ident(view)
+        ));
+    }
+    sql.extend(
+        state_writes(
+            ws,
+            prepared,
+            work,
+            staging,
+            results,
+            &staged_columns,
+            &data_tables,
+            run,
+        )
+        .sql,
+    );
+    Ok(sql)
+}
+
+fn table_names(s: &dyn Session, schema: &str) -> Result<Vec<String>> {
+    Ok(s.query(&format!(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = {} AND table_type = 'BASE TABLE'",
+        quote_str(schema)
+    ))?
+    .rows
+    .iter()
+    .filter_map(|r| r[0].to_text())
+    .collect())
+}
+
+/// What state records of the run.
+#[allow(clippy::too_many_arguments)]
+fn state_writes(
+    ws: &Workspace,
+    prepared: &Prepared,
+    work: &BTreeMap<NodeId, &ModelWork>,
+    staging: &Staging,
+    results: &HashMap<String, Staged>,
+    staged_columns: &BTreeMap<NodeId, Vec<(String, String)>>,
+    data_tables: &BTreeMap<NodeId, String>,
+    run: &RunInfo,
+) -> StateWrites {
+    let state = &prepared.observed.state;
+    let post = post_run(ws, prepared, &staging.tasks);
+    let mut w = StateWrites::default();
+    for name in &prepared.plan.removed {
+        w.remove_model(name);
+    }
+    for v in post.extra_versions.iter().chain(prepared.versions.iter()) {
+        if state
+            .version(&v.name.to_lowercase(), &v.fingerprint)
+            .is_none()
+        {
+            w.version(v, run.run_id);
+        }
+    }
+    for (id, v) in prepared.versions.iter().enumerate() {
+        let key = ws.dag.nodes[id].name.to_lowercase();
+        let published = state.models.get(&key);
+        let columns: Vec<String> = match staged_columns.get(&id) {
+            Some(cols) => {
+                let mut c: Vec<String> = published.map(|m| m.columns.clone()).unwrap_or_default();
+                if staging.nodes[&id].mode == Mode::Full {
+                    c.clear();
+                }
+                for (name, _) in cols {
+                    let name = name.to_lowercase();
+                    if !c.contains(&name) {
+                        c.push(name);
+                    }
+                }
+                c
+            }
+            None => published
+                .map(|m| m.columns.clone())
+                .unwrap_or_else(|| v.column_names()),
+        };
+        let table = data_tables
+            .get(&id)
+            .cloned()
+            .or_else(|| published.map(|m| m.data_table.clone()))
+            .unwrap_or_default();
+        let table = if ws.dag.nodes[id].kind == NodeKind::Model(Kind::View) {
+            String::new()
+        } else {
+            table
+        };
+        let unchanged = published.is_some_and(|m| {
+            m.fingerprint == v.fingerprint
+                && m.metadata == v.metadata
+                && m.columns == columns
+                && m.data_table == table
+        });
+        let touched = work.contains_key(&id) || staging.nodes.contains_key(&id);
+        let is_model = ws.dag.nodes[id].kind.is_model();
+        if !unchanged && (touched || !is_model || published.is_some()) {
+            w.published(v, &columns, &table, run.run_id);
+        }
+    }
+    for (&id, work) in work {
+        let key = ws.dag.nodes[id].name.to_lowercase();
+        let mine: Vec<&Task> = staging.tasks.iter().filter(|t| t.node == id).collect();
+        let fp_of = |t: &Task| {
+            post.task_fp
+                .get(&t.key)
+                .cloned()
+                .unwrap_or_else(|| prepared.versions[id].fingerprint.clone())
+        };
+        let full = work.full || staging.nodes.get(&id).is_some_and(|s| s.mode == Mode::Full);
+        if full {
+            w.clear_all_intervals(&key);
+        } else {
+            w.clear_intervals(&key, &work.intervals, state);
+        }
+        if mine.is_empty() {
+            // A view: recorded as current over the whole history.
+            let fp = prepared.versions[id].fingerprint.clone();
+            w.interval(
+                &key,
+                &record(
+                    whole_range(ws, id, prepared.now),
+                    fp,
+                    run.run_id,
+                    &Staged::default(),
+                ),
+            );
+        }
+        for t in mine {
+            let staged = results.get(&t.key).cloned().unwrap_or_default();
+            let range = t
+                .interval
+                .unwrap_or_else(|| whole_range(ws, id, prepared.now));
+            w.interval(&key, &record(range, fp_of(t), run.run_id, &staged));
+        }
+    }
+    for (id, old) in &prepared.plan.rekey {
+        w.rekey(
+            &ws.dag.nodes[*id].name.to_lowercase(),
+            old,
+            &prepared.versions[*id].fingerprint,
+        );
+    }
+    for (key, snap) in &prepared.observed.sources {
+        if state.sources.get(key) != Some(snap) {
+            w.source_snapshot(key, snap, run.run_id);
+        }
+    }
+    for (key, cols) in &prepared.observed.schemas {
+        if state.schemas.get(key) != Some(cols) {
+            w.schema(key, cols);
+        }
+    }
+    // Late data and restatements reaching models outside the scope would be
+    // forgotten once the sources' snapshots are updated: record them.
+    for left in &prepared.plan.out_of_scope {
+        let key = left.name.to_lowercase();
+        for (k, reason, set) in &left.reasons {
+            if !matches!(k, ChangeKind::SourceChanged | ChangeKind::Restate) {
+                continue;
+            }
+            let set = if set.is_empty() {
+                IntervalSet::single(whole_range(ws, left.node, prepared.now))
+            } else {
+                set.clone()
+            };
+            for iv in set.iter() {
+                w.pending(
+                    &key,
+                    &PendingRecord {
+                        interval: *iv,
+                        change: k.as_str().to_string(),
+                        reason: reason.clone(),
+                        run_id: run.run_id.to_string(),
+                    },
+                );
+            }
+        }
+    }
+    let rows: i64 = results.values().map(|r| r.rows).sum();
+    w.run(
+        run.run_id,
+        state.next_run_seq(),
+        run.started,
+        now(),
+        "success",
+        run.command,
+        &user(),
+        &crate::render::plan_json(ws, &prepared.plan),
+        &serde_json::json!({ "models": work.len(), "batches": staging.tasks.len(), "rows": rows }),
+    );
+    w
+}
+
+fn record(interval: Interval, fp: String, run_id: &str, staged: &Staged) -> IntervalRecord {
+    IntervalRecord {
+        interval,
+        built_fingerprint: fp.clone(),
+        fingerprint: fp,
+        run_id: run_id.to_string(),
+        rows: staged.rows,
+        checksum: staged.checksum.clone(),
+    }
+}
+
+/// The fingerprints recorded for this run's data. A rebuilt batch is recorded
+/// with its model's logic combined with the fingerprints of the parent data it
+/// actually read: when a parent's data in that range is still under older logic
+/// (its rebuild is outside the scope), the batch is recorded as built on that
+/// older data, so the next plan finds it stale once the parent is rebuilt.
+struct PostRun {
+    /// Task key → fingerprint to record.
+    task_fp: HashMap<String, String>,
+    /// Versions those fingerprints stand for that are not current versions.
+    extra_versions: Vec<ModelVersion>,
+}
+
+fn post_run(ws: &Workspace, prepared: &Prepared, tasks: &[Task]) -> PostRun {
+    let state = &prepared.observed.state;
+    let current = &prepared.versions;
+    let mut out = PostRun {
+        task_fp: HashMap::new(),
+        extra_versions: Vec::new(),
+    };
+    // Per node: the (interval, fingerprint) of its data after the run.
+    let mut records: Vec<Vec<(Interval, String)>> = vec![Vec::new(); ws.dag.len()];
+    let rekeyed: BTreeSet<(NodeId, &str)> = prepared
+        .plan
+        .rekey
+        .iter()
+        .map(|(n, f)| (*n, f.as_str()))
+        .collect();
+    for &id in &ws.dag.order {
+        let node = &ws.dag.nodes[id];
+        let key = node.name.to_lowercase();
+        let mine: Vec<&Task> = tasks.iter().filter(|t| t.node == id).collect();
+        let rebuilt = IntervalSet::from_intervals(mine.iter().filter_map(|t| t.interval));
+        // Data of this node from earlier runs that stays.
+        let mut kept: Vec<(Interval, String)> = if mine.iter().any(|t| t.interval.is_none()) {
+            Vec::new()
+        } else {
+            state
+                .intervals
+                .get(&key)
+                .into_iter()
+                .flatten()
+                .flat_map(|r| {
+                    let fp = if rekeyed.contains(&(id, r.fingerprint.as_str())) {
+                        current[id].fingerprint.clone()
+                    } else {
+                        r.fingerprint.clone()
+                    };
+                    IntervalSet::single(r.interval)
+                        .subtract(&rebuilt)
+                        .iter()
+                        .map(|iv| (*iv, fp.clone()))
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        let config = ws.model(id).map(|(f, _)| &f.config);
+        let window = config.map_or(1, |c| c.window);
+        let unit = config.and_then(|c| c.unit);
+        for t in &mine {
+            // A batch reads its window, and `window - 1` units before it.
+            let read = t.interval.map(|iv| {
+                let start =
+                    unit.map_or(iv.start(), |u| u.add(iv.start(), -(i64::from(window) - 1)));
+                Interval::new(start, iv.end()).unwrap_or(iv)
+            });
+            let parents: BTreeMap<String, String> = ws
+                .dag
+                .parents(id)
+                .into_iter()
+                .map(|p| {
+                    (
+                        ws.dag.nodes[p].name.to_lowercase(),
+                        data_fp(ws, current, &records, p, read),
+                    )
+                })
+                .collect();
+            let fp = if parents == current[id].parents {
+                current[id].fingerprint.clone()
+            } else {
+                let v = current[id].with_parents(parents);
+                let fp = v.fingerprint.clone();
+                if !out.extra_versions.iter().any(|x| x.fingerprint == fp) {
+                    out.extra_versions.push(v);
+                }
+                fp
+            };
+            kept.push((
+                t.interval
+                    .unwrap_or_else(|| whole_range(ws, id, prepared.now)),
+                fp.clone(),
+            ));
+            out.task_fp.insert(t.key.clone(), fp);
+        }
+        if mine.is_empty() && node.kind == NodeKind::Model(Kind::View) {
+            // A view's data is its parents' data under its own logic.
+            kept.push((
+                whole_range(ws, id, prepared.now),
+                current[id].fingerprint.clone(),
+            ));
+        }
+        records[id] = kept;
+    }
+    out
+}
+
+/// The fingerprint of the data of `node` a reader of `range` (all when None)
+/// sees after the run: the one recorded there, or, where they differ, one that
+/// is not current, so that the reader is found stale later.
+fn data_fp(
+    ws: &Workspace,
+    current: &[ModelVersion],
+    records: &[Vec<(Interval, String)>],
+    node: NodeId,
+    range: Option<Interval>,
+) -> String {
+    let cur = &current[node].fingerprint;
+    match ws.dag.nodes[node].kind {
+        NodeKind::Source | NodeKind::Seed => cur.clone(),
+        NodeKind::Model(_) => {
+            let fps: BTreeSet<&String> = records[node]
+                .iter()
+                .filter(|(iv, _)| range.is_none_or(|r| r.intersect(iv).is_some()))
+                .map(|(_, fp)| fp)
+                .collect();
+            fps.iter()
+                .find(|fp| **fp != cur)
+                .map_or_else(|| cur.clone(), |fp| (*fp).clone())
+        }
+    }
+}

@@ -1,0 +1,720 @@
+//! Staging: the batches of a run, the order they run in, and how each one is
+//! built into a table of `_hubforge_data` and recorded.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+
+use chrono::NaiveDateTime;
+
+use super::{
+    BuildOptions, DATA_SCHEMA, Prepared, REF_SCHEMA, STAGE_SCHEMA, data_table, main_name,
+    pause_point, render_sql, window_for,
+};
+use crate::config::Kind;
+use crate::engine::{Engine, Session, quote_ident, quote_str};
+use crate::error::{Error, Result};
+use crate::graph::{NodeId, NodeKind};
+use crate::interval::{Interval, IntervalSet, Unit};
+use crate::plan::ModelWork;
+use crate::progress::Progress;
+use crate::sources;
+use crate::state::{self, State};
+use crate::workspace::{Parsed, Workspace};
+
+/// Marks the error a batch raises for a row outside its window.
+const WINDOW_ERROR: &str = "hubforge: a row lies outside the batch window";
+
+/// One unit of staging work: a batch of an incremental model, a table, a seed.
+#[derive(Debug, Clone)]
+pub(super) struct Task {
+    pub node: NodeId,
+    /// `None` for seeds and tables (their whole data).
+    pub interval: Option<Interval>,
+    /// Identifies what the batch is built from; a finished batch with the same
+    /// key is reused by a rerun.
+    pub key: String,
+}
+
+/// How a node's rows are published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// Every row is rebuilt: the staged table becomes the model's table.
+    Full,
+    /// Some intervals are rebuilt: they replace those of the model's table.
+    Partial,
+}
+
+/// A node with rows to stage.
+#[derive(Debug, Clone)]
+pub(super) struct NodeStage {
+    pub mode: Mode,
+    /// The staged table in `_hubforge_data`.
+    pub table: String,
+    pub rebuilt: IntervalSet,
+}
+
+/// Everything staging does in a run.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Staging {
+    pub tasks: Vec<Task>,
+    pub nodes: BTreeMap<NodeId, NodeStage>,
+    /// Per node: the relation readers in this run use.
+    pub read: Vec<String>,
+    /// Views in the stage schema created once a node's tasks are done: the
+    /// published table with the staged intervals for a partial rebuild, or a
+    /// view model over staged data. Node → view name.
+    pub views: BTreeMap<NodeId, String>,
+    /// Nodes read by SQL only DuckDB parses (their references go through
+    /// views of the ref schema named like them).
+    pub by_name: BTreeSet<NodeId>,
+}
+
+/// A finished batch.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Staged {
+    pub rows: i64,
+    pub checksum: String,
+}
+
+fn hash(parts: &[&str]) -> String {
+    let mut h = blake3::Hasher::new();
+    for p in parts {
+        h.update(&(p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    h.finalize().to_hex().to_string()
+}
+
+fn stage_view(name: &str) -> String {
+    format!("{STAGE_SCHEMA}.{}", quote_ident(name))
+}
+
+/// Decide the batches of the run, where each node's staged rows go, and what
+/// readers of each node read during the run.
+pub(super) fn plan_staging(
+    ws: &Workspace,
+    prepared: &Prepared,
+    work: &BTreeMap<NodeId, &ModelWork>,
+    seeds: &[NodeId],
+    last_run: Option<&str>,
+) -> Staging {
+    let n = ws.dag.len();
+    let base = last_run.unwrap_or("");
+    let state = &prepared.observed.state;
+    let mut staging = Staging {
+        read: vec![String::new(); n],
+        ..Staging::default()
+    };
+    // What identifies the data readers of each node see in this run.
+    let mut data_key = vec![String::new(); n];
+    for &id in &ws.dag.order {
+        let node = &ws.dag.nodes[id];
+        let key = node.name.to_lowercase();
+        let fp = &prepared.versions[id].fingerprint;
+        let upstream = ws
+            .dag
+            .parents(id)
+            .iter()
+            .map(|&p| data_key[p].as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        let snapshot = || format!("{:?}", prepared.observed.sources.get(&key));
+        let mut tasks: Vec<Task> = Vec::new();
+        let mut mode = Mode::Full;
+        match node.kind {
+            NodeKind::Source => {
+                staging.read[id] = prepared
+                    .observed
+                    .relations
+                    .get(&key)
+                    .cloned()
+                    .unwrap_or_else(|| {
+                        sources::relation(&ws.project.root, &ws.project.config.sources[&node.name])
+                    });
+                data_key[id] = hash(&[fp, &snapshot()]);
+                continue;
+            }
+            NodeKind::Seed if seeds.contains(&id) => tasks.push(Task {
+                node: id,
+                interval: None,
+                key: hash(&["seed", &node.name, &snapshot()]),
+            }),
+            NodeKind::Model(kind) if kind != Kind::View => {
+                if let Some(w) = work.get(&id) {
+                    let (file, _) = ws.model(id).expect("model");
+                    let intervals: Vec<Option<Interval>> = if kind == Kind::Incremental {
+                        let unit = file.config.unit.unwrap_or(Unit::Day);
+                        let published = state
+                            .models
+                            .get(&key)
+                            .is_some_and(|m| !m.data_table.is_empty());
+                        if published && !state.built(&key).subtract(&w.intervals).is_empty() {
+                            mode = Mode::Partial;
+                        }
+                        w.intervals
+                            .batches(unit, file.config.batch_size())
+                            .into_iter()
+                            .map(Some)
+                            .collect()
+                    } else {
+                        vec![None]
+                    };
+                    for iv in intervals {
+                        let shown = iv.map(|i| i.to_string()).unwrap_or_default();
+                        tasks.push(Task {
+                            node: id,
+                            interval: iv,
+                            key: hash(&[base, &node.name, fp, &shown, &upstream]),
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+        if !tasks.is_empty() {
+            let node_key = hash(&tasks.iter().map(|t| t.key.as_str()).collect::<Vec<_>>());
+            let table = format!("{key}__{}", &node_key[..16]);
+            staging.read[id] = match mode {
+                Mode::Full => data_table(&table),
+                Mode::Partial => {
+                    let view = format!("{key}__ov_{}", &node_key[..16]);
+                    staging.views.insert(id, view.clone());
+                    stage_view(&view)
+                }
+            };
+            staging.nodes.insert(
+                id,
+                NodeStage {
+                    mode,
+                    table,
+                    rebuilt: IntervalSet::from_intervals(tasks.iter().filter_map(|t| t.interval)),
+                },
+            );
+            data_key[id] = node_key;
+            staging.tasks.extend(tasks);
+            continue;
+        }
+        let is_view = node.kind == NodeKind::Model(Kind::View);
+        let upstream_staged = ws
+            .dag
+            .parents(id)
+            .iter()
+            .any(|&p| !staging.read[p].starts_with("main."));
+        if is_view && (work.contains_key(&id) || upstream_staged) {
+            // A changed view, or a view over staged data: readers in this run
+            // read a staged copy of it.
+            let view_key = hash(&["view", &node.name, fp, &upstream]);
+            let view = format!("{key}__v_{}", &view_key[..16]);
+            staging.read[id] = stage_view(&view);
+            staging.views.insert(id, view);
+            data_key[id] = view_key;
+        } else {
+            staging.read[id] = main_name(&node.name);
+            data_key[id] = hash(&[base, &node.name]);
+        }
+    }
+    for (i, analysis) in ws.models.iter().enumerate() {
+        if matches!(analysis.parsed, Parsed::DuckDb { .. }) {
+            let id = ws.model_node(i);
+            staging.by_name.extend(ws.dag.parents(id));
+        }
+    }
+    staging
+}
+
+/// Finished batches recorded in the staging registry: key → result.
+pub(super) fn finished_batches(s: &dyn Session) -> Result<HashMap<String, Staged>> {
+    let rows = s.query(&format!(
+        "SELECT key, row_count, checksum FROM {STAGE_SCHEMA}.batches"
+    ))?;
+    Ok(rows
+        .rows
+        .into_iter()
+        .map(|r| {
+            (
+                r[0].to_text().unwrap_or_default(),
+                Staged {
+                    rows: r[1].as_i64().unwrap_or(0),
+                    checksum: r[2].to_text().unwrap_or_default(),
+                },
+            )
+        })
+        .collect())
+}
+
+/// Remove what dead runs left that this run will not reuse: registry entries
+/// and their tables, tables of `_hubforge_data` nothing refers to, and every
+/// staged view (made anew each run).
+pub(super) fn cleanup(s: &dyn Session, staging: &Staging, state: &State) -> Result<()> {
+    let wanted: BTreeSet<&str> = staging.tasks.iter().map(|t| t.key.as_str()).collect();
+    let mut keep: BTreeSet<String> = state
+        .models
+        .values()
+        .map(|m| m.data_table.clone())
+        .collect();
+    let mut sql = String::new();
+    for r in s
+        .query(&format!(
+            "SELECT key, table_name FROM {STAGE_SCHEMA}.batches"
+        ))?
+        .rows
+    {
+        let key = r[0].to_text().unwrap_or_default();
+        let table = r[1].to_text().unwrap_or_default();
+        if wanted.contains(key.as_str()) {
+            keep.insert(table);
+        } else {
+            sql.push_str(&format!(
+                "DELETE FROM {STAGE_SCHEMA}.batches WHERE key = {};\n",
+                quote_str(&key)
+            ));
+        }
+    }
+    let objects = s.query(&format!(
+        "SELECT table_schema, table_name, table_type FROM information_schema.tables \
+         WHERE table_schema IN ('{DATA_SCHEMA}', '{STAGE_SCHEMA}', '{REF_SCHEMA}')"
+    ))?;
+    for r in objects.rows {
+        let (schema, name) = (
+            r[0].to_text().unwrap_or_default(),
+            r[1].to_text().unwrap_or_default(),
+        );
+        let what = if r[2].as_str() == Some("VIEW") {
+            "VIEW"
+        } else {
+            "TABLE"
+        };
+        let orphan = match schema.as_str() {
+            DATA_SCHEMA => !keep.contains(&name),
+            _ => what == "VIEW",
+        };
+        if orphan {
+            sql.push_str(&format!(
+                "DROP {what} IF EXISTS {schema}.{};\n",
+                quote_ident(&name)
+            ));
+        }
+    }
+    if !sql.is_empty() {
+        s.execute(&format!("BEGIN TRANSACTION;\n{sql}COMMIT;"))?;
+    }
+    Ok(())
+}
+
+/// Run every task, dependencies first, independent nodes and batches in
+/// parallel. The first batch of a node creates its staged table; the others
+/// then append to it concurrently.
+pub(super) fn run(
+    ws: &Workspace,
+    engine: &dyn Engine,
+    staging: &Staging,
+    reusable: &HashMap<String, Staged>,
+    options: &BuildOptions,
+    interrupted: &AtomicBool,
+    progress: &Progress,
+) -> Result<HashMap<String, Staged>> {
+    let mut results: HashMap<String, Staged> = HashMap::new();
+    let mut pending: BTreeMap<NodeId, Vec<usize>> = BTreeMap::new();
+    for (i, t) in staging.tasks.iter().enumerate() {
+        if let Some(r) = reusable.get(&t.key) {
+            results.insert(t.key.clone(), r.clone());
+        } else {
+            pending.entry(t.node).or_default().push(i);
+        }
+    }
+    // A staged table exists once one of its batches finished (in any run).
+    let mut created: BTreeSet<NodeId> = staging
+        .tasks
+        .iter()
+        .filter(|t| reusable.contains_key(&t.key))
+        .map(|t| t.node)
+        .collect();
+    let active: BTreeSet<NodeId> = staging
+        .nodes
+        .keys()
+        .chain(staging.views.keys())
+        .copied()
+        .collect();
+    let mut waiting: BTreeMap<NodeId, usize> = active
+        .iter()
+        .map(|&id| {
+            (
+                id,
+                ws.dag
+                    .parents(id)
+                    .iter()
+                    .filter(|p| active.contains(p))
+                    .count(),
+            )
+        })
+        .collect();
+    let todo: usize = pending.values().map(Vec::len).sum();
+    progress.start(todo as u64, "staging");
+
+    let main = engine.session()?;
+    for id in staging.by_name.iter().filter(|id| !active.contains(id)) {
+        create_ref_view(ws, main.as_ref(), *id, staging)?;
+    }
+    let (task_tx, task_rx) = mpsc::channel::<(usize, bool)>();
+    let task_rx = Arc::new(Mutex::new(task_rx));
+    let (done_tx, done_rx) = mpsc::channel::<(usize, Result<Staged>)>();
+    let failed = AtomicBool::new(false);
+    let now = options.plan.now;
+    std::thread::scope(|scope| -> Result<()> {
+        for _ in 0..options.threads.max(1) {
+            let session = engine.session()?;
+            let rx = Arc::clone(&task_rx);
+            let tx = done_tx.clone();
+            let failed = &failed;
+            scope.spawn(move || {
+                loop {
+                    let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    let Ok((i, create)) = next else { break };
+                    let result =
+                        if failed.load(Ordering::SeqCst) || interrupted.load(Ordering::SeqCst) {
+                            Err(Error::Interrupted)
+                        } else {
+                            stage_task(
+                                ws,
+                                session.as_ref(),
+                                &staging.tasks[i],
+                                staging,
+                                create,
+                                now,
+                            )
+                        };
+                    if tx.send((i, result)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        let mut in_flight: BTreeMap<NodeId, usize> = BTreeMap::new();
+        let mut first_error: Option<Error> = None;
+        let mut ready: Vec<NodeId> = waiting
+            .iter()
+            .filter(|(_, w)| **w == 0)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut finished: BTreeSet<NodeId> = BTreeSet::new();
+        let mut staged_count = 0usize;
+        let dispatch = |id: NodeId,
+                        pending: &mut BTreeMap<NodeId, Vec<usize>>,
+                        created: &BTreeSet<NodeId>,
+                        in_flight: &mut BTreeMap<NodeId, usize>|
+         -> Result<()> {
+            let Some(list) = pending.get_mut(&id) else {
+                return Ok(());
+            };
+            // Without a staged table yet, one batch creates it before the rest run.
+            let take = if created.contains(&id) {
+                list.len()
+            } else {
+                usize::from(in_flight.get(&id).copied().unwrap_or(0) == 0).min(list.len())
+            };
+            for i in list.drain(..take) {
+                task_tx
+                    .send((i, !created.contains(&id)))
+                    .map_err(|_| Error::Engine("staging workers stopped".to_string()))?;
+                *in_flight.entry(id).or_default() += 1;
+            }
+            Ok(())
+        };
+        loop {
+            while let Some(id) = ready.pop() {
+                if first_error.is_some() {
+                    continue;
+                }
+                dispatch(id, &mut pending, &created, &mut in_flight)?;
+                let busy = in_flight.get(&id).copied().unwrap_or(0) > 0
+                    || pending.get(&id).is_some_and(|l| !l.is_empty());
+                if !busy && finished.insert(id) {
+                    finish_node(ws, main.as_ref(), id, staging, now)?;
+                    for c in ws.dag.children(id) {
+                        if let Some(w) = waiting.get_mut(&c) {
+                            *w -= 1;
+                            if *w == 0 {
+                                ready.push(c);
+                            }
+                        }
+                    }
+                }
+            }
+            if in_flight.values().all(|n| *n == 0) {
+                break;
+            }
+            let Ok((i, result)) = done_rx.recv() else {
+                break;
+            };
+            let id = staging.tasks[i].node;
+            *in_flight.get_mut(&id).expect("in flight") -= 1;
+            match result {
+                Ok(r) => {
+                    progress.step(&describe_task(ws, &staging.tasks[i], r.rows));
+                    results.insert(staging.tasks[i].key.clone(), r);
+                    created.insert(id);
+                    staged_count += 1;
+                    pause_point("stage", staged_count);
+                    // Dispatch the rest of the node, or finish it.
+                    ready.push(id);
+                }
+                Err(e) => {
+                    failed.store(true, Ordering::SeqCst);
+                    if first_error.is_none() || matches!(first_error, Some(Error::Interrupted)) {
+                        first_error = Some(e);
+                    }
+                }
+            }
+        }
+        drop(task_tx);
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        let unfinished: Vec<&str> = active
+            .iter()
+            .filter(|id| !finished.contains(id))
+            .map(|&id| ws.dag.nodes[id].name.as_str())
+            .collect();
+        if unfinished.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Engine(format!(
+                "staging did not finish: {}",
+                unfinished.join(", ")
+            )))
+        }
+    })?;
+    if interrupted.load(Ordering::SeqCst) {
+        return Err(Error::Interrupted);
+    }
+    Ok(results)
+}
+
+fn describe_task(ws: &Workspace, t: &Task, rows: i64) -> String {
+    let name = &ws.dag.nodes[t.node].name;
+    match t.interval {
+        Some(iv) => format!("{name} {iv}: {rows} rows"),
+        None => format!("{name}: {rows} rows"),
+    }
+}
+
+/// After all tasks of a node: create the view its readers use, and its view in
+/// the ref schema when SQL only DuckDB parses reads it.
+fn finish_node(
+    ws: &Workspace,
+    s: &dyn Session,
+    id: NodeId,
+    staging: &Staging,
+    now: NaiveDateTime,
+) -> Result<()> {
+    let node = &ws.dag.nodes[id];
+    if let Some(view) = staging.views.get(&id) {
+        let body = match (node.kind, staging.nodes.get(&id)) {
+            (NodeKind::Model(Kind::View), _) => {
+                // SQL only DuckDB parses keeps its names, which resolve to the
+                // published data when the view is read.
+                render_sql(ws, id, &window_for(ws, id, None, now), &|n| {
+                    staging.read[n].clone()
+                })?
+                .0
+            }
+            (_, Some(stage)) => {
+                // A partial rebuild: the published table without the rebuilt
+                // intervals, and the staged rows.
+                let (file, _) = ws.model(id).expect("model");
+                let tc = quote_ident(file.config.time_column.as_deref().unwrap_or_default());
+                let published = main_name(&node.name);
+                let replaced = stage
+                    .rebuilt
+                    .iter()
+                    .map(|iv| {
+                        format!(
+                            "({tc} >= {} AND {tc} < {})",
+                            state::ts_literal(iv.start()),
+                            state::ts_literal(iv.end())
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" OR ");
+                format!(
+                    "SELECT * FROM {published} WHERE NOT ({replaced}) UNION ALL BY NAME SELECT * FROM {}",
+                    data_table(&stage.table)
+                )
+            }
+            _ => unreachable!("staged views are for views and partial rebuilds"),
+        };
+        s.execute(&format!(
+            "CREATE OR REPLACE VIEW {} AS {body}",
+            stage_view(view)
+        ))
+        .map_err(|e| Error::Engine(format!("staging `{}` for its readers: {e}", node.name)))?;
+    }
+    if staging.by_name.contains(&id) {
+        create_ref_view(ws, s, id, staging)?;
+    }
+    Ok(())
+}
+
+/// A view in the ref schema named like `id`, over what readers read of it.
+fn create_ref_view(ws: &Workspace, s: &dyn Session, id: NodeId, staging: &Staging) -> Result<()> {
+    s.execute(&format!(
+        "CREATE OR REPLACE VIEW {REF_SCHEMA}.{} AS SELECT * FROM {};",
+        quote_ident(&ws.dag.nodes[id].name),
+        staging.read[id]
+    ))
+}
+
+/// Build one batch, table or seed into its staged table and record it, in one
+/// transaction.
+fn stage_task(
+    ws: &Workspace,
+    s: &dyn Session,
+    t: &Task,
+    staging: &Staging,
+    create: bool,
+    now: NaiveDateTime,
+) -> Result<Staged> {
+    let node = &ws.dag.nodes[t.node];
+    let stage = &staging.nodes[&t.node];
+    let table = data_table(&stage.table);
+    let context = |e: Error| match e {
+        Error::Engine(m) => Error::Engine(format!(
+            "building `{}`{}: {m}",
+            node.name,
+            t.interval.map(|i| format!(" {i}")).unwrap_or_default()
+        )),
+        other => other,
+    };
+    let (select, duck_only) = match node.kind {
+        NodeKind::Seed => {
+            let seed = ws
+                .project
+                .seeds
+                .iter()
+                .find(|x| x.name == node.name)
+                .expect("seed");
+            (
+                format!(
+                    "SELECT * FROM {}",
+                    sources::seed_relation(&ws.project.root, seed)
+                ),
+                false,
+            )
+        }
+        _ => render_sql(ws, t.node, &window_for(ws, t.node, t.interval, now), &|n| {
+            staging.read[n].clone()
+        })
+        .map_err(context)?,
+    };
+    let time_column = ws
+        .model(t.node)
+        .and_then(|(f, _)| f.config.time_column.clone());
+    // Every row of a batch must lie in its window: checked while it is written.
+    let checked = match (t.interval, &time_column) {
+        (Some(iv), Some(tc)) => format!(
+            "SELECT * FROM ({select}) AS __hubforge_batch WHERE CASE WHEN __hubforge_batch.{col} >= {} AND __hubforge_batch.{col} < {} THEN true ELSE error('{WINDOW_ERROR}') END",
+            state::ts_literal(iv.start()),
+            state::ts_literal(iv.end()),
+            col = quote_ident(tc)
+        ),
+        _ => select.clone(),
+    };
+    let write = if create {
+        format!("CREATE TABLE {table} AS {checked}")
+    } else {
+        format!("INSERT INTO {table} BY NAME {checked}")
+    };
+    if duck_only {
+        s.execute(&format!("SET search_path = '{REF_SCHEMA},main'"))
+            .map_err(context)?;
+    }
+    let written = s.execute(&format!("BEGIN TRANSACTION;\n{write};"));
+    if duck_only {
+        let _ = s.execute("SET search_path = 'main'");
+    }
+    if let Err(e) = written {
+        let _ = s.execute("ROLLBACK");
+        return Err(match (&e, t.interval, &time_column) {
+            (Error::Engine(m), Some(iv), Some(tc)) if m.contains(WINDOW_ERROR) => {
+                window_violation(s, node.name.as_str(), &select, iv, tc)
+            }
+            (Error::Engine(m), Some(_), Some(tc))
+                if m.contains("not found") && m.contains(tc.as_str()) =>
+            {
+                Error::Data(format!(
+                    "model `{}` has no column `{tc}`, its time_column: its SELECT must output it",
+                    node.name
+                ))
+            }
+            _ => context(e),
+        });
+    }
+    let recorded = record(s, t, stage, &table, time_column.as_deref());
+    match recorded {
+        Ok(r) => {
+            s.execute("COMMIT").map_err(context)?;
+            Ok(r)
+        }
+        Err(e) => {
+            let _ = s.execute("ROLLBACK");
+            Err(context(e))
+        }
+    }
+}
+
+/// Count the rows of a batch outside its window, for the error message.
+fn window_violation(s: &dyn Session, model: &str, select: &str, iv: Interval, tc: &str) -> Error {
+    let col = quote_ident(tc);
+    let q = format!(
+        "SELECT count(*), CAST(min({col}) AS VARCHAR), CAST(max({col}) AS VARCHAR) FROM ({select}) AS b \
+         WHERE {col} IS NULL OR {col} < {} OR {col} >= {}",
+        state::ts_literal(iv.start()),
+        state::ts_literal(iv.end())
+    );
+    let detail = match s.query(&q) {
+        Ok(rows) => format!(
+            "{} rows lie outside the batch window (their {tc} ranges from {} to {})",
+            rows.rows[0][0].as_i64().unwrap_or(0),
+            rows.rows[0][1].to_text().unwrap_or_else(|| "NULL".into()),
+            rows.rows[0][2].to_text().unwrap_or_else(|| "NULL".into())
+        ),
+        Err(_) => "rows lie outside the batch window".to_string(),
+    };
+    Error::Data(format!(
+        "model `{model}` batch {iv}: {detail}; an incremental model must only output rows with {tc} in \
+         [{{{{ start }}}}, {{{{ end }}}}) — filter its input with them. Nothing was published."
+    ))
+}
+
+/// Row count and checksum of what a task wrote, recorded in the registry.
+fn record(
+    s: &dyn Session,
+    t: &Task,
+    stage: &NodeStage,
+    table: &str,
+    tc: Option<&str>,
+) -> Result<Staged> {
+    let filter = match (t.interval, tc) {
+        (Some(iv), Some(tc)) => format!(
+            " WHERE {col} >= {} AND {col} < {}",
+            state::ts_literal(iv.start()),
+            state::ts_literal(iv.end()),
+            col = quote_ident(tc)
+        ),
+        _ => String::new(),
+    };
+    let stats = s.query(&format!(
+        "SELECT count(*), CAST(coalesce(sum(hash(t)), 0) AS VARCHAR) FROM {table} t{filter}"
+    ))?;
+    let rows = stats.rows[0][0].as_i64().unwrap_or(0);
+    let checksum = stats.rows[0][1].to_text().unwrap_or_default();
+    s.execute(&format!(
+        "INSERT INTO {STAGE_SCHEMA}.batches VALUES ({}, {}, {rows}, {});",
+        quote_str(&t.key),
+        quote_str(&stage.table),
+        quote_str(&checksum)
+    ))?;
+    Ok(Staged { rows, checksum })
+}
