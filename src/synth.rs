@@ -205,10 +205,10 @@ fn derived_sql(parents: &[String], rng: &mut Rng) -> String {
     for (k, p) in parents.iter().enumerate().skip(1) {
         let _ = write!(
             sql,
-            ",\nextra_{k} AS (\n    SELECT customer_id, sum(amount) AS amount_{k}, count(*) AS n_{k}\n    FROM {p}\n    {window_filter}\n    GROUP BY customer_id\n)"
+            ",\nextra_{k} AS (\n    SELECT event_date, customer_id, sum(amount) AS amount_{k}, count(*) AS n_{k}\n    FROM {p}\n    {window_filter}\n    GROUP BY event_date, customer_id\n)"
         );
     }
-    sql.push_str(",\nranked AS (\n    SELECT *, row_number() OVER (PARTITION BY customer_id ORDER BY amount DESC) AS rn\n    FROM base\n)\n");
+    sql.push_str(",\nranked AS (\n    SELECT *, row_number() OVER (PARTITION BY customer_id, event_date ORDER BY amount DESC, category, quantity) AS rn\n    FROM base\n)\n");
     sql.push_str("SELECT\n    r.event_date,\n    r.customer_id,\n    r.category,\n    sum(r.amount) AS amount,\n    sum(r.quantity) AS quantity,\n    {{ bucket('sum(r.amount)') }} AS amount_bucket,\n    {{ safe_ratio('sum(r.amount)', 'sum(r.quantity)') }} AS unit_price");
     for k in 1..parents.len() {
         let _ = write!(sql, ",\n    max(e{k}.amount_{k}) AS amount_{k}");
@@ -217,7 +217,7 @@ fn derived_sql(parents: &[String], rng: &mut Rng) -> String {
     for k in 1..parents.len() {
         let _ = write!(
             sql,
-            "\nLEFT JOIN extra_{k} AS e{k} ON e{k}.customer_id = r.customer_id"
+            "\nLEFT JOIN extra_{k} AS e{k} ON e{k}.customer_id = r.customer_id AND e{k}.event_date = r.event_date"
         );
     }
     sql.push_str("\nWHERE r.rn <= 100\nGROUP BY r.event_date, r.customer_id, r.category\n");

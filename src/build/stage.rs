@@ -371,19 +371,18 @@ pub(super) fn run(
                 loop {
                     let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
                     let Ok((i, create)) = next else { break };
-                    let result =
-                        if failed.load(Ordering::SeqCst) || interrupted.load(Ordering::SeqCst) {
-                            Err(Error::Interrupted)
-                        } else {
-                            stage_task(
-                                ws,
-                                session.as_ref(),
-                                &staging.tasks[i],
-                                staging,
-                                create,
-                                now,
-                            )
-                        };
+                    let result = if failed.load(Ordering::SeqCst)
+                        || interrupted.load(Ordering::SeqCst)
+                    {
+                        Err(Error::Interrupted)
+                    } else {
+                        let started = std::time::Instant::now();
+                        let task = &staging.tasks[i];
+                        let result = stage_task(ws, session.as_ref(), task, staging, create, now);
+                        let rows = result.as_ref().map_or(0, |r| r.rows);
+                        crate::progress::timing(&describe_task(ws, task, rows), started.elapsed());
+                        result
+                    };
                     if tx.send((i, result)).is_err() {
                         break;
                     }
