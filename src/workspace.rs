@@ -314,48 +314,48 @@ fn analyse_model(
                 tables,
             )
         }
-        Err(e) if e.kind == SqlErrorKind::Syntax => match parse_with_duckdb(&rendered) {
-            Ok(duck) => (
-                Parsed::DuckDb {
-                    canonical: duck.canonical,
-                    reason: format!(
-                        "hubforge's SQL parser does not understand this query ({})",
-                        e.message
-                    ),
-                },
-                duck.tables,
-            ),
-            Err(duck_message) => {
-                let location = rendered_location(model, &rendered, e.line, e.column, 1);
-                return Err(vec![
-                    Diagnostic::error(Code::SqlSyntax, format!("SQL syntax error: {}", e.message))
+        Err(e) if e.kind == SqlErrorKind::Syntax => {
+            let reason = format!(
+                "hubforge's SQL parser does not understand this query ({})",
+                e.message
+            );
+            match parse_with_duckdb(&rendered) {
+                Ok(duck) => (
+                    Parsed::DuckDb {
+                        canonical: duck.canonical,
+                        reason,
+                    },
+                    duck.tables,
+                ),
+                // DuckDB parsed it, but it is not a plain SELECT (a PIVOT or
+                // UNPIVOT statement, say): read it at the token level.
+                Err(m) if m.contains("Only SELECT statements can be serialized") => {
+                    match sql::scan(&rendered) {
+                        Ok(scanned) => (
+                            Parsed::DuckDb {
+                                canonical: scanned.canonical,
+                                reason,
+                            },
+                            scanned.refs,
+                        ),
+                        Err(e) => return Err(vec![sql_error_diagnostic(model, &rendered, &e)]),
+                    }
+                }
+                Err(duck_message) => {
+                    let location = rendered_location(model, &rendered, e.line, e.column, 1);
+                    return Err(vec![
+                        Diagnostic::error(
+                            Code::SqlSyntax,
+                            format!("SQL syntax error: {}", e.message),
+                        )
                         .at(location)
                         .with_note(format!("DuckDB says: {}", first_line(&duck_message)))
                         .with_help("fix the SQL; each model is one SELECT in DuckDB's dialect"),
-                ]);
-            }
-        },
-        Err(e) => {
-            let (code, help) = match e.kind {
-                SqlErrorKind::Empty => {
-                    (Code::EmptyModel, "write one SELECT statement in the model")
+                    ]);
                 }
-                SqlErrorKind::NotAQuery => (
-                    Code::NotAQuery,
-                    "a model is a single SELECT; hubforge creates and fills its table (use kind = \"table\", \"view\" or \"incremental\")",
-                ),
-                _ => (
-                    Code::MultipleStatements,
-                    "a model is exactly one SELECT; move the other statements into models of their own",
-                ),
-            };
-            let location = rendered_location(model, &rendered, e.line, e.column, 1);
-            return Err(vec![
-                Diagnostic::error(code, e.message)
-                    .at(location)
-                    .with_help(help),
-            ]);
+            }
         }
+        Err(e) => return Err(vec![sql_error_diagnostic(model, &rendered, &e)]),
     };
     let mut refs = Vec::with_capacity(tables.len());
     let mut problems = Vec::new();
@@ -375,6 +375,29 @@ fn analyse_model(
     } else {
         Err(problems)
     }
+}
+
+/// A query that is empty, not a query, or several statements.
+fn sql_error_diagnostic(model: &ModelFile, rendered: &str, e: &sql::SqlError) -> Diagnostic {
+    let (code, help) = match e.kind {
+        SqlErrorKind::Empty => (Code::EmptyModel, "write one SELECT statement in the model"),
+        SqlErrorKind::NotAQuery => (
+            Code::NotAQuery,
+            "a model is a single SELECT; hubforge creates and fills its table (use kind = \"table\", \"view\" or \"incremental\")",
+        ),
+        SqlErrorKind::MultipleStatements => (
+            Code::MultipleStatements,
+            "a model is exactly one SELECT; move the other statements into models of their own",
+        ),
+        SqlErrorKind::Syntax => (
+            Code::SqlSyntax,
+            "fix the SQL; each model is one SELECT in DuckDB's dialect",
+        ),
+    };
+    let location = rendered_location(model, rendered, e.line, e.column, 1);
+    Diagnostic::error(code, e.message.clone())
+        .at(location)
+        .with_help(help)
 }
 
 fn unknown_reference(

@@ -163,3 +163,46 @@ fn a_second_build_while_one_runs_gets_a_clear_error() {
     let err = common::stderr(&second);
     assert!(err.contains("is in use by another process"), "{err}");
 }
+
+#[test]
+fn ctrl_c_stops_cleanly_publishes_nothing_and_a_rerun_reuses_the_finished_batches() {
+    let dir = built_example();
+    let p = dir.path();
+    fix_pricing(p);
+    let before = snapshot(p);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hubforge"))
+        .args(["build"])
+        .current_dir(p)
+        .env("HUBFORGE_PLAIN", "1")
+        .env("HUBFORGE_PAUSE_AT", "stage:3")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().starts_with("hubforge: paused at") {
+            break;
+        }
+    }
+    let interrupt = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupt.success());
+    let status = child.wait().unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert_eq!(status.code(), Some(130), "{}", rest.join("\n"));
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("the published warehouse is unchanged")),
+        "{}",
+        rest.join("\n")
+    );
+    assert!(
+        snapshot(p) == before,
+        "an interrupted build changed published tables or state"
+    );
+    let run = build_json(p, &[]);
+    assert!(run["reused_batches"].as_u64().unwrap() >= 3, "{run}");
+}

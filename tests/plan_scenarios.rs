@@ -268,3 +268,55 @@ fn plan_text_explains_changes_with_a_sql_diff() {
     );
     assert!(text.contains("Summary: 3 models, "), "{text}");
 }
+
+#[test]
+fn forward_only_models_apply_new_logic_to_new_intervals_only() {
+    let dir = built_example();
+    let p = dir.path();
+    edit(
+        p,
+        "models/marts/revenue_daily.sql",
+        "product      = true",
+        "product      = true\nforward_only = true",
+    );
+    edit(
+        p,
+        "models/marts/revenue_daily.sql",
+        "CAST(sum(r.net_revenue) AS DECIMAL(18,2))                 AS net_revenue",
+        "CAST(round(sum(r.net_revenue), 1) AS DECIMAL(18,2))      AS net_revenue",
+    );
+    // Built intervals keep the logic they were built with; nothing downstream is stale.
+    let plan = plan_json(p, &[]);
+    assert_eq!(plan["models"], json!([]), "{plan}");
+    // A new month of history gets the new logic.
+    edit(
+        p,
+        "hubforge.toml",
+        "end   = \"2026-01-01\"",
+        "end   = \"2026-02-01\"",
+    );
+    let plan = plan_json(p, &[]);
+    let m = entry(&plan, "models", "revenue_daily");
+    assert_eq!(m["intervals"], json!([["2026-01-01", "2026-02-01"]]));
+    assert_eq!(m["change"], "missing");
+}
+
+#[test]
+fn state_written_by_a_newer_hubforge_is_refused() {
+    let dir = built_example();
+    let p = dir.path();
+    {
+        let conn = duckdb::Connection::open(p.join("warehouse.duckdb")).unwrap();
+        conn.execute_batch("UPDATE _hubforge.meta SET value = '99' WHERE key = 'schema_version'")
+            .unwrap();
+    }
+    for command in ["plan", "build"] {
+        let out = hubforge(p, &[command]);
+        assert_eq!(out.status.code(), Some(1), "{command}");
+        assert!(
+            stderr(&out).contains("written by a newer hubforge (state schema version 99"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}

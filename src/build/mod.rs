@@ -340,7 +340,15 @@ pub fn render_sql(
             })?;
             Ok((q.rewrite_refs(&|r| ws.resolve(r).map(target)), false))
         }
-        Parsed::DuckDb { .. } => Ok((rendered, true)),
+        // References the token-level reading finds are rewritten; the search
+        // path resolves any it misses.
+        Parsed::DuckDb { .. } => match sql::scan(&rendered) {
+            Ok(scanned) => Ok((
+                sql::splice_refs(&rendered, &scanned.refs, &|r| ws.resolve(r).map(target)),
+                true,
+            )),
+            Err(_) => Ok((rendered, true)),
+        },
     }
 }
 

@@ -361,7 +361,7 @@ pub(super) fn run(
     let (done_tx, done_rx) = mpsc::channel::<(usize, Result<Staged>)>();
     let failed = AtomicBool::new(false);
     let now = options.plan.now;
-    std::thread::scope(|scope| -> Result<()> {
+    let outcome = std::thread::scope(|scope| -> Result<()> {
         for _ in 0..options.threads.max(1) {
             let session = engine.session()?;
             let rx = Arc::clone(&task_rx);
@@ -484,10 +484,12 @@ pub(super) fn run(
                 unfinished.join(", ")
             )))
         }
-    })?;
+    });
+    // An interrupted statement fails with an engine error: report the interrupt.
     if interrupted.load(Ordering::SeqCst) {
         return Err(Error::Interrupted);
     }
+    outcome?;
     Ok(results)
 }
 

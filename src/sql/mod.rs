@@ -15,6 +15,7 @@
 mod lineage;
 mod position;
 mod refs;
+mod scan;
 #[cfg(test)]
 mod tests;
 
@@ -26,6 +27,7 @@ use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 pub use lineage::{ColumnLineage, ColumnRef, Lineage, SchemaProvider};
+pub use scan::{Scanned, scan};
 
 use position::LineIndex;
 
@@ -253,26 +255,36 @@ impl Query {
     /// # Ok::<(), hubforge::sql::SqlError>(())
     /// ```
     pub fn rewrite_refs(&self, f: &dyn Fn(&TableRef) -> Option<String>) -> String {
-        let mut out = String::with_capacity(self.sql.len());
-        let mut at = 0;
-        for r in &self.refs {
-            if r.start < at {
-                continue;
-            }
-            if let Some(new_text) = f(r) {
-                out.push_str(&self.sql[at..r.start]);
-                out.push_str(&new_text);
-                at = r.end;
-            }
-        }
-        out.push_str(&self.sql[at..]);
-        out
+        splice_refs(&self.sql, &self.refs, f)
     }
 
     /// Column-level lineage of the query's output; see [`Lineage`].
     pub fn lineage(&self, schemas: &dyn SchemaProvider) -> Lineage {
         lineage::analyze(self, schemas)
     }
+}
+
+/// `sql` with each reference in `refs` (sorted by position) for which `f`
+/// returns `Some(text)` replaced by that text; everything else byte-identical.
+pub fn splice_refs(
+    sql: &str,
+    refs: &[TableRef],
+    f: &dyn Fn(&TableRef) -> Option<String>,
+) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut at = 0;
+    for r in refs {
+        if r.start < at || r.end <= r.start {
+            continue;
+        }
+        if let Some(new_text) = f(r) {
+            out.push_str(&sql[at..r.start]);
+            out.push_str(&new_text);
+            at = r.end;
+        }
+    }
+    out.push_str(&sql[at..]);
+    out
 }
 
 /// A `Statement::Query` that only reads: no `WITH ... INSERT`, no `SELECT ... INTO`.
