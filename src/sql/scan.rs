@@ -88,10 +88,7 @@ pub fn scan(sql: &str) -> Result<Scanned, SqlError> {
             continue;
         }
         // `FROM a, b JOIN c`: a list of names, each with an optional alias.
-        loop {
-            let Some((parts, end)) = object_name(&tokens, i) else {
-                break;
-            };
+        while let Some((parts, end)) = object_name(&tokens, i) {
             let is_function = matches!(tokens.get(end).map(|t| &t.token), Some(Token::LParen));
             let is_cte = parts.len() == 1 && ctes.contains(&parts[0].0.to_lowercase());
             if !is_function && !is_cte {
@@ -109,11 +106,10 @@ pub fn scan(sql: &str) -> Result<Scanned, SqlError> {
                 }
             }
             i = skip_alias(&tokens, end);
-            if matches!(tokens.get(i).map(|t| &t.token), Some(Token::Comma)) {
-                i += 1;
-                continue;
+            if !matches!(tokens.get(i).map(|t| &t.token), Some(Token::Comma)) {
+                break;
             }
-            break;
+            i += 1;
         }
     }
     Ok(Scanned {
