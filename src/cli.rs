@@ -76,6 +76,23 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Record your decision that work stale because of a change of logic is
+    /// right as it is (e.g. a fix that only touched recent months); kept in state.
+    MarkCurrent {
+        #[command(flatten)]
+        selection: Selection,
+        /// First date of the range to mark (inclusive).
+        #[arg(long, value_name = "DATE")]
+        start: Option<String>,
+        /// End of the range to mark (exclusive).
+        #[arg(long, value_name = "DATE")]
+        end: Option<String>,
+        /// Why the intervals are right: recorded with the decision.
+        #[arg(long)]
+        note: String,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
 }
 
 /// What a plan or build covers.
@@ -131,7 +148,8 @@ impl Cli {
             Command::Check { format }
             | Command::Ls { format, .. }
             | Command::Plan { format, .. }
-            | Command::Build { format, .. } => *format == Format::Json,
+            | Command::Build { format, .. }
+            | Command::MarkCurrent { format, .. } => *format == Format::Json,
             Command::Dag { format, .. } => *format == GraphFormat::Json,
             Command::Init { .. } => false,
         }
@@ -152,6 +170,84 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<()> {
             threads,
             format,
         } => build(cli, scope, *dry_run, *threads, *format, out),
+        Command::MarkCurrent {
+            selection,
+            start,
+            end,
+            note,
+            format,
+        } => {
+            let scope = Scope {
+                selection: selection.clone(),
+                start: start.clone(),
+                end: end.clone(),
+                backfill: false,
+            };
+            mark_current(cli, &scope, note, *format, out)
+        }
+    }
+}
+
+fn mark_current(
+    cli: &Cli,
+    scope: &Scope,
+    note: &str,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<()> {
+    if scope.selection.select.is_empty() {
+        return Err(invalid_argument(
+            "mark-current needs --select: say which models you vouch for",
+            "for example: hubforge mark-current --select pricing_model+ --end 2025-10-01 --note \"the bug only touched Q4\"",
+        ));
+    }
+    let ws = load(cli)?;
+    let options = plan_options(&ws, scope)?;
+    let engine = crate::engine::duckdb::DuckDbEngine::open(
+        &ws.project.warehouse_path(),
+        &warehouse_options(&ws),
+    )?;
+    let user = crate::build::user();
+    let marked = crate::mark::mark_current(
+        &ws,
+        &engine,
+        &options,
+        note,
+        &user,
+        chrono::Utc::now().naive_utc(),
+    )?;
+    match format {
+        Format::Json => write_json(
+            out,
+            &serde_json::json!({
+                "schema_version": 1,
+                "user": user,
+                "note": note,
+                "marked": marked.iter().map(|m| serde_json::json!({
+                    "name": m.name,
+                    "change": m.change.as_str(),
+                    "full": m.full,
+                    "intervals": serde_json::to_value(&m.intervals).expect("intervals serialise"),
+                })).collect::<Vec<_>>(),
+            }),
+        ),
+        Format::Text => {
+            let mut text = String::new();
+            if marked.is_empty() {
+                text.push_str("Nothing to mark: no work in the selection is stale because of a change of logic.\n");
+            } else {
+                text.push_str(&format!("Marked as current by {user} (\"{note}\"):\n"));
+                for m in &marked {
+                    let what = if m.full {
+                        "whole table".to_string()
+                    } else {
+                        m.intervals.to_string()
+                    };
+                    text.push_str(&format!("  {}  {}  {what}\n", m.name, m.change.as_str()));
+                }
+            }
+            write_text(out, &text)
+        }
     }
 }
 

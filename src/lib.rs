@@ -15,6 +15,7 @@ pub mod graph;
 pub mod init;
 pub mod interrupt;
 pub mod interval;
+pub mod mark;
 pub mod observe;
 pub mod plan;
 pub mod progress;

@@ -544,6 +544,48 @@ impl StateWrites {
         ));
     }
 
+    /// Record the data of `model` inside `set` as current under `fingerprint`
+    /// (a decision of the user's): intervals there are cut at its edges; the
+    /// fingerprint they were built with stays recorded.
+    pub fn mark_current(
+        &mut self,
+        model: &str,
+        set: &IntervalSet,
+        fingerprint: &str,
+        state: &State,
+    ) {
+        for r in state.intervals.get(model).into_iter().flatten() {
+            let inside = IntervalSet::single(r.interval).intersect(set);
+            if inside.is_empty() || r.fingerprint == fingerprint {
+                continue;
+            }
+            self.sql.push(format!(
+                "DELETE FROM {SCHEMA}.intervals WHERE model = {} AND start_ts = {} AND end_ts = {};",
+                quote_str(model),
+                ts_literal(r.interval.start()),
+                ts_literal(r.interval.end())
+            ));
+            let whole = inside.len() == 1 && inside.intervals()[0] == r.interval;
+            let piece = |interval: Interval, fp: &str| IntervalRecord {
+                interval,
+                fingerprint: fp.to_string(),
+                rows: if whole { r.rows } else { -1 },
+                checksum: if whole {
+                    r.checksum.clone()
+                } else {
+                    String::new()
+                },
+                ..r.clone()
+            };
+            for iv in inside.iter() {
+                self.interval(model, &piece(*iv, fingerprint));
+            }
+            for iv in IntervalSet::single(r.interval).subtract(set).iter() {
+                self.interval(model, &piece(*iv, &r.fingerprint));
+            }
+        }
+    }
+
     pub fn pending(&mut self, model: &str, p: &PendingRecord) {
         self.sql.push(format!(
             "INSERT INTO {SCHEMA}.pending VALUES ({}, {}, {}, {}, {}, {});",

@@ -116,6 +116,49 @@ fn pricing_correction_of_the_last_three_months() {
     let left = entry(&plan, "models", "int_order_lines_priced");
     assert_eq!(left["change"], "breaking");
     assert_eq!(left["intervals"], json!([["2024-01-01", "2025-10-01"]]));
+
+    // The bug only touched Q4: the engineer says so, and state records it.
+    let out = hubforge(
+        dir.path(),
+        &[
+            "mark-current",
+            "--select",
+            "int_order_lines_priced+",
+            "--end",
+            "2025-10-01",
+            "--note",
+            "the bug only touched Q4",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("int_order_lines_priced  breaking  2024-01-01..2025-10-01"),
+        "{}",
+        stdout(&out)
+    );
+    let decisions = query(
+        dir.path(),
+        "SELECT model, CAST(start_ts AS VARCHAR), CAST(end_ts AS VARCHAR), note FROM _hubforge.decisions WHERE model = 'int_order_lines_priced'",
+    );
+    assert_eq!(
+        decisions,
+        [[
+            "int_order_lines_priced",
+            "2024-01-01 00:00:00",
+            "2025-10-01 00:00:00",
+            "the bug only touched Q4"
+        ]]
+    );
+    // Left stale: the October days of the 7-day window, which read September's
+    // data while it was still marked as built with the old logic.
+    let plan = plan_json(dir.path(), &[]);
+    assert_eq!(names(&plan, "models"), ["customer_activity_7d"], "{plan}");
+    assert_eq!(
+        entry(&plan, "models", "customer_activity_7d")["intervals"],
+        json!([["2025-10-01", "2025-11-01"]])
+    );
+    build_json(dir.path(), &[]);
+    assert_eq!(plan_json(dir.path(), &[])["models"], json!([]));
 }
 
 #[test]

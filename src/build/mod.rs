@@ -285,7 +285,8 @@ fn new_run_id() -> String {
     format!("{}-{}", t.format("%Y%m%dT%H%M%S"), &salt.to_hex()[..6])
 }
 
-fn user() -> String {
+/// Who runs hubforge, for state: `HUBFORGE_USER`, else the login name.
+pub fn user() -> String {
     std::env::var("HUBFORGE_USER")
         .or_else(|_| std::env::var("USER"))
         .or_else(|_| std::env::var("USERNAME"))

@@ -1,0 +1,117 @@
+//! `hubforge mark-current`: the user's decision that intervals built with older
+//! logic are right under the current logic (a correction that only touched the
+//! last three months, say), recorded in state with who decided it and when.
+//! hubforge never decides this by itself; it only applies to work stale because
+//! of a change of logic, never to missing intervals or changed source data.
+
+use chrono::NaiveDateTime;
+
+use crate::build;
+use crate::change::VersionLookup as _;
+use crate::engine::Engine;
+use crate::error::Result;
+use crate::graph::NodeId;
+use crate::interval::IntervalSet;
+use crate::plan::{ChangeKind, PlanOptions};
+use crate::sources::Ingest;
+use crate::state::{self, StateWrites};
+use crate::workspace::Workspace;
+
+/// Intervals of one model marked as current.
+#[derive(Debug, Clone)]
+pub struct Marked {
+    pub node: NodeId,
+    pub name: String,
+    pub change: ChangeKind,
+    pub intervals: IntervalSet,
+    pub full: bool,
+}
+
+/// Mark the logic-stale work of the selected models inside the range as current.
+pub fn mark_current(
+    ws: &Workspace,
+    engine: &dyn Engine,
+    options: &PlanOptions,
+    note: &str,
+    user: &str,
+    now: NaiveDateTime,
+) -> Result<Vec<Marked>> {
+    let s = engine.session()?;
+    state::migrate(s.as_ref())?;
+    let prepared = build::prepare(s.as_ref(), ws, options, Ingest::Temp)?;
+    let state = &prepared.observed.state;
+    let decision_id = format!("decision-{}", now.format("%Y%m%dT%H%M%S"));
+    let mut w = StateWrites::default();
+    let mut marked = Vec::new();
+    for work in &prepared.plan.models {
+        let logic: Vec<(ChangeKind, &IntervalSet)> = work
+            .reasons
+            .iter()
+            .filter(|(k, _, _)| {
+                matches!(
+                    k,
+                    ChangeKind::Breaking | ChangeKind::NonBreaking | ChangeKind::Indirect
+                )
+            })
+            .map(|(k, _, set)| (*k, set))
+            .collect();
+        let Some(change) = logic.iter().map(|(k, _)| *k).max() else {
+            continue;
+        };
+        let key = work.name.to_lowercase();
+        let set = if work.full {
+            // A table or view: its one recorded interval.
+            IntervalSet::from_intervals(
+                state
+                    .intervals
+                    .get(&key)
+                    .into_iter()
+                    .flatten()
+                    .map(|r| r.interval),
+            )
+        } else {
+            logic
+                .iter()
+                .fold(IntervalSet::new(), |acc, (_, s)| acc.union(s))
+        };
+        if set.is_empty() {
+            continue;
+        }
+        let version = &prepared.versions[work.node];
+        if state.version(&key, &version.fingerprint).is_none() {
+            w.version(version, &decision_id);
+        }
+        w.mark_current(&key, &set, &version.fingerprint, state);
+        for iv in set.iter() {
+            w.decision(
+                &decision_id,
+                &key,
+                Some(iv),
+                "mark_current",
+                &version.fingerprint,
+                user,
+                now,
+                note,
+            );
+        }
+        marked.push(Marked {
+            node: work.node,
+            name: work.name.clone(),
+            change,
+            intervals: set,
+            full: work.full,
+        });
+    }
+    if !w.is_empty() {
+        let mut sql = String::from("BEGIN TRANSACTION;\n");
+        for stmt in &w.sql {
+            sql.push_str(stmt);
+            sql.push('\n');
+        }
+        sql.push_str("COMMIT;");
+        s.execute(&sql).inspect_err(|_| {
+            let _ = s.execute("ROLLBACK");
+        })?;
+    }
+    Ok(marked)
+}
