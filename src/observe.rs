@@ -45,12 +45,7 @@ pub fn observe(s: &dyn Session, ws: &Workspace, mode: Ingest) -> Result<Observed
                 (sources::source_files(&ws.project, config), Some(config))
             }
             NodeKind::Seed => {
-                let seed = ws
-                    .project
-                    .seeds
-                    .iter()
-                    .find(|x| x.name == node.name)
-                    .expect("seed node");
+                let seed = ws.project.seed(&node.name).expect("seed node");
                 let snap = sources::seed_snapshot(&ws.project, seed)?;
                 let columns = match (previous, out.state.schemas.get(&key)) {
                     (Some(p), Some(cols)) if p.whole == snap.whole => cols.clone(),

@@ -197,6 +197,18 @@ pub fn universe(ws: &Workspace, node: NodeId, now: NaiveDateTime) -> Option<(Uni
     Some((unit, expected(start, last_complete(now, unit), unit)))
 }
 
+/// A model's whole history to now: what a table or view covers.
+pub fn history(ws: &Workspace, node: NodeId, now: NaiveDateTime) -> Interval {
+    let start = ws
+        .model(node)
+        .and_then(|(f, _)| f.config.start)
+        .unwrap_or(ws.project.config.project.start)
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight");
+    let end = last_complete(now, Unit::Day).max(start + chrono::Days::new(1));
+    Interval::new(start, end).expect("start before end")
+}
+
 /// The end of history: `HUBFORGE_NOW` (tests, replays), else the project's `end`,
 /// else the current time.
 pub fn end_of_history(ws: &Workspace, clock_now: NaiveDateTime) -> NaiveDateTime {

@@ -147,6 +147,11 @@ impl Project {
         })
     }
 
+    /// The seed called `name`.
+    pub fn seed(&self, name: &str) -> Option<&SeedFile> {
+        self.seeds.iter().find(|s| s.name == name)
+    }
+
     pub fn sources(&self) -> impl Iterator<Item = (&String, &SourceConfig)> {
         self.config.sources.iter()
     }

@@ -459,6 +459,16 @@ impl StateWrites {
         }
     }
 
+    /// Delete the record of `model` for exactly `interval` from a state table.
+    fn delete(&mut self, table: &str, model: &str, interval: &Interval) {
+        self.sql.push(format!(
+            "DELETE FROM {SCHEMA}.{table} WHERE model = {} AND start_ts = {} AND end_ts = {};",
+            quote_str(model),
+            ts_literal(interval.start()),
+            ts_literal(interval.end())
+        ));
+    }
+
     /// Forget every built interval and pending work of `model` (a full rebuild).
     pub fn clear_all_intervals(&mut self, model: &str) {
         for table in ["intervals", "pending"] {
@@ -478,12 +488,7 @@ impl StateWrites {
             if rest.len() == 1 && rest.intervals()[0] == r.interval {
                 continue;
             }
-            self.sql.push(format!(
-                "DELETE FROM {SCHEMA}.intervals WHERE model = {} AND start_ts = {} AND end_ts = {};",
-                quote_str(model),
-                ts_literal(r.interval.start()),
-                ts_literal(r.interval.end())
-            ));
+            self.delete("intervals", model, &r.interval);
             for piece in rest.iter() {
                 self.interval(
                     model,
@@ -501,12 +506,7 @@ impl StateWrites {
             if rest.len() == 1 && rest.intervals()[0] == p.interval {
                 continue;
             }
-            self.sql.push(format!(
-                "DELETE FROM {SCHEMA}.pending WHERE model = {} AND start_ts = {} AND end_ts = {};",
-                quote_str(model),
-                ts_literal(p.interval.start()),
-                ts_literal(p.interval.end())
-            ));
+            self.delete("pending", model, &p.interval);
             for piece in rest.iter() {
                 self.pending(
                     model,
@@ -559,12 +559,7 @@ impl StateWrites {
             if inside.is_empty() || r.fingerprint == fingerprint {
                 continue;
             }
-            self.sql.push(format!(
-                "DELETE FROM {SCHEMA}.intervals WHERE model = {} AND start_ts = {} AND end_ts = {};",
-                quote_str(model),
-                ts_literal(r.interval.start()),
-                ts_literal(r.interval.end())
-            ));
+            self.delete("intervals", model, &r.interval);
             let whole = inside.len() == 1 && inside.intervals()[0] == r.interval;
             let piece = |interval: Interval, fp: &str| IntervalRecord {
                 interval,

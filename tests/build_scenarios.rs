@@ -4,8 +4,8 @@
 mod common;
 
 use common::{
-    build_json, built_example, edit, entry, example_copy, hubforge, names, plan_json, query,
-    scalar, stderr, stdout, table_rows,
+    build_json, built_example, drop_days, edit, entry, example_copy, hubforge, names, plan_json,
+    query, scalar, stderr, stdout, table_rows,
 };
 use serde_json::json;
 
@@ -238,18 +238,6 @@ fn migration_from_the_legacy_system_has_no_gaps_or_overlaps() {
     );
 }
 
-fn without_days(dir: &std::path::Path, rel: &str, days: &[&str]) -> String {
-    let path = dir.join(rel);
-    let text = std::fs::read_to_string(&path).unwrap();
-    let kept: String = text
-        .lines()
-        .filter(|l| !days.iter().any(|d| l.contains(d)))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    std::fs::write(&path, kept).unwrap();
-    text
-}
-
 #[test]
 fn source_outage_days_arriving_later_are_filled_exactly() {
     let dir = example_copy();
@@ -260,7 +248,7 @@ fn source_outage_days_arriving_later_are_filled_exactly() {
         "data/order_lines/2025-11.csv",
         "data/payments/2025-11.csv",
     ];
-    let originals: Vec<String> = files.iter().map(|f| without_days(p, f, &days)).collect();
+    let originals: Vec<String> = files.iter().map(|f| drop_days(p, f, &days)).collect();
     build_json(p, &[]);
     assert_eq!(
         scalar(

@@ -3,7 +3,10 @@
 
 mod common;
 
-use common::{built_example, edit, entry, hubforge, names, plan_json, stderr, stdout};
+use common::{
+    built_example, change_vat_amount, drop_days, edit, entry, hubforge, names, plan_json, stderr,
+    stdout,
+};
 use serde_json::json;
 
 #[test]
@@ -37,12 +40,7 @@ fn reformatting_and_comments_plan_nothing() {
 #[test]
 fn changing_one_column_rebuilds_only_the_readers_of_that_column() {
     let dir = built_example();
-    edit(
-        dir.path(),
-        "models/intermediate/int_order_revenue.sql",
-        "ELSE {{ with_vat(\"order_net_amount\", var(\"vat_rate\")) }} - order_net_amount END AS vat_amount",
-        "ELSE round({{ with_vat(\"order_net_amount\", var(\"vat_rate\")) }} - order_net_amount, 2) END AS vat_amount",
-    );
+    change_vat_amount(dir.path());
     let plan = plan_json(dir.path(), &[]);
     assert_eq!(
         names(&plan, "models"),
@@ -143,12 +141,7 @@ fn metadata_only_changes_build_nothing() {
 #[test]
 fn a_range_on_a_breaking_change_plans_inside_and_reports_outside() {
     let dir = built_example();
-    edit(
-        dir.path(),
-        "models/intermediate/int_order_revenue.sql",
-        "ELSE {{ with_vat(\"order_net_amount\", var(\"vat_rate\")) }} - order_net_amount END AS vat_amount",
-        "ELSE round({{ with_vat(\"order_net_amount\", var(\"vat_rate\")) }} - order_net_amount, 2) END AS vat_amount",
-    );
+    change_vat_amount(dir.path());
     let plan = plan_json(
         dir.path(),
         &["--start", "2025-10-01", "--end", "2026-01-01"],
@@ -168,19 +161,6 @@ fn a_range_on_a_breaking_change_plans_inside_and_reports_outside() {
         names(&plan, "out_of_scope"),
         ["int_order_revenue", "revenue_daily", "revenue_monthly"]
     );
-}
-
-/// Remove the rows of `days` from a monthly source file.
-fn drop_days(dir: &std::path::Path, rel: &str, days: &[&str]) {
-    let path = dir.join(rel);
-    let text = std::fs::read_to_string(&path).unwrap();
-    let kept: String = text
-        .lines()
-        .filter(|l| !days.iter().any(|d| l.contains(d)))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    assert!(kept.len() < text.len(), "{rel} has rows on {days:?}");
-    std::fs::write(&path, kept).unwrap();
 }
 
 #[test]
@@ -246,12 +226,7 @@ fn a_changed_source_without_time_column_makes_its_readers_stale() {
 #[test]
 fn plan_text_explains_changes_with_a_sql_diff() {
     let dir = built_example();
-    edit(
-        dir.path(),
-        "models/intermediate/int_order_revenue.sql",
-        "ELSE {{ with_vat(\"order_net_amount\", var(\"vat_rate\")) }} - order_net_amount END AS vat_amount",
-        "ELSE round({{ with_vat(\"order_net_amount\", var(\"vat_rate\")) }} - order_net_amount, 2) END AS vat_amount",
-    );
+    change_vat_amount(dir.path());
     let out = hubforge(dir.path(), &["plan"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);

@@ -63,7 +63,6 @@ fn peak_rss_mib() -> Option<f64> {
 /// Write state as if every model of `dir` had been built with its current logic.
 fn record_state(dir: &std::path::Path) -> hubforge::Result<()> {
     use hubforge::engine::Engine as _;
-    use hubforge::interval::{Interval, Unit};
     use hubforge::state::{IntervalRecord, StateWrites};
     let ws = Workspace::load(dir, &[])?;
     let engine = hubforge::engine::duckdb::DuckDbEngine::open(
@@ -98,17 +97,7 @@ fn record_state(dir: &std::path::Path) -> hubforge::Result<()> {
                     w.interval(&key, &record(b));
                 }
             }
-            None => {
-                let start = ws
-                    .project
-                    .config
-                    .project
-                    .start
-                    .and_hms_opt(0, 0, 0)
-                    .expect("midnight");
-                let end = Unit::Day.floor(now).max(start + chrono::Days::new(1));
-                w.interval(&key, &record(Interval::new(start, end).expect("range")));
-            }
+            None => w.interval(&key, &record(hubforge::plan::history(&ws, id, now))),
         }
     }
     for (key, snap) in &observed.sources {
@@ -158,14 +147,9 @@ fn baseline(dir: &std::path::Path, database: &std::path::Path) -> hubforge::Resu
         let Some((file, _)) = ws.model(id) else {
             continue;
         };
-        let start = ws
-            .project
-            .config
-            .project
-            .start
-            .and_hms_opt(0, 0, 0)
-            .expect("midnight");
-        let window = hubforge::template::Window::new(start, now, file.config.unit);
+        let history = hubforge::plan::history(&ws, id, now);
+        let window =
+            hubforge::template::Window::new(history.start(), history.end(), file.config.unit);
         let sql = ws
             .templates
             .render(&file.path, &file.text, &file.body, &window)

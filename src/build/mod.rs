@@ -23,7 +23,7 @@ use crate::engine::{Engine, Session};
 use crate::error::{Error, Result};
 use crate::fingerprint::{self, ModelVersion};
 use crate::graph::{NodeId, NodeKind};
-use crate::interval::{Interval, Unit};
+use crate::interval::Interval;
 use crate::observe::{self, Observed};
 use crate::plan::{self, ModelWork, Plan, PlanOptions};
 use crate::progress::Progress;
@@ -361,18 +361,6 @@ fn window_for(
     now: NaiveDateTime,
 ) -> Window {
     let (file, _) = ws.model(node).expect("model node");
-    let iv = interval.unwrap_or_else(|| whole_range(ws, node, now));
+    let iv = interval.unwrap_or_else(|| plan::history(ws, node, now));
     Window::new(iv.start(), iv.end(), file.config.unit)
-}
-
-/// A model's whole history to now: what a table or view covers.
-fn whole_range(ws: &Workspace, id: NodeId, now: NaiveDateTime) -> Interval {
-    let start = ws
-        .model(id)
-        .and_then(|(f, _)| f.config.start)
-        .unwrap_or(ws.project.config.project.start)
-        .and_hms_opt(0, 0, 0)
-        .expect("midnight");
-    let end = crate::interval::last_complete(now, Unit::Day).max(start + chrono::Days::new(1));
-    Interval::new(start, end).expect("start before end")
 }

@@ -6,9 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use chrono::NaiveDateTime;
 
 use super::stage::{Mode, Staged, Staging, Task};
-use super::{
-    Prepared, STAGE_SCHEMA, data_table, main_name, now, render_sql, user, whole_range, window_for,
-};
+use super::{Prepared, STAGE_SCHEMA, data_table, main_name, now, render_sql, user, window_for};
 use crate::change::VersionLookup as _;
 use crate::config::Kind;
 use crate::engine::{Session, quote_ident, quote_str};
@@ -16,7 +14,7 @@ use crate::error::Result;
 use crate::fingerprint::ModelVersion;
 use crate::graph::{NodeId, NodeKind};
 use crate::interval::{Interval, IntervalSet};
-use crate::plan::{ChangeKind, ModelWork};
+use crate::plan::{ChangeKind, ModelWork, history};
 use crate::sources::SOURCE_SCHEMA;
 use crate::state::{self, IntervalRecord, PendingRecord, StateWrites};
 use crate::workspace::Workspace;
@@ -311,7 +309,7 @@ fn state_writes(
             w.interval(
                 &key,
                 &record(
-                    whole_range(ws, id, prepared.now),
+                    history(ws, id, prepared.now),
                     fp,
                     run.run_id,
                     &Staged::default(),
@@ -320,9 +318,7 @@ fn state_writes(
         }
         for t in mine {
             let staged = results.get(&t.key).cloned().unwrap_or_default();
-            let range = t
-                .interval
-                .unwrap_or_else(|| whole_range(ws, id, prepared.now));
+            let range = t.interval.unwrap_or_else(|| history(ws, id, prepared.now));
             w.interval(&key, &record(range, fp_of(t), run.run_id, &staged));
         }
     }
@@ -352,7 +348,7 @@ fn state_writes(
                 continue;
             }
             let set = if set.is_empty() {
-                IntervalSet::single(whole_range(ws, left.node, prepared.now))
+                IntervalSet::single(history(ws, left.node, prepared.now))
             } else {
                 set.clone()
             };
@@ -482,8 +478,7 @@ fn post_run(ws: &Workspace, prepared: &Prepared, tasks: &[Task]) -> PostRun {
                 fp
             };
             kept.push((
-                t.interval
-                    .unwrap_or_else(|| whole_range(ws, id, prepared.now)),
+                t.interval.unwrap_or_else(|| history(ws, id, prepared.now)),
                 fp.clone(),
             ));
             out.task_fp.insert(t.key.clone(), fp);
@@ -491,7 +486,7 @@ fn post_run(ws: &Workspace, prepared: &Prepared, tasks: &[Task]) -> PostRun {
         if mine.is_empty() && node.kind == NodeKind::Model(Kind::View) {
             // A view's data is its parents' data under its own logic.
             kept.push((
-                whole_range(ws, id, prepared.now),
+                history(ws, id, prepared.now),
                 current[id].fingerprint.clone(),
             ));
         }

@@ -590,12 +590,7 @@ fn stage_task(
     };
     let (select, duck_only) = match node.kind {
         NodeKind::Seed => {
-            let seed = ws
-                .project
-                .seeds
-                .iter()
-                .find(|x| x.name == node.name)
-                .expect("seed");
+            let seed = ws.project.seed(&node.name).expect("seed");
             (
                 format!(
                     "SELECT * FROM {}",

@@ -188,3 +188,28 @@ pub fn table_rows(dir: &Path, table: &str, filter: &str) -> Vec<String> {
     .map(|r| r.join("|"))
     .collect()
 }
+
+/// A change of one column's expression in a mid-DAG model of the example:
+/// `int_order_revenue.vat_amount` is rounded.
+pub fn change_vat_amount(dir: &Path) {
+    edit(
+        dir,
+        "models/intermediate/int_order_revenue.sql",
+        "ELSE {{ with_vat(\"order_net_amount\", var(\"vat_rate\")) }} - order_net_amount END AS vat_amount",
+        "ELSE round({{ with_vat(\"order_net_amount\", var(\"vat_rate\")) }} - order_net_amount, 2) END AS vat_amount",
+    );
+}
+
+/// Remove the rows of `days` from a source file; returns its former text.
+pub fn drop_days(dir: &Path, rel: &str, days: &[&str]) -> String {
+    let path = dir.join(rel);
+    let text = std::fs::read_to_string(&path).expect("read");
+    let kept: String = text
+        .lines()
+        .filter(|l| !days.iter().any(|d| l.contains(d)))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(kept.len() < text.len(), "{rel} has rows on {days:?}");
+    std::fs::write(&path, kept).expect("write");
+    text
+}
