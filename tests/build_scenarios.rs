@@ -336,3 +336,69 @@ fn rows_outside_the_batch_window_fail_the_build_and_publish_nothing() {
     );
     assert_eq!(table_rows(dir.path(), "revenue_daily", "true"), before);
 }
+
+#[test]
+fn dry_run_prints_the_plan_and_touches_nothing() {
+    let dir = example_copy();
+    let out = hubforge(dir.path(), &["build", "--dry-run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("Summary: 21 models, "),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        !dir.path().join("warehouse.duckdb").exists(),
+        "a dry run created the warehouse"
+    );
+    let out = hubforge(dir.path(), &["build", "--dry-run", "--format", "json"]);
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(plan["schema_version"], 1);
+    assert_eq!(plan["models"].as_array().unwrap().len(), 21);
+}
+
+#[test]
+fn a_source_can_be_an_existing_table_of_the_warehouse() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::create_dir_all(p.join("models")).unwrap();
+    std::fs::write(
+        p.join("hubforge.toml"),
+        "[project]\nname = \"t\"\nstart = \"2025-01-01\"\nend = \"2025-01-04\"\n\n\
+         [sources.legacy_orders]\ntable = \"legacy.orders\"\ntime_column = \"ordered_at\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("models/daily.sql"),
+        "/* @hubforge\nkind = \"incremental\"\ntime_column = \"day\"\nunit = \"day\"\n*/\n\
+         SELECT CAST(ordered_at AS DATE) AS day, count(*) AS orders FROM legacy.orders\n\
+         WHERE ordered_at >= {{ start }} AND ordered_at < {{ end }} GROUP BY 1\n",
+    )
+    .unwrap();
+    {
+        let conn = duckdb::Connection::open(p.join("warehouse.duckdb")).unwrap();
+        conn.execute_batch(
+            "CREATE SCHEMA legacy; CREATE TABLE legacy.orders AS \
+             SELECT TIMESTAMP '2025-01-01 10:00:00' + INTERVAL (i % 3) DAY AS ordered_at FROM range(30) t(i);",
+        )
+        .unwrap();
+    }
+    let run = build_json(p, &[]);
+    assert_eq!(names(&run["plan"], "models"), ["daily"]);
+    assert_eq!(
+        query(p, "SELECT CAST(sum(orders) AS VARCHAR) FROM daily"),
+        [["30"]]
+    );
+    // Rows corrected in the table are found like late rows in a file.
+    {
+        let conn = duckdb::Connection::open(p.join("warehouse.duckdb")).unwrap();
+        conn.execute_batch("DELETE FROM legacy.orders WHERE ordered_at < TIMESTAMP '2025-01-02'")
+            .unwrap();
+    }
+    let plan = plan_json(p, &[]);
+    assert_eq!(
+        entry(&plan, "models", "daily")["intervals"],
+        json!([["2025-01-01", "2025-01-02"]]),
+        "{plan}"
+    );
+}
