@@ -608,5 +608,8 @@ fn walk(
             from_fingerprint,
         });
     }
+    // One entry per model, even when several groups of its intervals say so.
+    out.metadata_only.sort_by_key(|(n, _)| *n);
+    out.metadata_only.dedup_by_key(|(n, _)| *n);
     out
 }

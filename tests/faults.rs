@@ -131,6 +131,21 @@ fn killing_a_backfill_anywhere_changes_nothing_and_a_rerun_completes() {
         );
         assert_eq!(dupes[0][0], "0", "{table}");
     }
+    // Nothing is left of the dead runs: no registered batches, and every data
+    // table is one a published model reads.
+    assert_eq!(
+        query(
+            p,
+            "SELECT CAST(count(*) AS VARCHAR) FROM _hubforge_stage.batches"
+        ),
+        [["0"]]
+    );
+    let stray = query(
+        p,
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = '_hubforge_data' \
+         AND table_name NOT IN (SELECT data_table FROM _hubforge.models)",
+    );
+    assert!(stray.is_empty(), "leftover tables: {stray:?}");
     // And nothing is left to do.
     let plan = common::plan_json(p, &[]);
     assert_eq!(plan["models"], serde_json::json!([]), "{plan}");
