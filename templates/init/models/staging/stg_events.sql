@@ -14,4 +14,4 @@ SELECT
 FROM raw_events
 WHERE occurred_at >= {{ start }}
   AND occurred_at <  {{ end }}
-  AND amount >= {{ var("min_amount") }}
+  AND abs(amount) >= {{ var("min_amount") }}
