@@ -3,12 +3,14 @@
 //!
 //! hubforge-bench generate --models 10000 --out /tmp/synth10k
 //! hubforge-bench load /tmp/synth10k [--select SELECTOR]
+//! hubforge-bench export-dbt --models 5000 --out /tmp/synth5k_dbt      (the same project for dbt)
+//! hubforge-bench export-sqlmesh --models 1000 --out /tmp/synth1k_sqlmesh  (and for SQLMesh)
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use hubforge::synth::{SynthSpec, generate};
+use hubforge::synth::{Flavor, SynthSpec, generate_as};
 use hubforge::workspace::Workspace;
 
 #[derive(Parser)]
@@ -18,21 +20,32 @@ struct Args {
     command: Command,
 }
 
+/// What to generate; the same arguments give the same models, SQL logic and
+/// data in every flavor.
+#[derive(clap::Args)]
+struct GenerateArgs {
+    #[arg(long, default_value_t = 1000)]
+    models: usize,
+    #[arg(long, default_value_t = 10)]
+    sources: usize,
+    #[arg(long, default_value_t = 30)]
+    days: usize,
+    #[arg(long, default_value_t = 10)]
+    rows_per_day: usize,
+    #[arg(long)]
+    out: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Write a synthetic project.
-    Generate {
-        #[arg(long, default_value_t = 1000)]
-        models: usize,
-        #[arg(long, default_value_t = 10)]
-        sources: usize,
-        #[arg(long, default_value_t = 30)]
-        days: usize,
-        #[arg(long, default_value_t = 10)]
-        rows_per_day: usize,
-        #[arg(long)]
-        out: PathBuf,
-    },
+    Generate(GenerateArgs),
+    /// Write the synthetic project that `generate` writes with the same
+    /// arguments as a dbt project (dbt-core with dbt-duckdb), to compare with peers.
+    ExportDbt(GenerateArgs),
+    /// Write the synthetic project that `generate` writes with the same
+    /// arguments as a SQLMesh project on DuckDB, to compare with peers.
+    ExportSqlmesh(GenerateArgs),
     /// Load + render + parse + DAG + selection, timed, with peak memory.
     Load {
         dir: PathBuf,
@@ -173,31 +186,33 @@ fn baseline(dir: &std::path::Path, database: &std::path::Path) -> hubforge::Resu
     Ok(())
 }
 
+fn write_project(a: GenerateArgs, flavor: Flavor) {
+    let spec = SynthSpec {
+        models: a.models,
+        sources: a.sources,
+        days: a.days,
+        rows_per_day: a.rows_per_day,
+        ..SynthSpec::default()
+    };
+    let t = Instant::now();
+    generate_as(&a.out, &spec, flavor).expect("generate synthetic project");
+    println!(
+        "generated {} models ({flavor:?}), {} sources x {} days x {} rows in {:.2?} at {}",
+        a.models,
+        a.sources,
+        a.days,
+        a.rows_per_day,
+        t.elapsed(),
+        a.out.display()
+    );
+}
+
 fn main() {
     let args = Args::parse();
     match args.command {
-        Command::Generate {
-            models,
-            sources,
-            days,
-            rows_per_day,
-            out,
-        } => {
-            let spec = SynthSpec {
-                models,
-                sources,
-                days,
-                rows_per_day,
-                ..SynthSpec::default()
-            };
-            let t = Instant::now();
-            generate(&out, &spec).expect("generate synthetic project");
-            println!(
-                "generated {models} models, {sources} sources x {days} days x {rows_per_day} rows in {:.2?} at {}",
-                t.elapsed(),
-                out.display()
-            );
-        }
+        Command::Generate(a) => write_project(a, Flavor::Hubforge),
+        Command::ExportDbt(a) => write_project(a, Flavor::Dbt),
+        Command::ExportSqlmesh(a) => write_project(a, Flavor::Sqlmesh),
         Command::Baseline { dir, database } => {
             if let Err(e) = baseline(&dir, &database) {
                 eprintln!("{e}");
