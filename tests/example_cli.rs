@@ -99,8 +99,15 @@ fn init_creates_a_project_that_checks() {
     // It builds, and its product has the starter data.
     let out = hubforge(&target, &["build"]);
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
-    assert!(stdout(&out).contains("Built 2 models and 1 seed"), "{}", stdout(&out));
-    let rows = common::query(&target, "SELECT CAST(sum(events) AS VARCHAR) FROM daily_events");
+    assert!(
+        stdout(&out).contains("Built 2 models and 1 seed"),
+        "{}",
+        stdout(&out)
+    );
+    let rows = common::query(
+        &target,
+        "SELECT CAST(sum(events) AS VARCHAR) FROM daily_events",
+    );
     assert_eq!(rows, [["5"]]);
     // A second init refuses to overwrite.
     let out = hubforge(dir.path(), &["init", target.to_str().unwrap()]);
