@@ -119,7 +119,7 @@ pub struct Plan {
     pub metadata_only: Vec<(NodeId, String)>,
     /// Models in state that the project no longer has.
     pub removed: Vec<String>,
-    /// Per node: the model version comparison that explains a logic change.
+    /// Models whose own logic changed (breaking or non-breaking).
     pub direct: BTreeSet<NodeId>,
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use walkdir::WalkDir;
 
-use crate::config::{self, ModelConfig, ProjectConfig, SourceConfig, TomlSource};
+use crate::config::{self, ModelConfig, ProjectConfig, TomlSource};
 use crate::diagnostics::{Code, Diagnostic, Diagnostics, Location, display_path, line_col};
 
 pub const CONFIG_FILE: &str = "hubforge.toml";
@@ -150,10 +150,6 @@ impl Project {
     /// The seed called `name`.
     pub fn seed(&self, name: &str) -> Option<&SeedFile> {
         self.seeds.iter().find(|s| s.name == name)
-    }
-
-    pub fn sources(&self) -> impl Iterator<Item = (&String, &SourceConfig)> {
-        self.config.sources.iter()
     }
 
     /// The warehouse file, absolute.

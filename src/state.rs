@@ -12,7 +12,7 @@ use chrono::NaiveDateTime;
 use crate::engine::{Session, Value, quote_str};
 use crate::error::{Error, Result};
 use crate::fingerprint::ModelVersion;
-use crate::interval::{Interval, IntervalSet, format_point, parse_point};
+use crate::interval::{Interval, IntervalSet, parse_point};
 
 pub const SCHEMA: &str = "_hubforge";
 /// The state schema this hubforge reads and writes.
@@ -701,9 +701,4 @@ impl StateWrites {
     pub fn is_empty(&self) -> bool {
         self.sql.is_empty()
     }
-}
-
-/// Format a point for JSON and messages.
-pub fn show(t: NaiveDateTime) -> String {
-    format_point(t)
 }

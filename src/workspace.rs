@@ -50,11 +50,6 @@ impl ModelAnalysis {
             Parsed::Sql { canonical } | Parsed::DuckDb { canonical, .. } => canonical.clone(),
         }
     }
-
-    /// Distinct dependencies, sorted.
-    pub fn dependencies(&self) -> BTreeSet<NodeId> {
-        self.refs.iter().map(|r| r.node).collect()
-    }
 }
 
 /// A project loaded and analysed.

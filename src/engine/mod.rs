@@ -28,16 +28,6 @@ impl Value {
         }
     }
 
-    pub fn as_f64(&self) -> Option<f64> {
-        match self {
-            Value::Int(i) => Some(*i as f64),
-            Value::Float(f) => Some(*f),
-            Value::Text(s) => s.parse().ok(),
-            Value::Bool(b) => Some(*b as i64 as f64),
-            Value::Null => None,
-        }
-    }
-
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Value::Text(s) => Some(s),
