@@ -12,6 +12,7 @@ pub mod engine;
 pub mod error;
 pub mod fingerprint;
 pub mod graph;
+pub mod hash;
 pub mod init;
 pub mod interrupt;
 pub mod interval;

@@ -125,12 +125,7 @@ type Res<T> = Result<T, String>;
 
 /// blake3 of length-prefixed parts, as hex.
 fn hash(parts: &[&str]) -> String {
-    let mut h = blake3::Hasher::new();
-    for p in parts {
-        h.update(&(p.len() as u64).to_le_bytes());
-        h.update(p.as_bytes());
-    }
-    h.finalize().to_hex().to_string()
+    crate::hash::hash_parts("", parts.iter().copied())
 }
 
 /// A column of a relation: its name, its identity (a hash), and the upstream columns it

@@ -83,6 +83,10 @@ pub struct TableRef {
     /// Byte range of the whole reference text in the SQL, excluding any alias.
     pub start: usize,
     pub end: usize,
+    /// The reference has no alias of its own but could take one: columns
+    /// qualified by its name (`p.amount`) then name the table itself, so a
+    /// rewrite to another relation must keep that name as an alias.
+    pub bare: bool,
 }
 
 impl TableRef {
@@ -251,7 +255,8 @@ impl Query {
     /// ```
     /// let q = hubforge::sql::parse_query("SELECT * FROM orders -- orders\n")?;
     /// let staged = q.rewrite_refs(&|r| Some(format!("_stage.{}__v2", r.name())));
-    /// assert_eq!(staged, "SELECT * FROM _stage.orders__v2 -- orders\n");
+    /// // A reference without an alias keeps its name for qualified columns.
+    /// assert_eq!(staged, "SELECT * FROM _stage.orders__v2 AS \"orders\" -- orders\n");
     /// # Ok::<(), hubforge::sql::SqlError>(())
     /// ```
     pub fn rewrite_refs(&self, f: &dyn Fn(&TableRef) -> Option<String>) -> String {
@@ -280,6 +285,12 @@ pub fn splice_refs(
         if let Some(new_text) = f(r) {
             out.push_str(&sql[at..r.start]);
             out.push_str(&new_text);
+            if r.bare
+                && let Some(name) = r.parts.last()
+            {
+                out.push_str(" AS ");
+                out.push_str(&crate::engine::quote_ident(name));
+            }
             at = r.end;
         }
     }

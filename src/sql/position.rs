@@ -37,7 +37,7 @@ impl<'a> LineIndex<'a> {
     }
 
     /// A reference built from identifiers (an object name, or `TABLE schema.name`).
-    pub(crate) fn table_ref(&self, idents: &[&Ident]) -> Option<TableRef> {
+    pub(crate) fn table_ref(&self, idents: &[&Ident], bare: bool) -> Option<TableRef> {
         let (first, last) = (idents.first()?, idents.last()?);
         let start = self.offset(first.span.start)?;
         let end = self.offset(last.span.end)?;
@@ -47,6 +47,7 @@ impl<'a> LineIndex<'a> {
             column: first.span.start.column as usize,
             start,
             end,
+            bare,
         })
     }
 }

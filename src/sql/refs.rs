@@ -92,14 +92,14 @@ impl Collector<'_> {
                 .any(|f| f.ctes[..f.visible].iter().any(|(n, _)| n == name))
     }
 
-    fn add(&mut self, idents: &[&ast::Ident]) {
+    fn add(&mut self, idents: &[&ast::Ident], bare: bool) {
         if let [single] = idents {
             // `FROM 'data/x.csv'` reads a file, not a table.
             if single.quote_style == Some('\'') || self.is_cte(&single.value.to_lowercase()) {
                 return;
             }
         }
-        if let Some(r) = self.index.table_ref(idents) {
+        if let Some(r) = self.index.table_ref(idents, bare) {
             self.refs.push(r);
         }
     }
@@ -114,7 +114,8 @@ impl Collector<'_> {
             SetExpr::Table(t) => {
                 let idents: Vec<&ast::Ident> =
                     t.schema_name.iter().chain(t.table_name.iter()).collect();
-                self.add(&idents);
+                // `TABLE x` takes no alias.
+                self.add(&idents, false);
             }
             _ => {}
         }
@@ -192,11 +193,14 @@ impl Visitor for Collector<'_> {
     fn pre_visit_table_factor(&mut self, tf: &TableFactor) -> ControlFlow<()> {
         // A name with arguments is a table function: `read_parquet('x')`, `range(10)`.
         if let TableFactor::Table {
-            name, args: None, ..
+            name,
+            args: None,
+            alias,
+            ..
         } = tf
             && let Some(idents) = object_idents(name)
         {
-            self.add(&idents);
+            self.add(&idents, alias.is_none());
         }
         ControlFlow::Continue(())
     }

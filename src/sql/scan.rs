@@ -102,6 +102,7 @@ pub fn scan(sql: &str) -> Result<Scanned, SqlError> {
                         column: first.span.start.column as usize,
                         start,
                         end: stop,
+                        bare: skip_alias(&tokens, end) == end,
                     });
                 }
             }

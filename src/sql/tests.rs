@@ -271,6 +271,17 @@ fn table_ref_accessors() {
 }
 
 #[test]
+fn rewriting_an_unaliased_reference_keeps_its_name_for_qualified_columns() {
+    let q = parse_query("SELECT p.order_id, p.* FROM p JOIN q AS x ON p.id = x.id, TABLE_REF r")
+        .unwrap();
+    let out = q.rewrite_refs(&|r| Some(format!("_stage.{}__1", r.name())));
+    assert_eq!(
+        out,
+        "SELECT p.order_id, p.* FROM _stage.p__1 AS \"p\" JOIN _stage.q__1 AS x ON p.id = x.id, _stage.table_ref__1 r"
+    );
+}
+
+#[test]
 fn rewrite_refs_touches_only_references() {
     let sql = "/* header */\nWITH stg_orders AS (SELECT * FROM stg_orders WHERE note = 'é stg_orders')\n\
                SELECT o.*, c.name -- stg_orders\nFROM stg_orders o JOIN main.Customers AS c ON o.cid = c.id";
@@ -282,7 +293,7 @@ fn rewrite_refs_touches_only_references() {
     });
     assert_eq!(
         out,
-        "/* header */\nWITH stg_orders AS (SELECT * FROM __stage.stg_orders__v2 WHERE note = 'é stg_orders')\n\
+        "/* header */\nWITH stg_orders AS (SELECT * FROM __stage.stg_orders__v2 AS \"stg_orders\" WHERE note = 'é stg_orders')\n\
          SELECT o.*, c.name -- stg_orders\nFROM stg_orders o JOIN __stage.\"Customers\" AS c ON o.cid = c.id"
     );
     assert_eq!(q.rewrite_refs(&|_| None), sql);

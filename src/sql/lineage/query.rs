@@ -232,7 +232,7 @@ impl<'s> Analyzer<'s> {
         }
         let table = self
             .index
-            .table_ref(idents)
+            .table_ref(idents, false)
             .ok_or_else(|| "a table reference without a position".to_string())?;
         let Some((dep, columns)) = self.schemas.resolve(&table) else {
             return Err(format!(
