@@ -36,32 +36,73 @@ impl Affected {
     }
 }
 
-/// The category shown to users.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Category {
-    Breaking,
-    NonBreaking,
-    Indirect,
-    MetadataOnly,
+/// The one change vocabulary: how a model changed, or why it has work, in
+/// increasing order of precedence when several apply. The first two never
+/// rebuild anything; `missing`, `source_changed` and `restate` are changes of
+/// data, the rest changes of logic (`new` both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
     Unchanged,
+    MetadataOnly,
+    Missing,
+    SourceChanged,
+    Restate,
+    Indirect,
+    NonBreaking,
+    Breaking,
+    New,
 }
 
-impl Category {
+impl ChangeKind {
+    const ALL: [ChangeKind; 9] = [
+        ChangeKind::Unchanged,
+        ChangeKind::MetadataOnly,
+        ChangeKind::Missing,
+        ChangeKind::SourceChanged,
+        ChangeKind::Restate,
+        ChangeKind::Indirect,
+        ChangeKind::NonBreaking,
+        ChangeKind::Breaking,
+        ChangeKind::New,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
-            Category::Breaking => "breaking",
-            Category::NonBreaking => "non_breaking",
-            Category::Indirect => "indirect",
-            Category::MetadataOnly => "metadata_only",
-            Category::Unchanged => "unchanged",
+            ChangeKind::Unchanged => "unchanged",
+            ChangeKind::MetadataOnly => "metadata_only",
+            ChangeKind::Missing => "missing",
+            ChangeKind::SourceChanged => "source_changed",
+            ChangeKind::Restate => "restate",
+            ChangeKind::Indirect => "indirect",
+            ChangeKind::NonBreaking => "non_breaking",
+            ChangeKind::Breaking => "breaking",
+            ChangeKind::New => "new",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<ChangeKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Data changes flow down the DAG as ranges; logic changes go through lineage.
+    pub fn propagates_as_data(self) -> bool {
+        matches!(
+            self,
+            ChangeKind::New | ChangeKind::Missing | ChangeKind::SourceChanged | ChangeKind::Restate
+        )
+    }
+
+    /// A change of the model's own logic.
+    pub fn is_direct(self) -> bool {
+        matches!(self, ChangeKind::Breaking | ChangeKind::NonBreaking)
     }
 }
 
 /// How a model changed between two of its versions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
-    pub category: Category,
+    pub category: ChangeKind,
     pub reason: String,
     /// Whether the model's own data must be rebuilt.
     pub rebuild: bool,
@@ -74,7 +115,7 @@ pub struct Change {
 impl Change {
     fn unchanged() -> Self {
         Change {
-            category: Category::Unchanged,
+            category: ChangeKind::Unchanged,
             reason: String::new(),
             rebuild: false,
             affected: Affected::None,
@@ -118,7 +159,7 @@ impl<'a> Comparer<'a> {
         }
         let change = match self.versions.version(&key.0, old_fp).cloned() {
             None => Change {
-                category: Category::Breaking,
+                category: ChangeKind::Breaking,
                 reason: "no record of the version it was built with".to_string(),
                 rebuild: true,
                 affected: Affected::All("no record of the version it was built with".to_string()),
@@ -130,8 +171,15 @@ impl<'a> Comparer<'a> {
         change
     }
 
+    /// Whether data of `parent` built under `old_fp` differs from its current
+    /// version in a way `child` reads.
+    pub fn reaches(&mut self, old_fp: &str, parent: &ModelVersion, child: &ModelVersion) -> bool {
+        let change = self.compare(old_fp, parent);
+        !reach_child(child, &parent.name.to_lowercase(), &change.affected).is_none()
+    }
+
     fn compare_versions(&mut self, old: &ModelVersion, new: &ModelVersion) -> Change {
-        let own = own_change(old, new);
+        let own = own_change(old, new).or_else(|| shape_change(old, new));
         let mut inherited = Affected::None;
         let mut reasons = Vec::new();
         for (parent, new_fp) in &new.parents {
@@ -174,14 +222,14 @@ impl<'a> Comparer<'a> {
                 Change { affected, ..own }
             }
             None if !inherited.is_none() => Change {
-                category: Category::Indirect,
+                category: ChangeKind::Indirect,
                 reason: reasons.join("; "),
                 rebuild: true,
                 affected: inherited,
                 added: BTreeSet::new(),
             },
             None if old.metadata != new.metadata => Change {
-                category: Category::MetadataOnly,
+                category: ChangeKind::MetadataOnly,
                 reason: "only metadata changed (description, audits, destinations, ...)"
                     .to_string(),
                 ..Change::unchanged()
@@ -197,7 +245,7 @@ fn own_change(old: &ModelVersion, new: &ModelVersion) -> Option<Change> {
         return None;
     }
     let breaking_all = |reason: String| Change {
-        category: Category::Breaking,
+        category: ChangeKind::Breaking,
         reason: reason.clone(),
         rebuild: true,
         affected: Affected::All(reason),
@@ -209,15 +257,6 @@ fn own_change(old: &ModelVersion, new: &ModelVersion) -> Option<Change> {
         .filter(|c| old.column(&c.name).is_none())
         .map(|c| c.name.clone())
         .collect();
-    if new.forward_only {
-        return Some(Change {
-            category: Category::Breaking,
-            reason: "forward-only: new logic applies to intervals not yet built".to_string(),
-            rebuild: false,
-            affected: Affected::None,
-            added,
-        });
-    }
     let header: Vec<&String> = new
         .data_header
         .keys()
@@ -228,10 +267,37 @@ fn own_change(old: &ModelVersion, new: &ModelVersion) -> Option<Change> {
         .collect();
     if !header.is_empty() {
         let keys: Vec<&str> = header.iter().map(|s| s.as_str()).collect();
+        // Rows of one grain or unit cannot stay under a model of another:
+        // forward_only does not apply to these keys.
+        let forward = if new.forward_only {
+            " (forward_only does not apply to it)"
+        } else {
+            ""
+        };
         return Some(breaking_all(format!(
-            "all columns: header {} changed",
+            "all columns: header {} changed{forward}",
             keys.join(", ")
         )));
+    }
+    // The same query, output and header (a comment in a macro, say): the
+    // data cannot differ, whatever produced the fingerprint.
+    if !new.sql.is_empty()
+        && old.sql == new.sql
+        && old.columns == new.columns
+        && old.row_hash == new.row_hash
+        && old.lineage_unknown.is_none()
+        && new.lineage_unknown.is_none()
+    {
+        return None;
+    }
+    if new.forward_only {
+        return Some(Change {
+            category: ChangeKind::Breaking,
+            reason: "forward-only: new logic applies to intervals not yet built".to_string(),
+            rebuild: false,
+            affected: Affected::None,
+            added,
+        });
     }
     if let Some(why) = new
         .lineage_unknown
@@ -263,12 +329,12 @@ fn own_change(old: &ModelVersion, new: &ModelVersion) -> Option<Change> {
         .collect();
     if changed.is_empty() {
         let reason = if added.is_empty() {
-            "columns reordered or renamed".to_string()
+            "columns reordered".to_string()
         } else {
             format!("adds {}", list(&added))
         };
         return Some(Change {
-            category: Category::NonBreaking,
+            category: ChangeKind::NonBreaking,
             reason,
             rebuild: true,
             affected: Affected::Columns(BTreeSet::new()),
@@ -292,10 +358,52 @@ fn own_change(old: &ModelVersion, new: &ModelVersion) -> Option<Change> {
         parts.push(format!("adds {}", list(&added)));
     }
     Some(Change {
-        category: Category::Breaking,
+        category: ChangeKind::Breaking,
         reason: parts.join("; "),
         rebuild: true,
         affected: Affected::Columns(changed),
+        added,
+    })
+}
+
+/// The same logic with other output columns: a `SELECT *` over a parent whose
+/// columns changed. New columns are a non-breaking change of this model (its
+/// data gets them); columns gone are breaking for their readers.
+fn shape_change(old: &ModelVersion, new: &ModelVersion) -> Option<Change> {
+    if old.columns.is_empty() || new.lineage_unknown.is_some() || old.lineage_unknown.is_some() {
+        return None;
+    }
+    let added: BTreeSet<String> = new
+        .columns
+        .iter()
+        .filter(|c| old.column(&c.name).is_none())
+        .map(|c| c.name.clone())
+        .collect();
+    let removed: BTreeSet<String> = old
+        .columns
+        .iter()
+        .filter(|c| new.column(&c.name).is_none())
+        .map(|c| c.name.clone())
+        .collect();
+    if added.is_empty() && removed.is_empty() {
+        return None;
+    }
+    let mut parts = Vec::new();
+    if !added.is_empty() {
+        parts.push(format!("adds {}", list(&added)));
+    }
+    if !removed.is_empty() {
+        parts.push(format!("removes {}", list(&removed)));
+    }
+    Some(Change {
+        category: if removed.is_empty() {
+            ChangeKind::NonBreaking
+        } else {
+            ChangeKind::Breaking
+        },
+        reason: format!("{} (read through *)", parts.join("; ")),
+        rebuild: true,
+        affected: Affected::Columns(removed),
         added,
     })
 }

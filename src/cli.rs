@@ -228,6 +228,7 @@ fn mark_current(
                     "change": m.change.as_str(),
                     "full": m.full,
                     "intervals": serde_json::to_value(&m.intervals).expect("intervals serialise"),
+                    "left_stale": serde_json::to_value(&m.partial).expect("intervals serialise"),
                 })).collect::<Vec<_>>(),
             }),
         ),
@@ -237,13 +238,21 @@ fn mark_current(
                 text.push_str("Nothing to mark: no work in the selection is stale because of a change of logic.\n");
             } else {
                 text.push_str(&format!("Marked as current by {user} (\"{note}\"):\n"));
-                for m in &marked {
+                for m in marked.iter().filter(|m| m.full || !m.intervals.is_empty()) {
                     let what = if m.full {
                         "whole table".to_string()
                     } else {
                         m.intervals.to_string()
                     };
                     text.push_str(&format!("  {}  {}  {what}\n", m.name, m.change.as_str()));
+                }
+                let partial: Vec<&crate::mark::Marked> =
+                    marked.iter().filter(|m| !m.partial.is_empty()).collect();
+                if !partial.is_empty() {
+                    text.push_str("Left stale: the range cuts these units, and a decision covers whole units only:\n");
+                    for m in partial {
+                        text.push_str(&format!("  {}  {}\n", m.name, m.partial));
+                    }
                 }
             }
             write_text(out, &text)

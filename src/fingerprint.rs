@@ -86,20 +86,7 @@ impl ModelVersion {
     }
 }
 
-fn hex(hasher: &blake3::Hasher) -> String {
-    hasher.finalize().to_hex().to_string()
-}
-
-/// Feed `parts` into a hasher with separators, so that ("ab","c") ≠ ("a","bc").
-fn hash_parts<'a>(domain: &str, parts: impl IntoIterator<Item = &'a str>) -> String {
-    let mut h = blake3::Hasher::new();
-    h.update(domain.as_bytes());
-    for p in parts {
-        h.update(&(p.len() as u64).to_le_bytes());
-        h.update(p.as_bytes());
-    }
-    hex(&h)
-}
+use crate::hash::hash_parts;
 
 /// Schemas of sources and seeds (lowercase name → lowercase columns), read from
 /// the warehouse or from state; models' schemas come from their own lineage.
@@ -176,11 +163,9 @@ fn node_version(
     match node.kind {
         NodeKind::Source => {
             let config = &ws.project.config.sources[&node.name];
-            let header = source_header(config);
-            let json = serde_json::to_string(&header).expect("json");
             plain(
-                hash_parts("hubforge-source-v1", [key.as_str(), json.as_str()]),
-                header,
+                source_own(&key, config),
+                source_header(config),
                 schemas.get(&key).cloned().unwrap_or_default(),
             )
         }
@@ -197,6 +182,18 @@ fn node_version(
     }
 }
 
+/// A source's own logic: its definition.
+fn source_own(key: &str, config: &SourceConfig) -> String {
+    let json = serde_json::to_string(&source_header(config)).expect("json");
+    hash_parts("hubforge-source-v1", [key, json.as_str()])
+}
+
+/// The fingerprint of a source as defined now (sources have no parents): what
+/// state records once it has been read under this definition.
+pub fn source_fingerprint(key: &str, config: &SourceConfig) -> String {
+    combine(&source_own(key, config), &BTreeMap::new())
+}
+
 fn source_header(config: &SourceConfig) -> BTreeMap<String, serde_json::Value> {
     let mut h = BTreeMap::new();
     h.insert("path".to_string(), serde_json::json!(config.path));
@@ -206,6 +203,11 @@ fn source_header(config: &SourceConfig) -> BTreeMap<String, serde_json::Value> {
         serde_json::json!(config.time_column),
     );
     h.insert("format".to_string(), serde_json::json!(config.format));
+    // The unit snapshots are taken by decides which late data is seen (the
+    // default is left out, so that fingerprints recorded before stay valid).
+    if config.unit != crate::interval::Unit::Day {
+        h.insert("unit".to_string(), serde_json::json!(config.unit));
+    }
     h
 }
 

@@ -535,6 +535,17 @@ impl IntervalSet {
         }))
     }
 
+    /// Each interval narrowed to the whole units inside it: `[ceil(start),
+    /// floor(end))`, dropping what holds no whole unit. The largest
+    /// `unit`-aligned subset: a decision about "up to October 15" covers
+    /// September of a monthly model, not October.
+    pub fn align_inward(&self, unit: Unit) -> IntervalSet {
+        Self::from_intervals(self.intervals.iter().filter_map(|iv| {
+            let (start, end) = (unit.ceil(iv.start), unit.floor(iv.end));
+            (start < end).then_some(Interval { start, end })
+        }))
+    }
+
     /// The window rule: each `[a, b)` becomes `[a, b + (window − 1) units)`.
     ///
     /// A child with `window = N` builds each of its units from the N parent

@@ -25,6 +25,9 @@ pub struct Marked {
     pub change: ChangeKind,
     pub intervals: IntervalSet,
     pub full: bool,
+    /// Stale parts of units that the range cuts: left stale, since a decision
+    /// covers whole units only.
+    pub partial: IntervalSet,
 }
 
 /// Mark the logic-stale work of the selected models inside the range as current.
@@ -47,13 +50,13 @@ pub fn mark_current(
         let logic: Vec<(ChangeKind, &IntervalSet)> = work
             .reasons
             .iter()
-            .filter(|(k, _, _)| {
+            .filter(|r| {
                 matches!(
-                    k,
+                    r.change,
                     ChangeKind::Breaking | ChangeKind::NonBreaking | ChangeKind::Indirect
                 )
             })
-            .map(|(k, _, set)| (*k, set))
+            .map(|r| (r.change, &r.intervals))
             .collect();
         let Some(change) = logic.iter().map(|(k, _)| *k).max() else {
             continue;
@@ -74,7 +77,29 @@ pub fn mark_current(
                 .iter()
                 .fold(IntervalSet::new(), |acc, (_, s)| acc.union(s))
         };
+        // The plan's scope widens a range to whole units; a decision narrows it.
+        let (set, partial) = match (
+            &options.range,
+            ws.model(work.node).and_then(|(f, _)| f.config.unit),
+        ) {
+            (Some(range), Some(unit)) if !work.full => {
+                let inside = set.intersect(&IntervalSet::single(*range).align_inward(unit));
+                let partial = set.subtract(&inside);
+                (inside, partial)
+            }
+            _ => (set, IntervalSet::new()),
+        };
         if set.is_empty() {
+            if !partial.is_empty() {
+                marked.push(Marked {
+                    node: work.node,
+                    name: work.name.clone(),
+                    change,
+                    intervals: set,
+                    full: false,
+                    partial,
+                });
+            }
             continue;
         }
         let version = &prepared.versions[work.node];
@@ -100,6 +125,7 @@ pub fn mark_current(
             change,
             intervals: set,
             full: work.full,
+            partial,
         });
     }
     if !w.is_empty() {

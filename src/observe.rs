@@ -58,8 +58,14 @@ pub fn observe(s: &dyn Session, ws: &Workspace, mode: Ingest) -> Result<Observed
             NodeKind::Model(_) => continue,
         };
         let config = config.expect("source config");
+        // A snapshot is reused only for the same files read the same way: a
+        // new time column or unit splits the data differently.
+        let same_definition =
+            out.state.models.get(&key).is_some_and(|m| {
+                m.fingerprint == crate::fingerprint::source_fingerprint(&key, config)
+            });
         let known = previous
-            .filter(|p| !files.is_empty() && p.files == files)
+            .filter(|p| same_definition && !files.is_empty() && p.files == files)
             .zip(out.state.schemas.get(&key));
         let relation = match (mode, known) {
             (Ingest::Temp, Some(_)) => None,

@@ -34,8 +34,8 @@ fn work_json(ws: &Workspace, w: &ModelWork) -> serde_json::Value {
         "full": w.full,
         "intervals": intervals_json(&w.intervals),
         "units": if w.full { 0 } else { w.intervals.count_units(unit_of(ws, w)) },
-        "reasons": w.reasons.iter().map(|(k, r, s)| json!({
-            "change": k.as_str(), "reason": r, "intervals": intervals_json(s)
+        "reasons": w.reasons.iter().map(|r| json!({
+            "change": r.change.as_str(), "reason": r.text, "intervals": intervals_json(&r.intervals)
         })).collect::<Vec<_>>(),
     })
 }
@@ -227,6 +227,21 @@ pub fn plan_text(ws: &Workspace, plan: &Plan, state: &State, current: &[ModelVer
 }
 
 /// A build's result for machines.
+/// Early cutoff decisions: batches not built because what they read did not change.
+pub fn cutoffs_json(cutoffs: &[crate::build::CutOff]) -> serde_json::Value {
+    json!(
+        cutoffs
+            .iter()
+            .map(|c| json!({
+                "name": c.model,
+                "full": c.full,
+                "intervals": intervals_json(&c.intervals),
+                "reason": c.reason,
+            }))
+            .collect::<Vec<_>>()
+    )
+}
+
 pub fn build_json(ws: &Workspace, summary: &crate::build::BuildSummary) -> serde_json::Value {
     json!({
         "schema_version": PLAN_SCHEMA_VERSION,
@@ -240,6 +255,7 @@ pub fn build_json(ws: &Workspace, summary: &crate::build::BuildSummary) -> serde
         "reused_batches": summary.reused,
         "rows": summary.rows,
         "rows_by_model": summary.rows_by_model,
+        "cutoff": cutoffs_json(&summary.cutoffs),
         "seconds": summary.seconds,
     })
 }
@@ -293,6 +309,14 @@ pub fn build_text(ws: &Workspace, summary: &crate::build::BuildSummary) -> Strin
         summary.rows,
         summary.seconds
     );
+    for c in &summary.cutoffs {
+        let what = if c.full {
+            "not rebuilt".to_string()
+        } else {
+            format!("{} not rebuilt", c.intervals)
+        };
+        let _ = writeln!(out, "  {:32} early cutoff: {what}: {}", c.model, c.reason);
+    }
     if !summary.plan.out_of_scope.is_empty() {
         let _ = writeln!(
             out,

@@ -120,13 +120,27 @@ pub enum Ingest {
 
 /// The name of the table holding a file source's rows for one version of its files.
 pub fn ingested_name(name: &str, files: &[FileSignature]) -> String {
-    let mut h = blake3::Hasher::new();
-    for f in files {
-        h.update(f.path.as_bytes());
-        h.update(&f.size.to_le_bytes());
-        h.update(&f.modified_ns.to_le_bytes());
-    }
-    format!("{}__{}", name.to_lowercase(), &h.finalize().to_hex()[..16])
+    let parts: Vec<String> = files
+        .iter()
+        .flat_map(|f| {
+            [
+                f.path.clone(),
+                f.size.to_string(),
+                f.modified_ns.to_string(),
+            ]
+        })
+        .collect();
+    let sig = crate::hash::hash_parts("", parts.iter().map(String::as_str));
+    format!("{}__{}", name.to_lowercase(), &sig[..16])
+}
+
+/// Whether `table` of the source schema is a copy of the files of source `key`
+/// (and not of a source whose name starts like it: `x` and `x__y`).
+pub fn is_copy_of(table: &str, key: &str) -> bool {
+    table
+        .strip_prefix(key)
+        .and_then(|rest| rest.strip_prefix("__"))
+        .is_some_and(|sig| sig.len() == 16 && sig.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Copy a file source into a table (once per version of its files) and return

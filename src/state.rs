@@ -253,6 +253,22 @@ fn text(v: &Value) -> String {
     v.to_text().unwrap_or_default()
 }
 
+/// A number of state; a value that cannot be read is an error, never zero.
+fn number(v: &Value, what: &str) -> Result<i64> {
+    v.as_i64().ok_or_else(|| unreadable(what, v))
+}
+
+/// A JSON list of names of state.
+fn names(v: &Value, what: &str) -> Result<Vec<String>> {
+    serde_json::from_str(&text(v)).map_err(|_| unreadable(what, v))
+}
+
+fn unreadable(what: &str, v: &Value) -> Error {
+    Error::Engine(format!(
+        "unreadable {what} in the warehouse's state ({SCHEMA}): {v:?}; the warehouse may have been edited by hand"
+    ))
+}
+
 fn point(v: &Value) -> Result<NaiveDateTime> {
     parse_point(&text(v)).map_err(|e| Error::Engine(format!("unreadable time in state: {e}")))
 }
@@ -315,7 +331,7 @@ pub fn read(s: &dyn Session) -> Result<State> {
                 kind: text(&row[1]),
                 fingerprint: text(&row[2]),
                 metadata: text(&row[3]),
-                columns: serde_json::from_str(&text(&row[4])).unwrap_or_default(),
+                columns: names(&row[4], "model columns")?,
                 data_table: text(&row[5]),
                 run_id: text(&row[6]),
             },
@@ -336,7 +352,7 @@ pub fn read(s: &dyn Session) -> Result<State> {
                 fingerprint: text(&row[3]),
                 built_fingerprint: text(&row[4]),
                 run_id: text(&row[5]),
-                rows: row[6].as_i64().unwrap_or(0),
+                rows: number(&row[6], "interval row count")?,
                 checksum: text(&row[7]),
             });
     }
@@ -347,7 +363,7 @@ pub fn read(s: &dyn Session) -> Result<State> {
     );
     for row in s.query(&q)?.rows {
         let snap = state.sources.entry(text(&row[0])).or_default();
-        let stats = (row[3].as_i64().unwrap_or(0), text(&row[4]));
+        let stats = (number(&row[3], "source row count")?, text(&row[4]));
         if row[1] == Value::Null {
             snap.whole = Some(stats);
         } else {
@@ -360,18 +376,17 @@ pub fn read(s: &dyn Session) -> Result<State> {
     {
         state.sources.entry(text(&row[0])).or_default().files.push(FileSignature {
             path: text(&row[1]),
-            size: row[2].as_i64().unwrap_or(0),
-            modified_ns: row[3].as_i64().unwrap_or(0),
+            size: number(&row[2], "source file size")?,
+            modified_ns: number(&row[3], "source file time")?,
         });
     }
     for row in s
         .query(&format!("SELECT node, columns FROM {SCHEMA}.schemas"))?
         .rows
     {
-        state.schemas.insert(
-            text(&row[0]),
-            serde_json::from_str(&text(&row[1])).unwrap_or_default(),
-        );
+        state
+            .schemas
+            .insert(text(&row[0]), names(&row[1], "source columns")?);
     }
     let q = format!(
         "SELECT model, {}, {}, change, reason, run_id FROM {SCHEMA}.pending ORDER BY model, start_ts",
@@ -394,19 +409,19 @@ pub fn read(s: &dyn Session) -> Result<State> {
         "SELECT run_id, seq, {}, status FROM {SCHEMA}.runs ORDER BY seq DESC LIMIT 1",
         ts("started_at")
     );
-    state.last_run = s.query(&q)?.rows.first().map(|row| RunRecord {
-        run_id: text(&row[0]),
-        seq: row[1].as_i64().unwrap_or(0),
-        started_at: text(&row[2]),
-        status: text(&row[3]),
-    });
+    state.last_run = match s.query(&q)?.rows.first() {
+        Some(row) => Some(RunRecord {
+            run_id: text(&row[0]),
+            seq: number(&row[1], "run number")?,
+            started_at: text(&row[2]),
+            status: text(&row[3]),
+        }),
+        None => None,
+    };
     Ok(state)
 }
 
-/// A TIMESTAMP literal.
-pub fn ts_literal(t: NaiveDateTime) -> String {
-    format!("TIMESTAMP '{}'", t.format("%Y-%m-%d %H:%M:%S"))
-}
+pub use crate::engine::ts_literal;
 
 /// Statements that record state; run inside the publish transaction.
 #[derive(Debug, Default)]
@@ -450,10 +465,18 @@ impl StateWrites {
         ));
     }
 
+    /// Forget a model, source or seed the project no longer has.
     pub fn remove_model(&mut self, model: &str) {
-        for table in ["models", "intervals", "pending"] {
+        for (table, column) in [
+            ("models", "model"),
+            ("intervals", "model"),
+            ("pending", "model"),
+            ("source_snapshots", "source"),
+            ("source_files", "source"),
+            ("schemas", "node"),
+        ] {
             self.sql.push(format!(
-                "DELETE FROM {SCHEMA}.{table} WHERE model = {};",
+                "DELETE FROM {SCHEMA}.{table} WHERE {column} = {};",
                 quote_str(model)
             ));
         }

@@ -11,8 +11,11 @@
 //! Until that transaction commits, what `main` shows and what state says are
 //! untouched.
 
+mod cutoff;
 mod publish;
 mod stage;
+
+pub use cutoff::CutOff;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,7 +26,7 @@ use crate::engine::{Engine, Session};
 use crate::error::{Error, Result};
 use crate::fingerprint::{self, ModelVersion};
 use crate::graph::{NodeId, NodeKind};
-use crate::interval::Interval;
+use crate::interval::{Interval, IntervalSet};
 use crate::observe::{self, Observed};
 use crate::plan::{self, ModelWork, Plan, PlanOptions};
 use crate::progress::Progress;
@@ -65,6 +68,8 @@ pub struct BuildSummary {
     pub seconds: f64,
     /// Per model: rows written.
     pub rows_by_model: BTreeMap<String, i64>,
+    /// Batches not built because the data they read turned out identical.
+    pub cutoffs: Vec<CutOff>,
 }
 
 /// Everything computed before any work: state, sources, versions, plan.
@@ -132,7 +137,7 @@ pub fn build(
     let started = now();
     summary.run_id = Some(run_id.clone());
 
-    let work: BTreeMap<NodeId, &ModelWork> =
+    let mut work: BTreeMap<NodeId, &ModelWork> =
         prepared.plan.models.iter().map(|w| (w.node, w)).collect();
     let last_run = prepared
         .observed
@@ -140,8 +145,8 @@ pub fn build(
         .last_run
         .as_ref()
         .map(|r| r.run_id.as_str());
-    let staging = stage::plan_staging(ws, &prepared, &work, &seeds, last_run);
-    stage::cleanup(main.as_ref(), &staging, &prepared.observed.state)?;
+    let mut staging = stage::plan_staging(ws, &prepared, &work, &seeds, last_run);
+    stage::cleanup(ws, main.as_ref(), &staging, &prepared.observed.state)?;
     let reusable = stage::finished_batches(main.as_ref())?;
     summary.reused = staging
         .tasks
@@ -151,6 +156,8 @@ pub fn build(
     summary.batches = staging.tasks.len();
 
     let t = std::time::Instant::now();
+    let planned = work.clone();
+    let mut cutoff = cutoff::Cutoff::new(ws, &prepared.observed.state, &planned);
     let results = stage::run(
         ws,
         engine,
@@ -159,10 +166,41 @@ pub fn build(
         options,
         interrupted,
         &progress,
+        &mut cutoff,
     )?;
     if interrupted.load(Ordering::SeqCst) {
         return Err(Error::Interrupted);
     }
+    // What early cutoff dropped is not published: the rest of the run sees
+    // the batches built, and models with none left have no work.
+    let rebuilt: BTreeMap<NodeId, IntervalSet> = staging
+        .nodes
+        .keys()
+        .map(|&id| (id, cutoff.rebuilt(id, &staging)))
+        .collect();
+    for (id, set) in rebuilt {
+        if cutoff.partial.contains(&id) {
+            let overlay = cutoff::overlay_name(&staging, id);
+            staging.views.insert(id, overlay);
+        }
+        let stage = staging.nodes.get_mut(&id).expect("staged node");
+        stage.rebuilt = set;
+        if cutoff.partial.contains(&id) {
+            stage.mode = stage::Mode::Partial;
+        }
+    }
+    for id in &cutoff.skipped {
+        staging.nodes.remove(id);
+        staging.views.remove(id);
+        work.remove(id);
+    }
+    staging.tasks = std::mem::take(&mut staging.tasks)
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| !cutoff.cut.contains(i))
+        .map(|(_, t)| t)
+        .collect();
+    summary.cutoffs = cutoff.decisions;
     crate::progress::timing("stage", t.elapsed());
     pause_point("validate", 0);
 
@@ -177,6 +215,7 @@ pub fn build(
             run_id: &run_id,
             started,
             command: &options.command,
+            cutoffs: &summary.cutoffs,
         },
         main.as_ref(),
     )?;
@@ -195,11 +234,21 @@ pub fn build(
             other => other,
         }
     };
+    // Ctrl-C before the commit rolls everything back, as the user was told.
+    let check_interrupt = || {
+        if interrupted.load(Ordering::SeqCst) {
+            Err(Error::Interrupted)
+        } else {
+            Ok(())
+        }
+    };
     main.execute("BEGIN TRANSACTION").map_err(publish_error)?;
     for (i, statement) in statements.iter().enumerate() {
+        check_interrupt().map_err(publish_error)?;
         main.execute(statement).map_err(publish_error)?;
         pause_point("publish", i + 1);
     }
+    check_interrupt().map_err(publish_error)?;
     main.execute("COMMIT").map_err(publish_error)?;
     crate::progress::timing("publish", t.elapsed());
     // Fold the write-ahead log into the warehouse file, so that the file alone
@@ -299,9 +348,12 @@ fn setup_schemas(s: &dyn Session) -> Result<()> {
     for schema in [SOURCE_SCHEMA, DATA_SCHEMA, STAGE_SCHEMA, REF_SCHEMA] {
         sql.push_str(&format!("CREATE SCHEMA IF NOT EXISTS {schema};\n"));
     }
+    // Batches staged by an older layout of the registry are not reused.
     sql.push_str(&format!(
-        "CREATE TABLE IF NOT EXISTS {STAGE_SCHEMA}.batches (key VARCHAR PRIMARY KEY, table_name VARCHAR NOT NULL, \
-         row_count BIGINT NOT NULL, checksum VARCHAR NOT NULL);\n"
+        "DROP TABLE IF EXISTS {STAGE_SCHEMA}.batches;\n\
+         CREATE TABLE IF NOT EXISTS {STAGE_SCHEMA}.{} (key VARCHAR PRIMARY KEY, table_name VARCHAR NOT NULL, \
+         start_ts TIMESTAMP, end_ts TIMESTAMP, row_count BIGINT NOT NULL, checksum VARCHAR NOT NULL);\n",
+        stage::BATCHES
     ));
     s.execute(&sql)
         .map_err(|e| Error::Engine(format!("setting up hubforge schemas: {e}")))

@@ -15,8 +15,8 @@ use crate::fingerprint::ModelVersion;
 use crate::graph::{NodeId, NodeKind};
 use crate::interval::{Interval, IntervalSet};
 use crate::plan::{ChangeKind, ModelWork, history};
-use crate::sources::SOURCE_SCHEMA;
-use crate::state::{self, IntervalRecord, PendingRecord, StateWrites};
+use crate::sources::{self, SOURCE_SCHEMA};
+use crate::state::{IntervalRecord, PendingRecord, StateWrites};
 use crate::workspace::Workspace;
 
 /// What identifies the run in state.
@@ -24,6 +24,7 @@ pub(super) struct RunInfo<'a> {
     pub run_id: &'a str,
     pub started: NaiveDateTime,
     pub command: &'a str,
+    pub cutoffs: &'a [super::CutOff],
 }
 
 /// The statements of the publish transaction, in order.
@@ -95,10 +96,9 @@ pub(super) fn statements(
                     .unwrap_or("")
                     .trim_matches('"')
                     .to_string();
-                let prefix = format!("{key}__");
                 for old in ingested
                     .iter()
-                    .filter(|t| t.starts_with(&prefix) && **t != current)
+                    .filter(|t| sources::is_copy_of(t, &key) && **t != current)
                 {
                     sql.push(format!(
                         "DROP TABLE IF EXISTS {SOURCE_SCHEMA}.{};",
@@ -134,7 +134,7 @@ pub(super) fn statements(
             (_, Some(stage)) => {
                 // Replace the rebuilt intervals in the model's table.
                 let (file, _) = ws.model(id).expect("model");
-                let tc = quote_ident(file.config.time_column.as_deref().unwrap_or_default());
+                let tc = file.config.time_column.as_deref().unwrap_or_default();
                 let target = data_table(&old_table);
                 let published: BTreeSet<String> =
                     state.models[&key].columns.iter().cloned().collect();
@@ -148,9 +148,8 @@ pub(super) fn statements(
                 }
                 for iv in stage.rebuilt.iter() {
                     sql.push(format!(
-                        "DELETE FROM {target} WHERE {tc} >= {} AND {tc} < {};",
-                        state::ts_literal(iv.start()),
-                        state::ts_literal(iv.end())
+                        "DELETE FROM {target} WHERE {};",
+                        crate::engine::window_predicate(None, tc, iv)
                     ));
                 }
                 sql.push(format!(
@@ -182,7 +181,8 @@ pub(super) fn statements(
     // The staged batches are published: forget them with the same commit.
     for t in &staging.tasks {
         sql.push(format!(
-            "DELETE FROM {STAGE_SCHEMA}.batches WHERE key = {};",
+            "DELETE FROM {STAGE_SCHEMA}.{} WHERE key = {};",
+            super::stage::BATCHES,
             quote_str(&t.key)
         ));
     }
@@ -301,7 +301,12 @@ fn state_writes(
         if full {
             w.clear_all_intervals(&key);
         } else {
-            w.clear_intervals(&key, &work.intervals, state);
+            // Exactly the data replaced: the batches, aligned outward to the unit.
+            let replaced = staging
+                .nodes
+                .get(&id)
+                .map_or_else(|| work.intervals.clone(), |s| s.rebuilt.clone());
+            w.clear_intervals(&key, &replaced, state);
         }
         if mine.is_empty() {
             // A view: recorded as current over the whole history.
@@ -343,7 +348,8 @@ fn state_writes(
     // forgotten once the sources' snapshots are updated: record them.
     for left in &prepared.plan.out_of_scope {
         let key = left.name.to_lowercase();
-        for (k, reason, set) in &left.reasons {
+        for r in &left.reasons {
+            let (k, reason, set) = (&r.change, &r.text, &r.intervals);
             if !matches!(k, ChangeKind::SourceChanged | ChangeKind::Restate) {
                 continue;
             }
@@ -352,7 +358,17 @@ fn state_writes(
             } else {
                 set.clone()
             };
-            for iv in set.iter() {
+            // One record per (model, interval, cause): what is pending already stays as it is.
+            let recorded = IntervalSet::from_intervals(
+                state
+                    .pending
+                    .get(&key)
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| p.change == k.as_str())
+                    .map(|p| p.interval),
+            );
+            for iv in set.subtract(&recorded).iter() {
                 w.pending(
                     &key,
                     &PendingRecord {
@@ -375,7 +391,12 @@ fn state_writes(
         run.command,
         &user(),
         &crate::render::plan_json(ws, &prepared.plan),
-        &serde_json::json!({ "models": work.len(), "batches": staging.tasks.len(), "rows": rows }),
+        &serde_json::json!({
+            "models": work.len(),
+            "batches": staging.tasks.len(),
+            "rows": rows,
+            "cutoff": crate::render::cutoffs_json(run.cutoffs),
+        }),
     );
     w
 }
@@ -395,7 +416,9 @@ fn record(interval: Interval, fp: String, run_id: &str, staged: &Staged) -> Inte
 /// with its model's logic combined with the fingerprints of the parent data it
 /// actually read: when a parent's data in that range is still under older logic
 /// (its rebuild is outside the scope), the batch is recorded as built on that
-/// older data, so the next plan finds it stale once the parent is rebuilt.
+/// older data, so the next plan finds it stale once the parent is rebuilt. A
+/// view has no data of its own: what a batch reads through it is what the view
+/// reads, under the view's logic.
 struct PostRun {
     /// Task key → fingerprint to record.
     task_fp: HashMap<String, String>,
@@ -456,67 +479,107 @@ fn post_run(ws: &Workspace, prepared: &Prepared, tasks: &[Task]) -> PostRun {
                     unit.map_or(iv.start(), |u| u.add(iv.start(), -(i64::from(window) - 1)));
                 Interval::new(start, iv.end()).unwrap_or(iv)
             });
-            let parents: BTreeMap<String, String> = ws
-                .dag
-                .parents(id)
-                .into_iter()
-                .map(|p| {
-                    (
-                        ws.dag.nodes[p].name.to_lowercase(),
-                        data_fp(ws, current, &records, p, read),
-                    )
-                })
-                .collect();
-            let fp = if parents == current[id].parents {
-                current[id].fingerprint.clone()
-            } else {
-                let v = current[id].with_parents(parents);
-                let fp = v.fingerprint.clone();
-                if !out.extra_versions.iter().any(|x| x.fingerprint == fp) {
-                    out.extra_versions.push(v);
-                }
-                fp
-            };
+            let fp = read_fp(ws, prepared, &records, id, read, &mut out.extra_versions);
             kept.push((
                 t.interval.unwrap_or_else(|| history(ws, id, prepared.now)),
                 fp.clone(),
             ));
             out.task_fp.insert(t.key.clone(), fp);
         }
-        if mine.is_empty() && node.kind == NodeKind::Model(Kind::View) {
-            // A view's data is its parents' data under its own logic.
-            kept.push((
-                history(ws, id, prepared.now),
-                current[id].fingerprint.clone(),
-            ));
-        }
         records[id] = kept;
     }
     out
 }
 
-/// The fingerprint of the data of `node` a reader of `range` (all when None)
-/// sees after the run: the one recorded there, or, where they differ, one that
-/// is not current, so that the reader is found stale later.
-fn data_fp(
+/// The fingerprint of `node`'s logic over the parent data it reads in `range`
+/// (all of it when None) after the run.
+fn read_fp(
     ws: &Workspace,
-    current: &[ModelVersion],
+    prepared: &Prepared,
     records: &[Vec<(Interval, String)>],
     node: NodeId,
     range: Option<Interval>,
+    extra: &mut Vec<ModelVersion>,
 ) -> String {
-    let cur = &current[node].fingerprint;
-    match ws.dag.nodes[node].kind {
+    let current = &prepared.versions[node];
+    let parents: BTreeMap<String, String> = ws
+        .dag
+        .parents(node)
+        .into_iter()
+        .map(|p| {
+            let fp = data_fp(ws, prepared, records, node, p, range, extra);
+            (ws.dag.nodes[p].name.to_lowercase(), fp)
+        })
+        .collect();
+    if parents == current.parents {
+        return current.fingerprint.clone();
+    }
+    let v = current.with_parents(parents);
+    let fp = v.fingerprint.clone();
+    if !extra.iter().any(|x| x.fingerprint == fp) {
+        extra.push(v);
+    }
+    fp
+}
+
+/// The fingerprint of the data of `parent` that `reader` sees in `range` after
+/// the run: the one recorded there, or, where several are, one that is not
+/// current and whose change reaches the reader, so that the reader is found
+/// stale once that data is rebuilt. A view's data is what it reads.
+fn data_fp(
+    ws: &Workspace,
+    prepared: &Prepared,
+    records: &[Vec<(Interval, String)>],
+    reader: NodeId,
+    parent: NodeId,
+    range: Option<Interval>,
+    extra: &mut Vec<ModelVersion>,
+) -> String {
+    let current = &prepared.versions;
+    let cur = &current[parent].fingerprint;
+    match ws.dag.nodes[parent].kind {
         NodeKind::Source | NodeKind::Seed => cur.clone(),
+        NodeKind::Model(Kind::View) => read_fp(ws, prepared, records, parent, range, extra),
         NodeKind::Model(_) => {
-            let fps: BTreeSet<&String> = records[node]
+            let stale: Vec<&String> = records[parent]
                 .iter()
                 .filter(|(iv, _)| range.is_none_or(|r| r.intersect(iv).is_some()))
                 .map(|(_, fp)| fp)
+                .filter(|fp| *fp != cur)
+                .collect::<BTreeSet<_>>()
+                .into_iter()
                 .collect();
-            fps.iter()
-                .find(|fp| **fp != cur)
-                .map_or_else(|| cur.clone(), |fp| (*fp).clone())
+            if stale.len() <= 1 {
+                return stale
+                    .first()
+                    .map_or_else(|| cur.clone(), |fp| (*fp).clone());
+            }
+            let lookup = WithExtra {
+                versions: crate::plan::Versions::new(&prepared.observed.state, current),
+                extra,
+            };
+            let mut comparer = crate::change::Comparer::new(&lookup);
+            stale
+                .iter()
+                .find(|fp| comparer.reaches(fp, &current[parent], &current[reader]))
+                .unwrap_or(&stale[0])
+                .to_string()
         }
+    }
+}
+
+/// State's and the current versions, and the versions this run records anew.
+struct WithExtra<'a> {
+    versions: crate::plan::Versions<'a>,
+    extra: &'a [ModelVersion],
+}
+
+impl crate::change::VersionLookup for WithExtra<'_> {
+    fn version(&self, model: &str, fingerprint: &str) -> Option<&ModelVersion> {
+        self.versions.version(model, fingerprint).or_else(|| {
+            self.extra
+                .iter()
+                .find(|v| v.fingerprint == fingerprint && v.name.to_lowercase() == model)
+        })
     }
 }

@@ -7,20 +7,24 @@ use std::sync::{Arc, Mutex, mpsc};
 
 use chrono::NaiveDateTime;
 
+use super::cutoff::Cutoff;
 use super::{
     BuildOptions, DATA_SCHEMA, Prepared, REF_SCHEMA, STAGE_SCHEMA, data_table, main_name,
     pause_point, render_sql, window_for,
 };
 use crate::config::Kind;
-use crate::engine::{Engine, Session, quote_ident, quote_str};
+use crate::engine::{Engine, Session, quote_ident, quote_str, window_predicate};
 use crate::error::{Error, Result};
 use crate::graph::{NodeId, NodeKind};
 use crate::interval::{Interval, IntervalSet, Unit};
-use crate::plan::ModelWork;
+use crate::plan::{self, ModelWork};
 use crate::progress::Progress;
 use crate::sources;
 use crate::state::{self, State};
 use crate::workspace::{Parsed, Workspace};
+
+/// The staging registry: one row per finished batch, in the stage schema.
+pub(super) const BATCHES: &str = "staged_batches";
 
 /// Marks the error a batch raises for a row outside its window.
 const WINDOW_ERROR: &str = "hubforge: a row lies outside the batch window";
@@ -55,12 +59,14 @@ pub(super) struct NodeStage {
 }
 
 /// Everything staging does in a run.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub(super) struct Staging {
     pub tasks: Vec<Task>,
     pub nodes: BTreeMap<NodeId, NodeStage>,
-    /// Per node: the relation readers in this run use.
+    /// Per node: the relation readers in this run use, as planned.
     pub read: Vec<String>,
+    /// What readers use instead, decided while staging (early cutoff).
+    pub read_now: std::sync::RwLock<BTreeMap<NodeId, String>>,
     /// Views in the stage schema created once a node's tasks are done: the
     /// published table with the staged intervals for a partial rebuild, or a
     /// view model over staged data. Node → view name.
@@ -68,6 +74,18 @@ pub(super) struct Staging {
     /// Nodes read by SQL only DuckDB parses (their references go through
     /// views of the ref schema named like them).
     pub by_name: BTreeSet<NodeId>,
+}
+
+impl Staging {
+    /// The relation readers of `id` use now.
+    pub fn reader(&self, id: NodeId) -> String {
+        self.read_now
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| self.read[id].clone())
+    }
 }
 
 /// A finished batch.
@@ -78,15 +96,10 @@ pub(super) struct Staged {
 }
 
 fn hash(parts: &[&str]) -> String {
-    let mut h = blake3::Hasher::new();
-    for p in parts {
-        h.update(&(p.len() as u64).to_le_bytes());
-        h.update(p.as_bytes());
-    }
-    h.finalize().to_hex().to_string()
+    crate::hash::hash_parts("", parts.iter().copied())
 }
 
-fn stage_view(name: &str) -> String {
+pub(super) fn stage_view(name: &str) -> String {
     format!("{STAGE_SCHEMA}.{}", quote_ident(name))
 }
 
@@ -161,11 +174,13 @@ pub(super) fn plan_staging(
                         vec![None]
                     };
                     for iv in intervals {
-                        let shown = iv.map(|i| i.to_string()).unwrap_or_default();
+                        // A table's batch is its whole history: its window's end
+                        // moves with time and is part of what it is built from.
+                        let window = iv.unwrap_or_else(|| plan::history(ws, id, prepared.now));
                         tasks.push(Task {
                             node: id,
                             interval: iv,
-                            key: hash(&[base, &node.name, fp, &shown, &upstream]),
+                            key: hash(&[base, &node.name, fp, &window.to_string(), &upstream]),
                         });
                     }
                 }
@@ -173,8 +188,16 @@ pub(super) fn plan_staging(
             _ => {}
         }
         if !tasks.is_empty() {
+            // The staged table is named after what every batch of the node is
+            // built from except its interval, so that a rerun with another
+            // scope finds the batches it can reuse in it.
+            let table_key = hash(&[base, &node.name, fp, &upstream]);
+            let mut table = format!("{key}__{}", &table_key[..16]);
+            if state.models.values().any(|m| m.data_table == table) {
+                // Never the table published now (a run that recorded no run).
+                table = format!("{key}__{}", &hash(&[&table_key, "next"])[..16]);
+            }
             let node_key = hash(&tasks.iter().map(|t| t.key.as_str()).collect::<Vec<_>>());
-            let table = format!("{key}__{}", &node_key[..16]);
             staging.read[id] = match mode {
                 Mode::Full => data_table(&table),
                 Mode::Partial => {
@@ -226,7 +249,7 @@ pub(super) fn plan_staging(
 /// Finished batches recorded in the staging registry: key → result.
 pub(super) fn finished_batches(s: &dyn Session) -> Result<HashMap<String, Staged>> {
     let rows = s.query(&format!(
-        "SELECT key, row_count, checksum FROM {STAGE_SCHEMA}.batches"
+        "SELECT key, row_count, checksum FROM {STAGE_SCHEMA}.{BATCHES}"
     ))?;
     Ok(rows
         .rows
@@ -244,31 +267,94 @@ pub(super) fn finished_batches(s: &dyn Session) -> Result<HashMap<String, Staged
 }
 
 /// Remove what dead runs left that this run will not reuse: registry entries
-/// and their tables, tables of `_hubforge_data` nothing refers to, and every
+/// and their rows, tables of `_hubforge_data` nothing refers to, and every
 /// staged view (made anew each run).
-pub(super) fn cleanup(s: &dyn Session, staging: &Staging, state: &State) -> Result<()> {
+///
+/// The batches of a node share one staged table. A batch this run does not
+/// want is deleted from it by its interval (each batch's rows lie inside its
+/// window); a wanted batch that overlaps an unwanted one is not reused either.
+pub(super) fn cleanup(
+    ws: &Workspace,
+    s: &dyn Session,
+    staging: &Staging,
+    state: &State,
+) -> Result<()> {
     let wanted: BTreeSet<&str> = staging.tasks.iter().map(|t| t.key.as_str()).collect();
     let mut keep: BTreeSet<String> = state
         .models
         .values()
         .map(|m| m.data_table.clone())
         .collect();
+    let time_column: BTreeMap<&str, &str> = staging
+        .nodes
+        .iter()
+        .filter_map(|(&id, stage)| {
+            let tc = ws.model(id)?.0.config.time_column.as_deref()?;
+            Some((stage.table.as_str(), tc))
+        })
+        .collect();
+    let mut by_table: BTreeMap<String, Vec<(String, Option<Interval>)>> = BTreeMap::new();
+    let q = format!(
+        "SELECT key, table_name, strftime(start_ts, '%Y-%m-%dT%H:%M:%S'), strftime(end_ts, '%Y-%m-%dT%H:%M:%S') \
+         FROM {STAGE_SCHEMA}.{BATCHES}"
+    );
+    for r in s.query(&q)?.rows {
+        let interval = match (r[2].to_text(), r[3].to_text()) {
+            (Some(a), Some(b)) => crate::interval::parse_point(&a)
+                .ok()
+                .zip(crate::interval::parse_point(&b).ok())
+                .and_then(|(a, b)| Interval::new(a, b).ok()),
+            _ => None,
+        };
+        by_table
+            .entry(r[1].to_text().unwrap_or_default())
+            .or_default()
+            .push((r[0].to_text().unwrap_or_default(), interval));
+    }
     let mut sql = String::new();
-    for r in s
-        .query(&format!(
-            "SELECT key, table_name FROM {STAGE_SCHEMA}.batches"
-        ))?
-        .rows
-    {
-        let key = r[0].to_text().unwrap_or_default();
-        let table = r[1].to_text().unwrap_or_default();
-        if wanted.contains(key.as_str()) {
-            keep.insert(table);
+    for (table, entries) in by_table {
+        let mut reuse: Vec<&(String, Option<Interval>)> = entries
+            .iter()
+            .filter(|(k, _)| wanted.contains(k.as_str()))
+            .collect();
+        let mut drop: Vec<&(String, Option<Interval>)> = entries
+            .iter()
+            .filter(|(k, _)| !wanted.contains(k.as_str()))
+            .collect();
+        // Rows of an unwanted batch are found by its interval: without one (a
+        // whole table), or overlapping a wanted batch, nothing in the table is kept.
+        loop {
+            let overlaps = |iv: &Option<Interval>| {
+                drop.iter().any(|(_, d)| match (d, iv) {
+                    (Some(d), Some(iv)) => d.intersect(iv).is_some(),
+                    _ => true,
+                })
+            };
+            let (bad, good): (Vec<_>, Vec<_>) = reuse.into_iter().partition(|(_, iv)| overlaps(iv));
+            reuse = good;
+            if bad.is_empty() {
+                break;
+            }
+            drop.extend(bad);
+        }
+        let tc = time_column.get(table.as_str());
+        if reuse.is_empty() || tc.is_none() && !drop.is_empty() {
+            drop = entries.iter().collect();
         } else {
+            keep.insert(table.clone());
+        }
+        for (key, interval) in &drop {
             sql.push_str(&format!(
-                "DELETE FROM {STAGE_SCHEMA}.batches WHERE key = {};\n",
-                quote_str(&key)
+                "DELETE FROM {STAGE_SCHEMA}.{BATCHES} WHERE key = {};\n",
+                quote_str(key)
             ));
+            if let (Some(iv), Some(tc), true) = (interval, tc, keep.contains(&table)) {
+                sql.push_str(&format!(
+                    "DELETE FROM {} WHERE {};\n",
+                    data_table(&table),
+                    crate::engine::window_predicate(None, tc, iv)
+                ));
+            }
         }
     }
     let objects = s.query(&format!(
@@ -305,7 +391,8 @@ pub(super) fn cleanup(s: &dyn Session, staging: &Staging, state: &State) -> Resu
 /// Run every task, dependencies first, independent nodes and batches in
 /// parallel. The first batch of a node creates its staged table; the others
 /// then append to it concurrently.
-pub(super) fn run(
+#[allow(clippy::too_many_arguments)]
+pub(super) fn run<'a>(
     ws: &Workspace,
     engine: &dyn Engine,
     staging: &Staging,
@@ -313,6 +400,7 @@ pub(super) fn run(
     options: &BuildOptions,
     interrupted: &AtomicBool,
     progress: &Progress,
+    cutoff: &mut Cutoff<'a>,
 ) -> Result<HashMap<String, Staged>> {
     let mut results: HashMap<String, Staged> = HashMap::new();
     let mut pending: BTreeMap<NodeId, Vec<usize>> = BTreeMap::new();
@@ -398,6 +486,7 @@ pub(super) fn run(
             .map(|(id, _)| *id)
             .collect();
         let mut finished: BTreeSet<NodeId> = BTreeSet::new();
+        let mut pruned: BTreeSet<NodeId> = BTreeSet::new();
         let mut staged_count = 0usize;
         let dispatch = |id: NodeId,
                         pending: &mut BTreeMap<NodeId, Vec<usize>>,
@@ -426,11 +515,24 @@ pub(super) fn run(
                 if first_error.is_some() {
                     continue;
                 }
+                if pruned.insert(id) {
+                    // Its parents are done: drop the batches whose input did not change.
+                    let list = pending.entry(id).or_default();
+                    cutoff.prune(id, staging, list, created.contains(&id));
+                    if let Some(read) = cutoff.reader(id, staging) {
+                        staging
+                            .read_now
+                            .write()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(id, read);
+                    }
+                }
                 dispatch(id, &mut pending, &created, &mut in_flight)?;
                 let busy = in_flight.get(&id).copied().unwrap_or(0) > 0
                     || pending.get(&id).is_some_and(|l| !l.is_empty());
                 if !busy && finished.insert(id) {
-                    finish_node(ws, main.as_ref(), id, staging, now)?;
+                    cutoff.observe(main.as_ref(), id, staging, &results)?;
+                    finish_node(ws, main.as_ref(), id, staging, cutoff, now)?;
                     for c in ws.dag.children(id) {
                         if let Some(w) = waiting.get_mut(&c) {
                             *w -= 1;
@@ -508,16 +610,24 @@ fn finish_node(
     s: &dyn Session,
     id: NodeId,
     staging: &Staging,
+    cutoff: &Cutoff,
     now: NaiveDateTime,
 ) -> Result<()> {
     let node = &ws.dag.nodes[id];
-    if let Some(view) = staging.views.get(&id) {
+    let view = if cutoff.skipped.contains(&id) {
+        None
+    } else if cutoff.partial.contains(&id) {
+        Some(super::cutoff::overlay_name(staging, id))
+    } else {
+        staging.views.get(&id).cloned()
+    };
+    if let Some(view) = view {
         let body = match (node.kind, staging.nodes.get(&id)) {
             (NodeKind::Model(Kind::View), _) => {
                 // SQL only DuckDB parses keeps its names, which resolve to the
                 // published data when the view is read.
                 render_sql(ws, id, &window_for(ws, id, None, now), &|n| {
-                    staging.read[n].clone()
+                    staging.reader(n)
                 })?
                 .0
             }
@@ -525,18 +635,12 @@ fn finish_node(
                 // A partial rebuild: the published table without the rebuilt
                 // intervals, and the staged rows.
                 let (file, _) = ws.model(id).expect("model");
-                let tc = quote_ident(file.config.time_column.as_deref().unwrap_or_default());
+                let tc = file.config.time_column.as_deref().unwrap_or_default();
                 let published = main_name(&node.name);
-                let replaced = stage
-                    .rebuilt
+                let replaced = cutoff
+                    .rebuilt(id, staging)
                     .iter()
-                    .map(|iv| {
-                        format!(
-                            "({tc} >= {} AND {tc} < {})",
-                            state::ts_literal(iv.start()),
-                            state::ts_literal(iv.end())
-                        )
-                    })
+                    .map(|iv| format!("({})", window_predicate(None, tc, iv)))
                     .collect::<Vec<_>>()
                     .join(" OR ");
                 format!(
@@ -548,7 +652,7 @@ fn finish_node(
         };
         s.execute(&format!(
             "CREATE OR REPLACE VIEW {} AS {body}",
-            stage_view(view)
+            stage_view(&view)
         ))
         .map_err(|e| Error::Engine(format!("staging `{}` for its readers: {e}", node.name)))?;
     }
@@ -563,7 +667,7 @@ fn create_ref_view(ws: &Workspace, s: &dyn Session, id: NodeId, staging: &Stagin
     s.execute(&format!(
         "CREATE OR REPLACE VIEW {REF_SCHEMA}.{} AS SELECT * FROM {};",
         quote_ident(&ws.dag.nodes[id].name),
-        staging.read[id]
+        staging.reader(id)
     ))
 }
 
@@ -600,7 +704,7 @@ fn stage_task(
             )
         }
         _ => render_sql(ws, t.node, &window_for(ws, t.node, t.interval, now), &|n| {
-            staging.read[n].clone()
+            staging.reader(n)
         })
         .map_err(context)?,
     };
@@ -610,10 +714,8 @@ fn stage_task(
     // Every row of a batch must lie in its window: checked while it is written.
     let checked = match (t.interval, &time_column) {
         (Some(iv), Some(tc)) => format!(
-            "SELECT * FROM ({select}) AS __hubforge_batch WHERE CASE WHEN __hubforge_batch.{col} >= {} AND __hubforge_batch.{col} < {} THEN true ELSE error('{WINDOW_ERROR}') END",
-            state::ts_literal(iv.start()),
-            state::ts_literal(iv.end()),
-            col = quote_ident(tc)
+            "SELECT * FROM ({select}) AS __hubforge_batch WHERE CASE WHEN {} THEN true ELSE error('{WINDOW_ERROR}') END",
+            window_predicate(Some("__hubforge_batch"), tc, &iv)
         ),
         _ => select.clone(),
     };
@@ -636,13 +738,9 @@ fn stage_task(
             (Error::Engine(m), Some(iv), Some(tc)) if m.contains(WINDOW_ERROR) => {
                 window_violation(s, node.name.as_str(), &select, iv, tc)
             }
-            (Error::Engine(m), Some(_), Some(tc))
-                if m.contains("not found") && m.contains(tc.as_str()) =>
-            {
-                Error::Data(format!(
-                    "model `{}` has no column `{tc}`, its time_column: its SELECT must output it",
-                    node.name
-                ))
+            (Error::Engine(_), _, _) if !duck_only && node.kind.is_model() => {
+                query_error(ws, s, t.node, &select, time_column.as_deref())
+                    .unwrap_or_else(|| context(e))
             }
             _ => context(e),
         });
@@ -660,14 +758,74 @@ fn stage_task(
     }
 }
 
+/// Why a model's query failed, told against its file: DuckDB's own message at
+/// the model's line (the rendered query keeps the file's lines), or a missing
+/// time column. None when the query alone runs (the failure was elsewhere).
+fn query_error(
+    ws: &Workspace,
+    s: &dyn Session,
+    node: NodeId,
+    select: &str,
+    time_column: Option<&str>,
+) -> Option<Error> {
+    let (file, _) = ws.model(node)?;
+    let path = file
+        .path
+        .strip_prefix(&ws.project.root)
+        .unwrap_or(&file.path);
+    let (message, line) = match s.query(&format!("DESCRIBE {select}")) {
+        Ok(columns) => {
+            let tc = time_column?;
+            if columns
+                .rows
+                .iter()
+                .any(|r| r[0].as_str().is_some_and(|c| c.eq_ignore_ascii_case(tc)))
+            {
+                return None;
+            }
+            (
+                format!(
+                    "model `{}` does not output its time_column `{tc}`",
+                    file.name
+                ),
+                None,
+            )
+        }
+        Err(Error::Engine(m)) => {
+            let line = m
+                .split("LINE ")
+                .nth(1)
+                .and_then(|r| r.split(':').next())
+                .and_then(|n| n.trim().parse::<usize>().ok());
+            let first = m.split("\n\nLINE ").next().unwrap_or(&m).trim().to_string();
+            (
+                format!("DuckDB rejected model `{}`: {first}", file.name),
+                line,
+            )
+        }
+        Err(other) => return Some(other),
+    };
+    let location = match line {
+        Some(l) => crate::diagnostics::Location::in_text(path, &file.text, l, 1, 1),
+        None => crate::diagnostics::Location::file(path),
+    };
+    Some(
+        crate::diagnostics::Diagnostic::error(crate::diagnostics::Code::ModelRejected, message)
+            .at(location)
+            .with_help(
+                "fix the model's SELECT; `hubforge check` and DuckDB's CLI show the rendered query",
+            )
+            .into(),
+    )
+}
+
 /// Count the rows of a batch outside its window, for the error message.
 fn window_violation(s: &dyn Session, model: &str, select: &str, iv: Interval, tc: &str) -> Error {
     let col = quote_ident(tc);
     let q = format!(
         "SELECT count(*), CAST(min({col}) AS VARCHAR), CAST(max({col}) AS VARCHAR) FROM ({select}) AS b \
-         WHERE {col} IS NULL OR {col} < {} OR {col} >= {}",
-        state::ts_literal(iv.start()),
-        state::ts_literal(iv.end())
+         WHERE NOT coalesce({}, false)",
+        window_predicate(None, tc, &iv)
     );
     let detail = match s.query(&q) {
         Ok(rows) => format!(
@@ -693,21 +851,16 @@ fn record(
     tc: Option<&str>,
 ) -> Result<Staged> {
     let filter = match (t.interval, tc) {
-        (Some(iv), Some(tc)) => format!(
-            " WHERE {col} >= {} AND {col} < {}",
-            state::ts_literal(iv.start()),
-            state::ts_literal(iv.end()),
-            col = quote_ident(tc)
-        ),
+        (Some(iv), Some(tc)) => format!(" WHERE {}", window_predicate(None, tc, &iv)),
         _ => String::new(),
     };
-    let stats = s.query(&format!(
-        "SELECT count(*), CAST(coalesce(sum(hash(t)), 0) AS VARCHAR) FROM {table} t{filter}"
-    ))?;
-    let rows = stats.rows[0][0].as_i64().unwrap_or(0);
-    let checksum = stats.rows[0][1].to_text().unwrap_or_default();
+    let (rows, checksum) = super::cutoff::checksum(s, table, &filter)?;
+    let (start, end) = match t.interval {
+        Some(iv) => (state::ts_literal(iv.start()), state::ts_literal(iv.end())),
+        None => ("NULL".to_string(), "NULL".to_string()),
+    };
     s.execute(&format!(
-        "INSERT INTO {STAGE_SCHEMA}.batches VALUES ({}, {}, {rows}, {});",
+        "INSERT INTO {STAGE_SCHEMA}.{BATCHES} VALUES ({}, {}, {start}, {end}, {rows}, {});",
         quote_str(&t.key),
         quote_str(&stage.table),
         quote_str(&checksum)

@@ -103,6 +103,7 @@ fn collect_tables(
                         column: 0,
                         start: 0,
                         end: 0,
+                        bare: false,
                     });
                 }
             }

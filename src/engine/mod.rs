@@ -5,6 +5,7 @@
 pub mod duckdb;
 
 use crate::error::Result;
+use crate::interval::Interval;
 
 /// A value read back from the engine. Queries cast anything else (dates,
 /// decimals, huge integers) to text.
@@ -73,6 +74,26 @@ pub trait Session: Send {
 /// A SQL string literal.
 pub fn quote_str(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
+}
+
+/// A TIMESTAMP literal.
+pub fn ts_literal(t: chrono::NaiveDateTime) -> String {
+    format!("TIMESTAMP '{}'", t.format("%Y-%m-%d %H:%M:%S"))
+}
+
+/// `column` lies in the half-open `interval`: the one predicate every time
+/// window is written with (batches, their checks, replacements, metrics).
+/// `qualifier` names the relation the column belongs to, when one must.
+pub fn window_predicate(qualifier: Option<&str>, column: &str, interval: &Interval) -> String {
+    let col = match qualifier {
+        Some(q) => format!("{q}.{}", quote_ident(column)),
+        None => quote_ident(column),
+    };
+    format!(
+        "{col} >= {} AND {col} < {}",
+        ts_literal(interval.start()),
+        ts_literal(interval.end())
+    )
 }
 
 /// A SQL identifier, always quoted.

@@ -1,0 +1,304 @@
+//! Early cutoff: a rebuilt table or interval whose content is identical to
+//! what is published changes nothing for its readers, so the batches of
+//! readers that were only stale because of that data are not built.
+//!
+//! The plan says, for every reason a model has work, which parent's data
+//! change it comes from. While staging, once a node's batches are done their
+//! checksums are compared with the published rows of the same intervals; when
+//! a reader becomes ready, the batches it needs are those its own reasons
+//! (logic, missing intervals, pending work, restatements) cover, and those
+//! that read parent data that actually changed. The others are dropped, and
+//! why is recorded. A view passes on what its parents' data did.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use super::stage::{Mode, Staged, Staging};
+use super::{data_table, main_name};
+use crate::config::Kind;
+use crate::engine::{Session, window_predicate};
+use crate::error::Result;
+use crate::graph::{NodeId, NodeKind};
+use crate::interval::{IntervalSet, Unit};
+use crate::plan::ModelWork;
+use crate::state::State;
+use crate::workspace::Workspace;
+
+/// What a node's data does in this run, as its readers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Effect {
+    /// Not known to be identical: readers build everything planned.
+    Unknown,
+    /// These intervals change; the rest is identical.
+    Changed(IntervalSet),
+}
+
+impl Effect {
+    fn none() -> Self {
+        Effect::Changed(IntervalSet::new())
+    }
+}
+
+/// Batches of one model not built because the data they read did not change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CutOff {
+    pub model: String,
+    /// The intervals not rebuilt; empty with `full` for a table.
+    pub intervals: IntervalSet,
+    pub full: bool,
+    pub reason: String,
+}
+
+/// The early-cutoff bookkeeping of one run.
+pub(super) struct Cutoff<'a> {
+    ws: &'a Workspace,
+    state: &'a State,
+    work: &'a BTreeMap<NodeId, &'a ModelWork>,
+    /// Nodes whose change some reader's reason comes from.
+    watched: BTreeSet<NodeId>,
+    /// Per node staged in this run, once its batches are done.
+    changed: BTreeMap<NodeId, Effect>,
+    /// Tasks dropped, by index into the staging tasks.
+    pub cut: BTreeSet<usize>,
+    /// Nodes with every batch dropped: readers read the published data.
+    pub skipped: BTreeSet<NodeId>,
+    /// Nodes planned as a full rebuild that now replace some intervals only.
+    pub partial: BTreeSet<NodeId>,
+    pub decisions: Vec<CutOff>,
+}
+
+impl<'a> Cutoff<'a> {
+    pub fn new(
+        ws: &'a Workspace,
+        state: &'a State,
+        work: &'a BTreeMap<NodeId, &'a ModelWork>,
+    ) -> Self {
+        let mut watched = BTreeSet::new();
+        for w in work.values() {
+            for r in &w.reasons {
+                if let Some(p) = r.parent {
+                    watch(ws, p, &mut watched);
+                }
+            }
+        }
+        Cutoff {
+            ws,
+            state,
+            work,
+            watched,
+            changed: BTreeMap::new(),
+            cut: BTreeSet::new(),
+            skipped: BTreeSet::new(),
+            partial: BTreeSet::new(),
+            decisions: Vec::new(),
+        }
+    }
+
+    /// The published data table of a model, if it has one.
+    fn published(&self, id: NodeId) -> Option<&str> {
+        let key = self.ws.dag.nodes[id].name.to_lowercase();
+        self.state
+            .models
+            .get(&key)
+            .map(|m| m.data_table.as_str())
+            .filter(|t| !t.is_empty())
+    }
+
+    /// What `id`'s data does in this run, for its readers.
+    fn effect(&self, id: NodeId) -> Effect {
+        let node = &self.ws.dag.nodes[id];
+        match node.kind {
+            NodeKind::Source | NodeKind::Seed => Effect::Unknown,
+            NodeKind::Model(Kind::View) => {
+                let mut all = IntervalSet::new();
+                for p in self.ws.dag.parents(id) {
+                    match self.effect(p) {
+                        Effect::Unknown => return Effect::Unknown,
+                        Effect::Changed(s) => all = all.union(&s),
+                    }
+                }
+                Effect::Changed(all)
+            }
+            NodeKind::Model(_) if self.skipped.contains(&id) => Effect::none(),
+            NodeKind::Model(_) => match self.changed.get(&id) {
+                Some(e) => e.clone(),
+                None if self.work.contains_key(&id) => Effect::Unknown,
+                None => Effect::none(),
+            },
+        }
+    }
+
+    /// Before the batches of `id` are dispatched: drop those of `pending`
+    /// that only parent data which turned out identical made stale. `started`
+    /// says whether some batch of the node already exists (reused).
+    pub fn prune(
+        &mut self,
+        id: NodeId,
+        staging: &Staging,
+        pending: &mut Vec<usize>,
+        started: bool,
+    ) {
+        let Some(work) = self.work.get(&id) else {
+            return;
+        };
+        if work.kind == Kind::View
+            || self.published(id).is_none()
+            || !work.reasons.iter().any(|r| r.parent.is_some())
+        {
+            return;
+        }
+        let (file, _) = self.ws.model(id).expect("model");
+        let unit = file.config.unit.unwrap_or(Unit::Day);
+        let window = file.config.window;
+        let mut needed = IntervalSet::new();
+        let mut all = false;
+        let mut quiet: BTreeSet<String> = BTreeSet::new();
+        for r in &work.reasons {
+            let effect = match r.parent {
+                None => Effect::Unknown,
+                Some(p) => self.effect(p),
+            };
+            match effect {
+                Effect::Unknown if work.full || r.intervals.is_empty() => all = true,
+                Effect::Unknown => needed = needed.union(&r.intervals),
+                Effect::Changed(set) if set.is_empty() => {
+                    quiet.insert(self.ws.dag.nodes[r.parent.expect("a parent")].name.clone());
+                }
+                Effect::Changed(_) if work.full => all = true,
+                Effect::Changed(set) => {
+                    let reach = set.extend_end(unit, window).align_outward(unit);
+                    needed = needed.union(&r.intervals.intersect(&reach));
+                    quiet.insert(self.ws.dag.nodes[r.parent.expect("a parent")].name.clone());
+                }
+            }
+        }
+        if all {
+            return;
+        }
+        let tasks = &staging.tasks;
+        let (keep, drop): (Vec<usize>, Vec<usize>) = pending.iter().partition(|&&i| {
+            tasks[i]
+                .interval
+                .is_some_and(|iv| !needed.intersect(&IntervalSet::single(iv)).is_empty())
+        });
+        if drop.is_empty() {
+            return;
+        }
+        let intervals = IntervalSet::from_intervals(drop.iter().filter_map(|&i| tasks[i].interval));
+        self.decisions.push(CutOff {
+            model: work.name.clone(),
+            full: work.full,
+            intervals,
+            reason: format!(
+                "the data it reads from {} is identical to what was published",
+                quiet.into_iter().collect::<Vec<_>>().join(", ")
+            ),
+        });
+        self.cut.extend(drop);
+        *pending = keep;
+        if pending.is_empty() && !started {
+            self.skipped.insert(id);
+        } else if staging.nodes.get(&id).is_some_and(|s| s.mode == Mode::Full) {
+            self.partial.insert(id);
+        }
+    }
+
+    /// The intervals of `id` rebuilt in this run: its batches not dropped.
+    pub fn rebuilt(&self, id: NodeId, staging: &Staging) -> IntervalSet {
+        IntervalSet::from_intervals(
+            staging
+                .tasks
+                .iter()
+                .enumerate()
+                .filter(|(i, t)| t.node == id && !self.cut.contains(i))
+                .filter_map(|(_, t)| t.interval),
+        )
+    }
+
+    /// What the readers of `id` read during the run, when a drop changed it.
+    pub fn reader(&self, id: NodeId, staging: &Staging) -> Option<String> {
+        if self.skipped.contains(&id) {
+            Some(main_name(&self.ws.dag.nodes[id].name))
+        } else if self.partial.contains(&id) {
+            Some(super::stage::stage_view(&overlay_name(staging, id)))
+        } else {
+            None
+        }
+    }
+
+    /// After the batches of `id` are done: compare each with the published
+    /// rows of its interval (or the whole table), when a reader can use it.
+    pub fn observe(
+        &mut self,
+        s: &dyn Session,
+        id: NodeId,
+        staging: &Staging,
+        results: &HashMap<String, Staged>,
+    ) -> Result<()> {
+        if !self.watched.contains(&id) || self.skipped.contains(&id) {
+            return Ok(());
+        }
+        let Some(table) = self.published(id).map(data_table) else {
+            return Ok(());
+        };
+        let time_column = self
+            .ws
+            .model(id)
+            .and_then(|(f, _)| f.config.time_column.clone());
+        let mut changed = IntervalSet::new();
+        for (i, t) in staging.tasks.iter().enumerate() {
+            if t.node != id || self.cut.contains(&i) {
+                continue;
+            }
+            let Some(staged) = results.get(&t.key) else {
+                self.changed.insert(id, Effect::Unknown);
+                return Ok(());
+            };
+            let filter = match (t.interval, &time_column) {
+                (Some(iv), Some(tc)) => format!(" WHERE {}", window_predicate(None, tc, &iv)),
+                _ => String::new(),
+            };
+            let (rows, checksum) = checksum(s, &table, &filter)?;
+            if rows != staged.rows || checksum != staged.checksum {
+                match t.interval {
+                    Some(iv) => changed = changed.union(&IntervalSet::single(iv)),
+                    None => {
+                        self.changed.insert(id, Effect::Unknown);
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        self.changed.insert(id, Effect::Changed(changed));
+        Ok(())
+    }
+}
+
+/// The node itself and, through views, the models and sources under it.
+fn watch(ws: &Workspace, id: NodeId, out: &mut BTreeSet<NodeId>) {
+    if !out.insert(id) {
+        return;
+    }
+    if ws.dag.nodes[id].kind == NodeKind::Model(Kind::View) {
+        for p in ws.dag.parents(id) {
+            watch(ws, p, out);
+        }
+    }
+}
+
+/// The staged view of a node planned as a full rebuild that replaces some
+/// intervals only.
+pub(super) fn overlay_name(staging: &Staging, id: NodeId) -> String {
+    format!("{}_ov", staging.nodes[&id].table)
+}
+
+/// Row count and content checksum of `relation` (filtered): the same measure
+/// staging records for each batch.
+pub(super) fn checksum(s: &dyn Session, relation: &str, filter: &str) -> Result<(i64, String)> {
+    let stats = s.query(&format!(
+        "SELECT count(*), CAST(coalesce(sum(hash(t)), 0) AS VARCHAR) FROM {relation} t{filter}"
+    ))?;
+    Ok((
+        stats.rows[0][0].as_i64().unwrap_or(0),
+        stats.rows[0][1].to_text().unwrap_or_default(),
+    ))
+}
