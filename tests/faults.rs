@@ -136,7 +136,7 @@ fn killing_a_backfill_anywhere_changes_nothing_and_a_rerun_completes() {
     assert_eq!(
         query(
             p,
-            "SELECT CAST(count(*) AS VARCHAR) FROM _hubforge_stage.batches"
+            "SELECT CAST(count(*) AS VARCHAR) FROM _hubforge_stage.staged_batches"
         ),
         [["0"]]
     );
