@@ -150,7 +150,7 @@ impl<'a> Comparer<'a> {
             return Change::unchanged();
         }
         let key = (
-            new.name.to_lowercase(),
+            new.name.key().to_string(),
             old_fp.to_string(),
             new.fingerprint.clone(),
         );
@@ -175,7 +175,7 @@ impl<'a> Comparer<'a> {
     /// version in a way `child` reads.
     pub fn reaches(&mut self, old_fp: &str, parent: &ModelVersion, child: &ModelVersion) -> bool {
         let change = self.compare(old_fp, parent);
-        !reach_child(child, &parent.name.to_lowercase(), &change.affected).is_none()
+        !reach_child(child, parent.name.key(), &change.affected).is_none()
     }
 
     fn compare_versions(&mut self, old: &ModelVersion, new: &ModelVersion) -> Change {

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::change::VersionLookup as _;
 use crate::config::{KeyRole, SourceConfig};
 use crate::graph::{NodeId, NodeKind};
+use crate::name::ModelName;
 use crate::sql::{self, SchemaProvider, TableRef};
 use crate::state::State;
 use crate::workspace::{Parsed, Workspace};
@@ -21,7 +22,7 @@ use crate::workspace::{Parsed, Workspace};
 /// One version of a node's logic, as stored in state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelVersion {
-    pub name: String,
+    pub name: ModelName,
     /// `view`, `table`, `incremental`, `source` or `seed`.
     pub kind: String,
     /// Logic fingerprint including the parents' fingerprints.
@@ -122,7 +123,7 @@ fn node_version(
     done: &[Option<ModelVersion>],
 ) -> ModelVersion {
     let node = &ws.dag.nodes[id];
-    let key = node.name.to_lowercase();
+    let key = node.name.key();
     let parents: BTreeMap<String, String> = ws
         .dag
         .parents(id)
@@ -131,7 +132,10 @@ fn node_version(
             let v = done[p]
                 .as_ref()
                 .expect("parents come first in topological order");
-            (ws.dag.nodes[p].name.to_lowercase(), v.fingerprint.clone())
+            (
+                ws.dag.nodes[p].name.key().to_string(),
+                v.fingerprint.clone(),
+            )
         })
         .collect();
     let combine = |own: &str| combine(own, &parents);
@@ -148,7 +152,7 @@ fn node_version(
         columns: columns
             .into_iter()
             .map(|c| ColumnVersion {
-                hash: hash_parts("hubforge-column-v1", [key.as_str(), c.as_str()]),
+                hash: hash_parts("hubforge-column-v1", [key, c.as_str()]),
                 inputs: BTreeSet::new(),
                 name: c,
             })
@@ -162,17 +166,17 @@ fn node_version(
     };
     match node.kind {
         NodeKind::Source => {
-            let config = &ws.project.config.sources[&node.name];
+            let config = &ws.project.config.sources[node.name.as_str()];
             plain(
                 source_own(&key, config),
                 source_header(config),
-                schemas.get(&key).cloned().unwrap_or_default(),
+                schemas.get(key).cloned().unwrap_or_default(),
             )
         }
         NodeKind::Seed => plain(
-            hash_parts("hubforge-seed-v1", [key.as_str()]),
+            hash_parts("hubforge-seed-v1", [key]),
             BTreeMap::new(),
-            schemas.get(&key).cloned().unwrap_or_default(),
+            schemas.get(key).cloned().unwrap_or_default(),
         ),
         NodeKind::Model(_) => {
             let m = node.model.expect("model node");
@@ -292,7 +296,7 @@ fn model_version(
     } = own_logic;
     if let Some(v) = reuse_stored(ws, state, stored, &parents, done) {
         return ModelVersion {
-            name: file.name.clone(),
+            name: file.name.as_str().into(),
             metadata,
             forward_only: config.forward_only,
             ..v
@@ -338,7 +342,7 @@ fn model_version(
             ),
         };
     ModelVersion {
-        name: file.name.clone(),
+        name: file.name.as_str().into(),
         kind: config.kind.as_str().to_string(),
         fingerprint: combine(&own),
         own,
@@ -402,14 +406,14 @@ struct Provider<'a> {
 impl SchemaProvider for Provider<'_> {
     fn resolve(&self, table: &TableRef) -> Option<(String, Option<Vec<String>>)> {
         let id = self.ws.resolve(table)?;
-        let key = self.ws.dag.nodes[id].name.to_lowercase();
+        let key = self.ws.dag.nodes[id].name.key();
         let columns = match self.ws.dag.nodes[id].kind {
             NodeKind::Model(_) => self.done[id]
                 .as_ref()
                 .filter(|v| v.lineage_unknown.is_none() && !v.columns.is_empty())
                 .map(ModelVersion::column_names),
-            _ => self.schemas.get(&key).cloned(),
+            _ => self.schemas.get(key).cloned(),
         };
-        Some((key, columns))
+        Some((key.to_string(), columns))
     }
 }

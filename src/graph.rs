@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::config::Kind;
 use crate::diagnostics::{Code, Diagnostic, Location, display_path};
+use crate::name::ModelName;
 
 /// What a node of the graph is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -39,7 +40,7 @@ impl NodeKind {
 /// into the project's model list.
 #[derive(Debug, Clone)]
 pub struct Node {
-    pub name: String,
+    pub name: ModelName,
     pub kind: NodeKind,
     pub file: PathBuf,
     pub model: Option<usize>,
@@ -77,7 +78,7 @@ impl Dag {
         let by_key = nodes
             .iter()
             .enumerate()
-            .map(|(i, n)| (n.name.to_lowercase(), i))
+            .map(|(i, n)| (n.name.key().to_string(), i))
             .collect();
         let mut dag = Dag {
             nodes,
@@ -398,7 +399,7 @@ mod tests {
 
     fn node(name: &str) -> Node {
         Node {
-            name: name.to_string(),
+            name: name.into(),
             kind: NodeKind::Model(Kind::Table),
             file: PathBuf::from(format!("models/{name}.sql")),
             model: None,

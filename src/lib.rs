@@ -17,6 +17,7 @@ pub mod init;
 pub mod interrupt;
 pub mod interval;
 pub mod mark;
+pub mod name;
 pub mod observe;
 pub mod plan;
 pub mod progress;

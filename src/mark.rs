@@ -61,13 +61,13 @@ pub fn mark_current(
         let Some(change) = logic.iter().map(|(k, _)| *k).max() else {
             continue;
         };
-        let key = work.name.to_lowercase();
+        let key = work.name.key();
         let set = if work.full {
             // A table or view: its one recorded interval.
             IntervalSet::from_intervals(
                 state
                     .intervals
-                    .get(&key)
+                    .get(key)
                     .into_iter()
                     .flatten()
                     .map(|r| r.interval),
@@ -93,7 +93,7 @@ pub fn mark_current(
             if !partial.is_empty() {
                 marked.push(Marked {
                     node: work.node,
-                    name: work.name.clone(),
+                    name: work.name.to_string(),
                     change,
                     intervals: set,
                     full: false,
@@ -121,7 +121,7 @@ pub fn mark_current(
         }
         marked.push(Marked {
             node: work.node,
-            name: work.name.clone(),
+            name: work.name.to_string(),
             change,
             intervals: set,
             full: work.full,

@@ -37,22 +37,22 @@ pub fn observe(s: &dyn Session, ws: &Workspace, mode: Ingest) -> Result<Observed
         ..Observed::default()
     };
     for node in &ws.dag.nodes {
-        let key = node.name.to_lowercase();
-        let previous = out.state.sources.get(&key);
+        let key = node.name.key();
+        let previous = out.state.sources.get(key);
         let (files, config) = match node.kind {
             NodeKind::Source => {
-                let config = &ws.project.config.sources[&node.name];
+                let config = &ws.project.config.sources[node.name.as_str()];
                 (sources::source_files(&ws.project, config), Some(config))
             }
             NodeKind::Seed => {
                 let seed = ws.project.seed(&node.name).expect("seed node");
                 let snap = sources::seed_snapshot(&ws.project, seed)?;
-                let columns = match (previous, out.state.schemas.get(&key)) {
+                let columns = match (previous, out.state.schemas.get(key)) {
                     (Some(p), Some(cols)) if p.whole == snap.whole => cols.clone(),
                     _ => sources::describe(s, &sources::seed_relation(&ws.project.root, seed))?,
                 };
-                out.schemas.insert(key.clone(), columns);
-                out.sources.insert(key, snap);
+                out.schemas.insert(key.to_string(), columns);
+                out.sources.insert(key.to_string(), snap);
                 continue;
             }
             NodeKind::Model(_) => continue,
@@ -61,12 +61,12 @@ pub fn observe(s: &dyn Session, ws: &Workspace, mode: Ingest) -> Result<Observed
         // A snapshot is reused only for the same files read the same way: a
         // new time column or unit splits the data differently.
         let same_definition =
-            out.state.models.get(&key).is_some_and(|m| {
+            out.state.models.get(key).is_some_and(|m| {
                 m.fingerprint == crate::fingerprint::source_fingerprint(&key, config)
             });
         let known = previous
             .filter(|p| same_definition && !files.is_empty() && p.files == files)
-            .zip(out.state.schemas.get(&key));
+            .zip(out.state.schemas.get(key));
         let relation = match (mode, known) {
             (Ingest::Temp, Some(_)) => None,
             _ => Some(sources::ingest(
@@ -87,10 +87,10 @@ pub fn observe(s: &dyn Session, ws: &Workspace, mode: Ingest) -> Result<Observed
             (None, None) => unreachable!("sources not known from state are read"),
         };
         if let Some(rel) = relation {
-            out.relations.insert(key.clone(), rel);
+            out.relations.insert(key.to_string(), rel);
         }
-        out.schemas.insert(key.clone(), columns);
-        out.sources.insert(key, snapshot);
+        out.schemas.insert(key.to_string(), columns);
+        out.sources.insert(key.to_string(), snapshot);
     }
     Ok(out)
 }

@@ -20,6 +20,7 @@ use crate::config::Kind;
 use crate::fingerprint::ModelVersion;
 use crate::graph::{NodeId, NodeKind};
 use crate::interval::{Interval, IntervalSet, Unit, expected, last_complete};
+use crate::name::ModelName;
 use crate::state::{SourceSnapshot, State};
 use crate::workspace::Workspace;
 
@@ -40,7 +41,7 @@ pub struct PlanOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelWork {
     pub node: NodeId,
-    pub name: String,
+    pub name: ModelName,
     pub kind: Kind,
     pub change: ChangeKind,
     pub reason: String,
@@ -122,7 +123,7 @@ impl<'a> Versions<'a> {
             state,
             current: current
                 .iter()
-                .map(|v| ((v.name.to_lowercase(), v.fingerprint.clone()), v))
+                .map(|v| ((v.name.key().to_string(), v.fingerprint.clone()), v))
                 .collect(),
         }
     }
@@ -268,7 +269,12 @@ pub fn plan(
         };
         plan.out_of_scope.extend(left);
     }
-    let known: BTreeSet<String> = ws.dag.nodes.iter().map(|n| n.name.to_lowercase()).collect();
+    let known: BTreeSet<String> = ws
+        .dag
+        .nodes
+        .iter()
+        .map(|n| n.name.key().to_string())
+        .collect();
     plan.removed = state
         .models
         .keys()
@@ -361,7 +367,7 @@ fn walk(
         };
         let here = Here {
             id,
-            key: node.name.to_lowercase(),
+            key: node.name.key().to_string(),
             kind,
             version: &current[id],
             universe: universe(ws, id, options.now),
@@ -390,16 +396,16 @@ fn walk(
 /// a changed whole, or a new definition.
 fn source_flow(input: &Inputs, id: NodeId) -> Flow {
     let node = &input.ws.dag.nodes[id];
-    let key = node.name.to_lowercase();
+    let key = node.name.key();
     let empty = SourceSnapshot::default();
-    let before = input.state.sources.get(&key).unwrap_or(&empty);
-    let now = input.sources_now.get(&key).unwrap_or(before);
+    let before = input.state.sources.get(key).unwrap_or(&empty);
+    let now = input.sources_now.get(key).unwrap_or(before);
     let (whole, units) = changed_source_units(before, now);
     // A changed definition (path, table, time column) reads other data.
     let redefined = input
         .state
         .models
-        .get(&key)
+        .get(key)
         .is_some_and(|p| p.fingerprint != input.current[id].fingerprint);
     Flow {
         full: whole || redefined,
@@ -653,7 +659,7 @@ fn flow_out(input: &Inputs, here: &Here, reasons: &[Pending], flows: &[Flow]) ->
 /// own definition changed; an incremental model only when intervals remain.
 fn model_work(
     here: &Here,
-    name: String,
+    name: ModelName,
     reasons: Vec<Pending>,
     columns: BTreeSet<String>,
     from_fingerprint: Option<String>,

@@ -131,7 +131,9 @@ pub fn plan_text(ws: &Workspace, plan: &Plan, state: &State, current: &[ModelVer
     let mut direct = Vec::new();
     for w in plan.models.iter().chain(plan.out_of_scope.iter()) {
         if !plan.direct.contains(&w.node)
-            || direct.iter().any(|(n, _): &(String, String)| *n == w.name)
+            || direct
+                .iter()
+                .any(|(n, _): &(String, String)| *n == w.name.as_str())
         {
             continue;
         }
@@ -139,7 +141,7 @@ pub fn plan_text(ws: &Workspace, plan: &Plan, state: &State, current: &[ModelVer
         let old_sql = w
             .from_fingerprint
             .as_ref()
-            .and_then(|fp| state.version(&w.name.to_lowercase(), fp))
+            .and_then(|fp| state.version(w.name.key(), fp))
             .map(|v| v.sql.clone());
         if let (Some(old), Some(new)) = (old_sql, current.get(w.node).map(|v| v.sql.clone()))
             && let Some(diff) = sql_diff(&old, &new)
@@ -148,7 +150,7 @@ pub fn plan_text(ws: &Workspace, plan: &Plan, state: &State, current: &[ModelVer
                 item.push_str(&format!("\n      {line}"));
             }
         }
-        direct.push((w.name.clone(), item));
+        direct.push((w.name.to_string(), item));
     }
     section(
         &mut out,
@@ -277,7 +279,11 @@ pub fn build_text(ws: &Workspace, summary: &crate::build::BuildSummary) -> Strin
     };
     let mut out = String::new();
     for w in &summary.plan.models {
-        let rows = summary.rows_by_model.get(&w.name).copied().unwrap_or(0);
+        let rows = summary
+            .rows_by_model
+            .get(w.name.as_str())
+            .copied()
+            .unwrap_or(0);
         let _ = writeln!(
             out,
             "  {:32} {:14} {:>12} rows  {}",

@@ -169,8 +169,7 @@ fn eval_method(
     };
     Ok(match method {
         Method::Name(name) if name.contains('*') => {
-            let found =
-                matching(&|i| glob_match(&name.to_lowercase(), &dag.nodes[i].name.to_lowercase()));
+            let found = matching(&|i| glob_match(&name.to_lowercase(), dag.nodes[i].name.key()));
             if found.is_empty() {
                 return Err(invalid(name, "matches no model, seed or source"));
             }

@@ -435,7 +435,7 @@ impl StateWrites {
         let json = serde_json::to_string(v).expect("version serialises");
         self.sql.push(format!(
             "INSERT OR IGNORE INTO {SCHEMA}.model_versions VALUES ({}, {}, {}, {}, {}, {}, {});",
-            quote_str(&v.name.to_lowercase()),
+            quote_str(v.name.key()),
             quote_str(&v.fingerprint),
             quote_str(&v.own),
             quote_str(&v.metadata),
@@ -455,7 +455,7 @@ impl StateWrites {
     ) {
         self.sql.push(format!(
             "INSERT OR REPLACE INTO {SCHEMA}.models VALUES ({}, {}, {}, {}, {}, {}, {});",
-            quote_str(&v.name.to_lowercase()),
+            quote_str(v.name.key()),
             quote_str(&v.kind),
             quote_str(&v.fingerprint),
             quote_str(&v.metadata),

@@ -204,20 +204,20 @@ fn graph_nodes(project: &Project) -> Vec<Node> {
         .sources
         .keys()
         .map(|name| Node {
-            name: name.clone(),
+            name: name.as_str().into(),
             kind: NodeKind::Source,
             file: PathBuf::from(CONFIG_FILE),
             model: None,
         })
         .collect();
     nodes.extend(project.seeds.iter().map(|s| Node {
-        name: s.name.clone(),
+        name: s.name.as_str().into(),
         kind: NodeKind::Seed,
         file: s.path.clone(),
         model: None,
     }));
     nodes.extend(project.models.iter().enumerate().map(|(i, m)| Node {
-        name: m.name.clone(),
+        name: m.name.as_str().into(),
         kind: NodeKind::Model(m.config.kind),
         file: m.path.clone(),
         model: Some(i),
@@ -239,7 +239,7 @@ impl NameTable {
         let by_key: BTreeMap<String, NodeId> = nodes
             .iter()
             .enumerate()
-            .map(|(i, n)| (n.name.to_lowercase(), i))
+            .map(|(i, n)| (n.name.key().to_string(), i))
             .collect();
         let source_tables = project
             .config
@@ -261,7 +261,7 @@ impl NameTable {
             by_key,
             source_tables,
             model_nodes,
-            names: nodes.iter().map(|n| n.name.clone()).collect(),
+            names: nodes.iter().map(|n| n.name.to_string()).collect(),
         }
     }
 

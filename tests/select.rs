@@ -17,7 +17,7 @@ fn names(ws: &Workspace, sel: &[&str], exclude: &[&str]) -> Vec<String> {
     let set = select(&ws.dag, &ws.project, &sel, &exclude).expect("valid selector");
     let mut out: Vec<String> = set
         .into_iter()
-        .map(|i| ws.dag.nodes[i].name.clone())
+        .map(|i| ws.dag.nodes[i].name.to_string())
         .collect();
     out.sort();
     out

@@ -91,7 +91,7 @@ fn record_state(dir: &std::path::Path) -> hubforge::Result<()> {
     for (id, v) in versions.iter().enumerate() {
         w.version(v, "bench");
         w.published(v, &v.column_names(), "", "bench");
-        let key = ws.dag.nodes[id].name.to_lowercase();
+        let key = ws.dag.nodes[id].name.key();
         let Some((file, _)) = ws.model(id) else {
             continue;
         };

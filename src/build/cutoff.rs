@@ -95,10 +95,10 @@ impl<'a> Cutoff<'a> {
 
     /// The published data table of a model, if it has one.
     fn published(&self, id: NodeId) -> Option<&str> {
-        let key = self.ws.dag.nodes[id].name.to_lowercase();
+        let key = self.ws.dag.nodes[id].name.key();
         self.state
             .models
-            .get(&key)
+            .get(key)
             .map(|m| m.data_table.as_str())
             .filter(|t| !t.is_empty())
     }
@@ -161,13 +161,21 @@ impl<'a> Cutoff<'a> {
                 Effect::Unknown if work.full || r.intervals.is_empty() => all = true,
                 Effect::Unknown => needed = needed.union(&r.intervals),
                 Effect::Changed(set) if set.is_empty() => {
-                    quiet.insert(self.ws.dag.nodes[r.parent.expect("a parent")].name.clone());
+                    quiet.insert(
+                        self.ws.dag.nodes[r.parent.expect("a parent")]
+                            .name
+                            .to_string(),
+                    );
                 }
                 Effect::Changed(_) if work.full => all = true,
                 Effect::Changed(set) => {
                     let reach = set.extend_end(unit, window).align_outward(unit);
                     needed = needed.union(&r.intervals.intersect(&reach));
-                    quiet.insert(self.ws.dag.nodes[r.parent.expect("a parent")].name.clone());
+                    quiet.insert(
+                        self.ws.dag.nodes[r.parent.expect("a parent")]
+                            .name
+                            .to_string(),
+                    );
                 }
             }
         }
@@ -185,7 +193,7 @@ impl<'a> Cutoff<'a> {
         }
         let intervals = IntervalSet::from_intervals(drop.iter().filter_map(|&i| tasks[i].interval));
         self.decisions.push(CutOff {
-            model: work.name.clone(),
+            model: work.name.to_string(),
             full: work.full,
             intervals,
             reason: format!(

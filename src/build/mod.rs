@@ -265,7 +265,7 @@ pub fn build(
             summary.rows += r.rows;
             *summary
                 .rows_by_model
-                .entry(ws.dag.nodes[t.node].name.clone())
+                .entry(ws.dag.nodes[t.node].name.to_string())
                 .or_default() += r.rows;
         }
     }
@@ -280,10 +280,10 @@ fn seeds_to_load(ws: &Workspace, prepared: &Prepared) -> Vec<NodeId> {
     (0..ws.dag.len())
         .filter(|&i| ws.dag.nodes[i].kind == NodeKind::Seed)
         .filter(|&i| {
-            let key = ws.dag.nodes[i].name.to_lowercase();
-            state.sources.get(&key).map(|s| &s.whole)
-                != prepared.observed.sources.get(&key).map(|s| &s.whole)
-                || !state.models.contains_key(&key)
+            let key = ws.dag.nodes[i].name.key();
+            state.sources.get(key).map(|s| &s.whole)
+                != prepared.observed.sources.get(key).map(|s| &s.whole)
+                || !state.models.contains_key(key)
         })
         .collect()
 }
@@ -295,11 +295,11 @@ fn state_changes_needed(ws: &Workspace, prepared: &Prepared) -> bool {
     !prepared.plan.rekey.is_empty()
         || !prepared.plan.metadata_only.is_empty()
         || (0..ws.dag.len()).any(|i| {
-            let key = ws.dag.nodes[i].name.to_lowercase();
+            let key = ws.dag.nodes[i].name.key();
             ws.dag.nodes[i].kind == NodeKind::Source
-                && (state.models.get(&key).map(|m| &m.fingerprint)
+                && (state.models.get(key).map(|m| &m.fingerprint)
                     != Some(&prepared.versions[i].fingerprint)
-                    || state.sources.get(&key) != prepared.observed.sources.get(&key))
+                    || state.sources.get(key) != prepared.observed.sources.get(key))
         })
 }
 

@@ -71,10 +71,10 @@ pub(super) fn statements(
     let mut data_tables: BTreeMap<NodeId, String> = BTreeMap::new();
     for &id in &ws.dag.order {
         let node = &ws.dag.nodes[id];
-        let key = node.name.to_lowercase();
+        let key = node.name.key();
         let old_table = state
             .models
-            .get(&key)
+            .get(key)
             .map(|m| m.data_table.clone())
             .unwrap_or_default();
         let drop_old_table = |sql: &mut Vec<String>| {
@@ -137,7 +137,7 @@ pub(super) fn statements(
                 let tc = file.config.time_column.as_deref().unwrap_or_default();
                 let target = data_table(&old_table);
                 let published: BTreeSet<String> =
-                    state.models[&key].columns.iter().cloned().collect();
+                    state.models[key].columns.iter().cloned().collect();
                 for (col, ty) in &staged_columns[&id] {
                     if !published.contains(&col.to_lowercase()) {
                         sql.push(format!(
@@ -238,16 +238,13 @@ fn state_writes(
         w.remove_model(name);
     }
     for v in post.extra_versions.iter().chain(prepared.versions.iter()) {
-        if state
-            .version(&v.name.to_lowercase(), &v.fingerprint)
-            .is_none()
-        {
+        if state.version(v.name.key(), &v.fingerprint).is_none() {
             w.version(v, run.run_id);
         }
     }
     for (id, v) in prepared.versions.iter().enumerate() {
-        let key = ws.dag.nodes[id].name.to_lowercase();
-        let published = state.models.get(&key);
+        let key = ws.dag.nodes[id].name.key();
+        let published = state.models.get(key);
         let columns: Vec<String> = match staged_columns.get(&id) {
             Some(cols) => {
                 let mut c: Vec<String> = published.map(|m| m.columns.clone()).unwrap_or_default();
@@ -289,7 +286,7 @@ fn state_writes(
         }
     }
     for (&id, work) in work {
-        let key = ws.dag.nodes[id].name.to_lowercase();
+        let key = ws.dag.nodes[id].name.key();
         let mine: Vec<&Task> = staging.tasks.iter().filter(|t| t.node == id).collect();
         let fp_of = |t: &Task| {
             post.task_fp
@@ -329,7 +326,7 @@ fn state_writes(
     }
     for (id, old) in &prepared.plan.rekey {
         w.rekey(
-            &ws.dag.nodes[*id].name.to_lowercase(),
+            ws.dag.nodes[*id].name.key(),
             old,
             &prepared.versions[*id].fingerprint,
         );
@@ -347,7 +344,7 @@ fn state_writes(
     // Late data and restatements reaching models outside the scope would be
     // forgotten once the sources' snapshots are updated: record them.
     for left in &prepared.plan.out_of_scope {
-        let key = left.name.to_lowercase();
+        let key = left.name.key();
         for r in &left.reasons {
             let (k, reason, set) = (&r.change, &r.text, &r.intervals);
             if !matches!(k, ChangeKind::SourceChanged | ChangeKind::Restate) {
@@ -362,7 +359,7 @@ fn state_writes(
             let recorded = IntervalSet::from_intervals(
                 state
                     .pending
-                    .get(&key)
+                    .get(key)
                     .into_iter()
                     .flatten()
                     .filter(|p| p.change == k.as_str())
@@ -443,7 +440,7 @@ fn post_run(ws: &Workspace, prepared: &Prepared, tasks: &[Task]) -> PostRun {
         .collect();
     for &id in &ws.dag.order {
         let node = &ws.dag.nodes[id];
-        let key = node.name.to_lowercase();
+        let key = node.name.key();
         let mine: Vec<&Task> = tasks.iter().filter(|t| t.node == id).collect();
         let rebuilt = IntervalSet::from_intervals(mine.iter().filter_map(|t| t.interval));
         // Data of this node from earlier runs that stays.
@@ -452,7 +449,7 @@ fn post_run(ws: &Workspace, prepared: &Prepared, tasks: &[Task]) -> PostRun {
         } else {
             state
                 .intervals
-                .get(&key)
+                .get(key)
                 .into_iter()
                 .flatten()
                 .flat_map(|r| {
@@ -508,7 +505,7 @@ fn read_fp(
         .into_iter()
         .map(|p| {
             let fp = data_fp(ws, prepared, records, node, p, range, extra);
-            (ws.dag.nodes[p].name.to_lowercase(), fp)
+            (ws.dag.nodes[p].name.key().to_string(), fp)
         })
         .collect();
     if parents == current.parents {
@@ -579,7 +576,7 @@ impl crate::change::VersionLookup for WithExtra<'_> {
         self.versions.version(model, fingerprint).or_else(|| {
             self.extra
                 .iter()
-                .find(|v| v.fingerprint == fingerprint && v.name.to_lowercase() == model)
+                .find(|v| v.fingerprint == fingerprint && v.name.key() == model)
         })
     }
 }

@@ -123,7 +123,7 @@ pub(super) fn plan_staging(
     let mut data_key = vec![String::new(); n];
     for &id in &ws.dag.order {
         let node = &ws.dag.nodes[id];
-        let key = node.name.to_lowercase();
+        let key = node.name.key();
         let fp = &prepared.versions[id].fingerprint;
         let upstream = ws
             .dag
@@ -132,7 +132,7 @@ pub(super) fn plan_staging(
             .map(|&p| data_key[p].as_str())
             .collect::<Vec<_>>()
             .join(",");
-        let snapshot = || format!("{:?}", prepared.observed.sources.get(&key));
+        let snapshot = || format!("{:?}", prepared.observed.sources.get(key));
         let mut tasks: Vec<Task> = Vec::new();
         let mut mode = Mode::Full;
         match node.kind {
@@ -140,10 +140,13 @@ pub(super) fn plan_staging(
                 staging.read[id] = prepared
                     .observed
                     .relations
-                    .get(&key)
+                    .get(key)
                     .cloned()
                     .unwrap_or_else(|| {
-                        sources::relation(&ws.project.root, &ws.project.config.sources[&node.name])
+                        sources::relation(
+                            &ws.project.root,
+                            &ws.project.config.sources[node.name.as_str()],
+                        )
                     });
                 data_key[id] = hash(&[fp, &snapshot()]);
                 continue;
@@ -160,7 +163,7 @@ pub(super) fn plan_staging(
                         let unit = file.config.unit.unwrap_or(Unit::Day);
                         let published = state
                             .models
-                            .get(&key)
+                            .get(key)
                             .is_some_and(|m| !m.data_table.is_empty());
                         if published && !state.built(&key).subtract(&w.intervals).is_empty() {
                             mode = Mode::Partial;

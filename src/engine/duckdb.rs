@@ -163,6 +163,7 @@ impl DuckDbEngine {
         // One checkpoint at the end of a build, not one in the middle of it
         // whenever the write-ahead log passes DuckDB's default 16 MB.
         config = config.with("checkpoint_threshold", "1GB").map_err(map)?;
+        config = pinned(config).map_err(map)?;
         if options.read_only {
             config = config
                 .access_mode(duckdb::AccessMode::ReadOnly)
@@ -177,12 +178,21 @@ impl DuckDbEngine {
 
     /// An in-memory database, for tests and scratch work.
     pub fn in_memory() -> crate::Result<Self> {
-        let conn = Connection::open_in_memory()?;
+        let conn = Connection::open_in_memory_with_flags(pinned(duckdb::Config::default())?)?;
         Ok(DuckDbEngine {
             interrupts: std::sync::Mutex::new(vec![conn.interrupt_handle()]),
             conn: std::sync::Mutex::new(conn),
         })
     }
+}
+
+/// Settings every warehouse connection has. Time is UTC: the bundled DuckDB
+/// has no ICU extension, so TIMESTAMPTZ values are read and cast in UTC and no
+/// session can be in another time zone. Nothing is downloaded: a model that
+/// needs an extension that is not built in fails at once with DuckDB's message
+/// instead of trying the network (`SET TimeZone` alone would try to fetch ICU).
+fn pinned(config: duckdb::Config) -> duckdb::Result<duckdb::Config> {
+    config.with("autoinstall_known_extensions", "false")
 }
 
 fn open_error(path: &std::path::Path, e: duckdb::Error) -> crate::Error {
@@ -294,5 +304,33 @@ fn convert(v: duckdb::types::Value) -> super::Value {
         D::Double(f) => V::Float(f),
         D::Text(s) => V::Text(s),
         other => V::Text(format!("{other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DuckDbEngine;
+    use crate::engine::Engine;
+
+    #[test]
+    fn sessions_read_time_in_utc() {
+        let engine = DuckDbEngine::in_memory().unwrap();
+        let s = engine.session().unwrap();
+        let rows = s
+            .query(
+                "SELECT CAST(CAST(TIMESTAMPTZ '2025-01-01 10:00:00+02' AS TIMESTAMP) AS VARCHAR)",
+            )
+            .unwrap();
+        assert_eq!(rows.rows[0][0].as_str(), Some("2025-01-01 08:00:00"));
+    }
+
+    #[test]
+    fn nothing_is_downloaded() {
+        let engine = DuckDbEngine::in_memory().unwrap();
+        let s = engine.session().unwrap();
+        let err = s.execute("SET TimeZone = 'Europe/Paris'").unwrap_err();
+        // Refused at once, not after an attempt to fetch ICU.
+        assert!(err.to_string().contains("icu"), "{err}");
+        assert!(!err.to_string().contains("download"), "{err}");
     }
 }
