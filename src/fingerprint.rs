@@ -168,7 +168,7 @@ fn node_version(
         NodeKind::Source => {
             let config = &ws.project.config.sources[node.name.as_str()];
             plain(
-                source_own(&key, config),
+                source_own(key, config),
                 source_header(config),
                 schemas.get(key).cloned().unwrap_or_default(),
             )

@@ -103,14 +103,14 @@ pub fn mark_current(
             continue;
         }
         let version = &prepared.versions[work.node];
-        if state.version(&key, &version.fingerprint).is_none() {
+        if state.version(key, &version.fingerprint).is_none() {
             w.version(version, &decision_id);
         }
-        w.mark_current(&key, &set, &version.fingerprint, state);
+        w.mark_current(key, &set, &version.fingerprint, state);
         for iv in set.iter() {
             w.decision(
                 &decision_id,
-                &key,
+                key,
                 Some(iv),
                 "mark_current",
                 &version.fingerprint,

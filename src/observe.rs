@@ -62,7 +62,7 @@ pub fn observe(s: &dyn Session, ws: &Workspace, mode: Ingest) -> Result<Observed
         // new time column or unit splits the data differently.
         let same_definition =
             out.state.models.get(key).is_some_and(|m| {
-                m.fingerprint == crate::fingerprint::source_fingerprint(&key, config)
+                m.fingerprint == crate::fingerprint::source_fingerprint(key, config)
             });
         let known = previous
             .filter(|p| same_definition && !files.is_empty() && p.files == files)

@@ -107,10 +107,10 @@ fn record_state(dir: &std::path::Path) -> hubforge::Result<()> {
         match hubforge::plan::universe(&ws, id, now) {
             Some((unit, u)) => {
                 for b in u.batches(unit, file.config.batch_size()) {
-                    w.interval(&key, &record(b));
+                    w.interval(key, &record(b));
                 }
             }
-            None => w.interval(&key, &record(hubforge::plan::history(&ws, id, now))),
+            None => w.interval(key, &record(hubforge::plan::history(&ws, id, now))),
         }
     }
     for (key, snap) in &observed.sources {

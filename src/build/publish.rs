@@ -98,7 +98,7 @@ pub(super) fn statements(
                     .to_string();
                 for old in ingested
                     .iter()
-                    .filter(|t| sources::is_copy_of(t, &key) && **t != current)
+                    .filter(|t| sources::is_copy_of(t, key) && **t != current)
                 {
                     sql.push(format!(
                         "DROP TABLE IF EXISTS {SOURCE_SCHEMA}.{};",
@@ -296,20 +296,20 @@ fn state_writes(
         };
         let full = work.full || staging.nodes.get(&id).is_some_and(|s| s.mode == Mode::Full);
         if full {
-            w.clear_all_intervals(&key);
+            w.clear_all_intervals(key);
         } else {
             // Exactly the data replaced: the batches, aligned outward to the unit.
             let replaced = staging
                 .nodes
                 .get(&id)
                 .map_or_else(|| work.intervals.clone(), |s| s.rebuilt.clone());
-            w.clear_intervals(&key, &replaced, state);
+            w.clear_intervals(key, &replaced, state);
         }
         if mine.is_empty() {
             // A view: recorded as current over the whole history.
             let fp = prepared.versions[id].fingerprint.clone();
             w.interval(
-                &key,
+                key,
                 &record(
                     history(ws, id, prepared.now),
                     fp,
@@ -321,7 +321,7 @@ fn state_writes(
         for t in mine {
             let staged = results.get(&t.key).cloned().unwrap_or_default();
             let range = t.interval.unwrap_or_else(|| history(ws, id, prepared.now));
-            w.interval(&key, &record(range, fp_of(t), run.run_id, &staged));
+            w.interval(key, &record(range, fp_of(t), run.run_id, &staged));
         }
     }
     for (id, old) in &prepared.plan.rekey {
@@ -367,7 +367,7 @@ fn state_writes(
             );
             for iv in set.subtract(&recorded).iter() {
                 w.pending(
-                    &key,
+                    key,
                     &PendingRecord {
                         interval: *iv,
                         change: k.as_str().to_string(),

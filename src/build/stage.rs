@@ -165,7 +165,7 @@ pub(super) fn plan_staging(
                             .models
                             .get(key)
                             .is_some_and(|m| !m.data_table.is_empty());
-                        if published && !state.built(&key).subtract(&w.intervals).is_empty() {
+                        if published && !state.built(key).subtract(&w.intervals).is_empty() {
                             mode = Mode::Partial;
                         }
                         w.intervals
