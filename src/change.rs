@@ -251,12 +251,7 @@ fn own_change(old: &ModelVersion, new: &ModelVersion) -> Option<Change> {
         affected: Affected::All(reason),
         added: BTreeSet::new(),
     };
-    let added: BTreeSet<String> = new
-        .columns
-        .iter()
-        .filter(|c| old.column(&c.name).is_none())
-        .map(|c| c.name.clone())
-        .collect();
+    let added = columns_only_in(new, old);
     let header: Vec<&String> = new
         .data_header
         .keys()
@@ -373,18 +368,8 @@ fn shape_change(old: &ModelVersion, new: &ModelVersion) -> Option<Change> {
     if old.columns.is_empty() || new.lineage_unknown.is_some() || old.lineage_unknown.is_some() {
         return None;
     }
-    let added: BTreeSet<String> = new
-        .columns
-        .iter()
-        .filter(|c| old.column(&c.name).is_none())
-        .map(|c| c.name.clone())
-        .collect();
-    let removed: BTreeSet<String> = old
-        .columns
-        .iter()
-        .filter(|c| new.column(&c.name).is_none())
-        .map(|c| c.name.clone())
-        .collect();
+    let added = columns_only_in(new, old);
+    let removed = columns_only_in(old, new);
     if added.is_empty() && removed.is_empty() {
         return None;
     }
@@ -406,6 +391,15 @@ fn shape_change(old: &ModelVersion, new: &ModelVersion) -> Option<Change> {
         affected: Affected::Columns(removed),
         added,
     })
+}
+
+/// The output columns of `a` that `b` does not have.
+fn columns_only_in(a: &ModelVersion, b: &ModelVersion) -> BTreeSet<String> {
+    a.columns
+        .iter()
+        .filter(|c| b.column(&c.name).is_none())
+        .map(|c| c.name.clone())
+        .collect()
 }
 
 fn list(cols: &BTreeSet<String>) -> String {

@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{build_json, built_example, edit, example_copy, query, table_rows};
+use common::{build_json, built_example, edit, example_copy, kill_at, query, table_rows};
 
 /// Every row of every published table and of hubforge's state, as text.
 fn snapshot(dir: &Path) -> Vec<String> {
@@ -27,37 +27,6 @@ fn snapshot(dir: &Path) -> Vec<String> {
         out.extend(table_rows(dir, &name, "true"));
     }
     out
-}
-
-/// Start a build that stops at `point`, wait until it is there, and SIGKILL it.
-fn kill_at(dir: &Path, point: &str, args: &[&str]) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hubforge"))
-        .args(args)
-        .current_dir(dir)
-        .env("HUBFORGE_PLAIN", "1")
-        .env("HUBFORGE_PAUSE_AT", point)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start hubforge");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut seen = Vec::new();
-    let mut reached = false;
-    for line in BufReader::new(stderr).lines() {
-        let line = line.expect("line");
-        if line.starts_with("hubforge: paused at") {
-            reached = true;
-            break;
-        }
-        seen.push(line);
-    }
-    child.kill().expect("SIGKILL");
-    child.wait().expect("wait");
-    assert!(
-        reached,
-        "the build never reached {point}:\n{}",
-        seen.join("\n")
-    );
 }
 
 fn fix_pricing(dir: &Path) {

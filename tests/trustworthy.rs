@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use chrono::{Days, NaiveDate};
-use common::{build_json, edit, entry, hubforge, names, plan_json, query, stderr, stdout};
+use common::{build_json, edit, entry, hubforge, kill_at, names, plan_json, query, stderr, stdout};
 use serde_json::{Value, json};
 
 const START: &str = "2025-01-01";
@@ -118,25 +118,8 @@ fn base_and(more: &[(&'static str, String)]) -> tempfile::TempDir {
 /// A copy of a project directory, warehouse included.
 fn copy_all(from: &Path) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
-    copy_files(from, dir.path(), true);
+    common::copy_filtered(from, dir.path(), |_| true);
     dir
-}
-
-fn copy_files(from: &Path, to: &Path, with_warehouse: bool) {
-    for entry in walkdir::WalkDir::new(from) {
-        let entry = entry.expect("walk");
-        let rel = entry.path().strip_prefix(from).expect("prefix");
-        let name = rel.to_string_lossy();
-        if !with_warehouse && (name.starts_with("warehouse.duckdb") || name.starts_with("target")) {
-            continue;
-        }
-        let target = to.join(rel);
-        if entry.file_type().is_dir() {
-            std::fs::create_dir_all(&target).expect("mkdir");
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
 }
 
 /// Change the amount of the first order of `day` in the source file, in place.
@@ -229,39 +212,6 @@ fn assert_plan_empty(dir: &Path, after: &str) {
     );
 }
 
-/// Start a build with `HUBFORGE_PAUSE_AT=point`, wait until it pauses there and
-/// SIGKILL it.
-fn kill_at(dir: &Path, point: &str, args: &[&str]) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hubforge"))
-        .args(args)
-        .current_dir(dir)
-        .env("HUBFORGE_PLAIN", "1")
-        .env_remove("HUBFORGE_NOW")
-        .env("HUBFORGE_PAUSE_AT", point)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start hubforge");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut seen = Vec::new();
-    let mut reached = false;
-    for line in BufReader::new(stderr).lines() {
-        let line = line.expect("line");
-        if line.starts_with("hubforge: paused at") {
-            reached = true;
-            break;
-        }
-        seen.push(line);
-    }
-    child.kill().expect("SIGKILL");
-    child.wait().expect("wait");
-    assert!(
-        reached,
-        "the build never reached {point}:\n{}",
-        seen.join("\n")
-    );
-}
-
 // ---------------------------------------------------------------------------
 // Reading the warehouse
 // ---------------------------------------------------------------------------
@@ -343,7 +293,9 @@ fn published(dir: &Path) -> BTreeMap<String, Relation> {
 /// every table and view of `main`, row by row.
 fn assert_equals_clean_rebuild(dir: &Path, after: &str) {
     let clean = tempfile::tempdir().expect("tempdir");
-    copy_files(dir, clean.path(), false);
+    common::copy_filtered(dir, clean.path(), |name| {
+        !(name.starts_with("warehouse.duckdb") || name.starts_with("target"))
+    });
     let out = hubforge(clean.path(), &["build"]);
     assert!(
         out.status.success(),

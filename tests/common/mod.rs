@@ -2,8 +2,9 @@
 //! projects into temporary directories.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -39,7 +40,8 @@ pub fn copy_tree(from: &Path, to: &Path) {
     });
 }
 
-fn copy_filtered(from: &Path, to: &Path, keep: impl Fn(&str) -> bool) {
+/// Copy a directory tree, keeping the paths (relative to `from`) `keep` accepts.
+pub fn copy_filtered(from: &Path, to: &Path, keep: impl Fn(&str) -> bool) {
     for entry in walkdir::WalkDir::new(from) {
         let entry = entry.expect("walk");
         let rel = entry.path().strip_prefix(from).expect("prefix");
@@ -212,4 +214,45 @@ pub fn drop_days(dir: &Path, rel: &str, days: &[&str]) -> String {
     assert!(kept.len() < text.len(), "{rel} has rows on {days:?}");
     std::fs::write(&path, kept).expect("write");
     text
+}
+
+/// Start `hubforge args` in `dir` with `HUBFORGE_PAUSE_AT=point`, wait until it
+/// pauses there and SIGKILL it: Ok(true). Ok(false) when it finished without
+/// reaching the point; Err with what it printed when it failed.
+pub fn kill_at_pause(dir: &Path, point: &str, args: &[&str]) -> Result<bool, String> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hubforge"))
+        .args(args)
+        .current_dir(dir)
+        .env("HUBFORGE_PLAIN", "1")
+        .env("HUBFORGE_PAUSE_AT", point)
+        .env_remove("HUBFORGE_NOW")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start hubforge");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut seen = Vec::new();
+    for line in BufReader::new(stderr).lines() {
+        let line = line.unwrap_or_default();
+        if line.starts_with("hubforge: paused at") {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("wait");
+            return Ok(true);
+        }
+        seen.push(line);
+    }
+    if child.wait().expect("wait").success() {
+        Ok(false)
+    } else {
+        Err(seen.join("\n"))
+    }
+}
+
+/// [`kill_at_pause`], which must reach the point.
+pub fn kill_at(dir: &Path, point: &str, args: &[&str]) {
+    let reached = kill_at_pause(dir, point, args);
+    assert!(
+        reached == Ok(true),
+        "the build never reached {point}: {reached:?}"
+    );
 }
