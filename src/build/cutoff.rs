@@ -72,10 +72,23 @@ impl<'a> Cutoff<'a> {
         state: &'a State,
         work: &'a BTreeMap<NodeId, &'a ModelWork>,
     ) -> Self {
+        // A parent is compared only when a reader could skip something
+        // because of it: work the reader's own reasons cover is built anyway.
         let mut watched = BTreeSet::new();
         for w in work.values() {
+            let own: Vec<&IntervalSet> = w
+                .reasons
+                .iter()
+                .filter(|r| r.parent.is_none())
+                .map(|r| &r.intervals)
+                .collect();
+            let own_all = w.full && !own.is_empty();
+            let own = own.into_iter().fold(IntervalSet::new(), |a, s| a.union(s));
             for r in &w.reasons {
-                if let Some(p) = r.parent {
+                if let Some(p) = r.parent
+                    && !own_all
+                    && (w.full || !r.intervals.subtract(&own).is_empty())
+                {
                     watch(ws, p, &mut watched);
                 }
             }
