@@ -149,13 +149,14 @@ fn pricing_correction_of_the_last_three_months() {
             "the bug only touched Q4"
         ]]
     );
-    // Left stale: the October days of the 7-day window, which read September's
-    // data while it was still marked as built with the old logic.
+    // Left stale: the first six October days of the 7-day window, the only
+    // ones that read September's data while it was still marked as built with
+    // the old logic. Staleness at a window's edge is per unit, not per batch.
     let plan = plan_json(dir.path(), &[]);
     assert_eq!(names(&plan, "models"), ["customer_activity_7d"], "{plan}");
     assert_eq!(
         entry(&plan, "models", "customer_activity_7d")["intervals"],
-        json!([["2025-10-01", "2025-11-01"]])
+        json!([["2025-10-01", "2025-10-07"]])
     );
     build_json(dir.path(), &[]);
     assert_eq!(plan_json(dir.path(), &[])["models"], json!([]));

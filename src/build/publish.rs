@@ -288,12 +288,6 @@ fn state_writes(
     for (&id, work) in work {
         let key = ws.dag.nodes[id].name.key();
         let mine: Vec<&Task> = staging.tasks.iter().filter(|t| t.node == id).collect();
-        let fp_of = |t: &Task| {
-            post.task_fp
-                .get(&t.key)
-                .cloned()
-                .unwrap_or_else(|| prepared.versions[id].fingerprint.clone())
-        };
         let full = work.full || staging.nodes.get(&id).is_some_and(|s| s.mode == Mode::Full);
         if full {
             w.clear_all_intervals(key);
@@ -321,7 +315,20 @@ fn state_writes(
         for t in mine {
             let staged = results.get(&t.key).cloned().unwrap_or_default();
             let range = t.interval.unwrap_or_else(|| history(ws, id, prepared.now));
-            w.interval(key, &record(range, fp_of(t), run.run_id, &staged));
+            let pieces = post
+                .task_fp
+                .get(&t.key)
+                .cloned()
+                .unwrap_or_else(|| vec![(range, prepared.versions[id].fingerprint.clone())]);
+            // Rows and checksum are the batch's; pieces of it do not know theirs.
+            let unknown = Staged {
+                rows: -1,
+                checksum: String::new(),
+            };
+            let measured = if pieces.len() == 1 { &staged } else { &unknown };
+            for (piece, fp) in pieces {
+                w.interval(key, &record(piece, fp, run.run_id, measured));
+            }
         }
     }
     for (id, old) in &prepared.plan.rekey {
@@ -417,8 +424,9 @@ fn record(interval: Interval, fp: String, run_id: &str, staged: &Staged) -> Inte
 /// view has no data of its own: what a batch reads through it is what the view
 /// reads, under the view's logic.
 struct PostRun {
-    /// Task key → fingerprint to record.
-    task_fp: HashMap<String, String>,
+    /// Task key → the intervals of its batch and the fingerprint to record
+    /// for each (one piece unless parts of it read older data).
+    task_fp: HashMap<String, Vec<(Interval, String)>>,
     /// Versions those fingerprints stand for that are not current versions.
     extra_versions: Vec<ModelVersion>,
 }
@@ -469,19 +477,54 @@ fn post_run(ws: &Workspace, prepared: &Prepared, tasks: &[Task]) -> PostRun {
         let config = ws.model(id).map(|(f, _)| &f.config);
         let window = config.map_or(1, |c| c.window);
         let unit = config.and_then(|c| c.unit);
+        // What an interval reads: itself, and `window - 1` units before it.
+        let reads = |iv: Interval| {
+            let start = unit.map_or(iv.start(), |u| u.add(iv.start(), -(i64::from(window) - 1)));
+            Interval::new(start, iv.end()).unwrap_or(iv)
+        };
         for t in &mine {
-            // A batch reads its window, and `window - 1` units before it.
-            let read = t.interval.map(|iv| {
-                let start =
-                    unit.map_or(iv.start(), |u| u.add(iv.start(), -(i64::from(window) - 1)));
-                Interval::new(start, iv.end()).unwrap_or(iv)
-            });
-            let fp = read_fp(ws, prepared, &records, id, read, &mut out.extra_versions);
-            kept.push((
-                t.interval.unwrap_or_else(|| history(ws, id, prepared.now)),
-                fp.clone(),
-            ));
-            out.task_fp.insert(t.key.clone(), fp);
+            let fp = read_fp(
+                ws,
+                prepared,
+                &records,
+                id,
+                t.interval.map(reads),
+                &mut out.extra_versions,
+            );
+            let pieces = match (t.interval, unit) {
+                // Some of what the batch read is older data: each unit is
+                // recorded with what it read, so that only the units that read
+                // the older data are found stale once it is rebuilt.
+                (Some(iv), Some(u)) if fp != current[id].fingerprint => {
+                    let mut pieces: Vec<(Interval, String)> = Vec::new();
+                    for unit_iv in IntervalSet::single(iv).units(u) {
+                        let fp = read_fp(
+                            ws,
+                            prepared,
+                            &records,
+                            id,
+                            Some(reads(unit_iv)),
+                            &mut out.extra_versions,
+                        );
+                        match pieces.last_mut() {
+                            Some((last, last_fp))
+                                if *last_fp == fp && last.end() == unit_iv.start() =>
+                            {
+                                *last =
+                                    Interval::new(last.start(), unit_iv.end()).expect("ordered");
+                            }
+                            _ => pieces.push((unit_iv, fp)),
+                        }
+                    }
+                    pieces
+                }
+                _ => vec![(
+                    t.interval.unwrap_or_else(|| history(ws, id, prepared.now)),
+                    fp,
+                )],
+            };
+            kept.extend(pieces.iter().cloned());
+            out.task_fp.insert(t.key.clone(), pieces);
         }
         records[id] = kept;
     }
