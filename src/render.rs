@@ -239,6 +239,7 @@ pub fn cutoffs_json(cutoffs: &[crate::build::CutOff]) -> serde_json::Value {
                 "full": c.full,
                 "intervals": intervals_json(&c.intervals),
                 "reason": c.reason,
+                "outside_scope": c.outside_scope,
             }))
             .collect::<Vec<_>>()
     )
@@ -316,19 +317,20 @@ pub fn build_text(ws: &Workspace, summary: &crate::build::BuildSummary) -> Strin
         summary.seconds
     );
     for c in &summary.cutoffs {
-        let what = if c.full {
-            "not rebuilt".to_string()
-        } else {
-            format!("{} not rebuilt", c.intervals)
+        let what = match (c.outside_scope, c.full) {
+            (true, _) => "no longer stale".to_string(),
+            (false, true) => "not rebuilt".to_string(),
+            (false, false) => format!("{} not rebuilt", c.intervals),
         };
         let _ = writeln!(out, "  {:32} early cutoff: {what}: {}", c.model, c.reason);
     }
-    if !summary.plan.out_of_scope.is_empty() {
+    let settled = summary.cutoffs.iter().filter(|c| c.outside_scope).count();
+    let left = summary.plan.out_of_scope.len().saturating_sub(settled);
+    if left > 0 {
         let _ = writeln!(
             out,
-            "{} model{} stay stale outside the scope (see `hubforge plan`).",
-            summary.plan.out_of_scope.len(),
-            crate::diagnostics::plural(summary.plan.out_of_scope.len())
+            "{left} model{} stay stale outside the scope (see `hubforge plan`).",
+            crate::diagnostics::plural(left)
         );
     }
     out

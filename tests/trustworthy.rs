@@ -1223,6 +1223,55 @@ fn an_unchanged_rebuilt_table_does_not_restate_its_incremental_readers_history()
     assert_converged(dir.path(), "a repair of a column d does not read");
 }
 
+#[test]
+fn a_scoped_restatement_with_identical_data_leaves_no_reader_stale() {
+    let dir = base();
+    let p = dir.path();
+    ok(p, &["build"]);
+    // Restating p for February changes nothing: c, outside the scope and
+    // reading p through the view v, is not left stale.
+    let run = build_json(
+        p,
+        &[
+            "--backfill",
+            "--select",
+            "p",
+            "--start",
+            "2025-02-01",
+            "--end",
+            "2025-03-01",
+        ],
+    );
+    let settled: Vec<&str> = run["cutoff"]
+        .as_array()
+        .expect("cutoff")
+        .iter()
+        .filter(|c| c["outside_scope"] == true)
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(settled, ["c"], "{}", run["cutoff"]);
+    assert_eq!(count(p, "SELECT count(*) FROM _hubforge.pending"), 0);
+    assert_converged(p, "a scoped restatement that changed nothing");
+}
+
+#[test]
+fn a_scoped_rebuild_that_changed_data_leaves_its_readers_stale() {
+    let dir = base();
+    let p = dir.path();
+    ok(p, &["build"]);
+    repair_amount(p, "2025-02-10");
+    let run = build_json(p, &["--select", "p"]);
+    assert_eq!(
+        run["cutoff"],
+        json!([]),
+        "p's data changed: nothing is cut off"
+    );
+    let plan = plan_json(p, &[]);
+    assert_eq!(names(&plan, "models"), ["c"], "{}", plan_summary(&plan));
+    ok(p, &["build"]);
+    assert_converged(p, "a scoped rebuild, then an unscoped one");
+}
+
 // ---------------------------------------------------------------------------
 // 13. Views recreated only when their definition changes
 // ---------------------------------------------------------------------------

@@ -46,6 +46,8 @@ pub struct CutOff {
     pub intervals: IntervalSet,
     pub full: bool,
     pub reason: String,
+    /// A model outside the scope that is not left stale after all.
+    pub outside_scope: bool,
 }
 
 /// The early-cutoff bookkeeping of one run.
@@ -71,6 +73,7 @@ impl<'a> Cutoff<'a> {
         ws: &'a Workspace,
         state: &'a State,
         work: &'a BTreeMap<NodeId, &'a ModelWork>,
+        out_of_scope: &[ModelWork],
     ) -> Self {
         // A parent is compared only when a reader could skip something
         // because of it: work the reader's own reasons cover is built anyway.
@@ -89,6 +92,15 @@ impl<'a> Cutoff<'a> {
                     && !own_all
                     && (w.full || !r.intervals.subtract(&own).is_empty())
                 {
+                    watch(ws, p, &mut watched);
+                }
+            }
+        }
+        // Readers outside the scope would be left stale by a change of data:
+        // when that data turns out identical, they are not.
+        for w in out_of_scope {
+            for r in &w.reasons {
+                if let Some(p) = r.parent {
                     watch(ws, p, &mut watched);
                 }
             }
@@ -213,6 +225,7 @@ impl<'a> Cutoff<'a> {
                 "the data it reads from {} is identical to what was published",
                 quiet.into_iter().collect::<Vec<_>>().join(", ")
             ),
+            outside_scope: false,
         });
         self.cut.extend(drop);
         *pending = keep;
@@ -221,6 +234,77 @@ impl<'a> Cutoff<'a> {
         } else if staging.nodes.get(&id).is_some_and(|s| s.mode == Mode::Full) {
             self.partial.insert(id);
         }
+    }
+
+    /// Whether the data of `id`, rebuilt in this run, is known to be
+    /// identical to what was published.
+    fn quiet(&self, id: NodeId) -> bool {
+        self.skipped.contains(&id)
+            || matches!(self.changed.get(&id), Some(Effect::Changed(s)) if s.is_empty())
+    }
+
+    /// Models outside the scope whose data reasons all come from parents
+    /// whose data turned out identical (or from such models): nothing is left
+    /// stale in them. Recorded as decisions; returned so that no pending work
+    /// is written for them.
+    pub fn settle_out_of_scope(&mut self, out_of_scope: &[ModelWork]) -> BTreeSet<NodeId> {
+        let mut settled: BTreeSet<NodeId> = BTreeSet::new();
+        let stale: BTreeSet<NodeId> = out_of_scope.iter().map(|w| w.node).collect();
+        for w in out_of_scope {
+            let data: Vec<_> = w
+                .reasons
+                .iter()
+                .filter(|r| r.change.propagates_as_data())
+                .collect();
+            let quiet = |p: NodeId| self.passes_nothing(p, &stale, &settled);
+            if data.is_empty() || !data.iter().all(|r| r.parent.is_some_and(quiet)) {
+                continue;
+            }
+            if data.len() == w.reasons.len() {
+                let parents: BTreeSet<String> = data
+                    .iter()
+                    .filter_map(|r| r.parent)
+                    .map(|p| self.ws.dag.nodes[p].name.to_string())
+                    .collect();
+                self.decisions.push(CutOff {
+                    model: w.name.to_string(),
+                    intervals: w.intervals.clone(),
+                    full: w.full,
+                    reason: format!(
+                        "the data it reads from {} is identical to what was published",
+                        parents.into_iter().collect::<Vec<_>>().join(", ")
+                    ),
+                    outside_scope: true,
+                });
+                settled.insert(w.node);
+            }
+        }
+        settled
+    }
+
+    /// Whether `id` passes no change of data to its readers after this run:
+    /// rebuilt identical, settled, or a view over such nodes and nodes that
+    /// are not stale at all.
+    fn passes_nothing(
+        &self,
+        id: NodeId,
+        stale: &BTreeSet<NodeId>,
+        settled: &BTreeSet<NodeId>,
+    ) -> bool {
+        if self.quiet(id) || settled.contains(&id) {
+            return true;
+        }
+        if self.ws.dag.nodes[id].kind != NodeKind::Model(Kind::View) {
+            return false;
+        }
+        self.ws.dag.parents(id).into_iter().all(|p| {
+            let node = &self.ws.dag.nodes[p];
+            self.passes_nothing(p, stale, settled)
+                || (node.kind.is_model()
+                    && node.kind != NodeKind::Model(Kind::View)
+                    && !self.work.contains_key(&p)
+                    && !stale.contains(&p))
+        })
     }
 
     /// The intervals of `id` rebuilt in this run: its batches not dropped.

@@ -157,7 +157,12 @@ pub fn build(
 
     let t = std::time::Instant::now();
     let planned = work.clone();
-    let mut cutoff = cutoff::Cutoff::new(ws, &prepared.observed.state, &planned);
+    let mut cutoff = cutoff::Cutoff::new(
+        ws,
+        &prepared.observed.state,
+        &planned,
+        &prepared.plan.out_of_scope,
+    );
     let results = stage::run(
         ws,
         engine,
@@ -200,6 +205,7 @@ pub fn build(
         .filter(|(i, _)| !cutoff.cut.contains(i))
         .map(|(_, t)| t)
         .collect();
+    let settled = cutoff.settle_out_of_scope(&prepared.plan.out_of_scope);
     summary.cutoffs = cutoff.decisions;
     crate::progress::timing("stage", t.elapsed());
     pause_point("validate", 0);
@@ -216,6 +222,7 @@ pub fn build(
             started,
             command: &options.command,
             cutoffs: &summary.cutoffs,
+            settled: &settled,
         },
         main.as_ref(),
     )?;

@@ -25,6 +25,8 @@ pub(super) struct RunInfo<'a> {
     pub started: NaiveDateTime,
     pub command: &'a str,
     pub cutoffs: &'a [super::CutOff],
+    /// Models outside the scope that early cutoff found not stale.
+    pub settled: &'a BTreeSet<NodeId>,
 }
 
 /// The statements of the publish transaction, in order.
@@ -350,7 +352,12 @@ fn state_writes(
     }
     // Late data and restatements reaching models outside the scope would be
     // forgotten once the sources' snapshots are updated: record them.
-    for left in &prepared.plan.out_of_scope {
+    for left in prepared
+        .plan
+        .out_of_scope
+        .iter()
+        .filter(|w| !run.settled.contains(&w.node))
+    {
         let key = left.name.key();
         for r in &left.reasons {
             let (k, reason, set) = (&r.change, &r.text, &r.intervals);
