@@ -10,24 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{build_json, built_example, edit, example_copy, kill_at, query, table_rows};
-
-/// Every row of every published table and of hubforge's state, as text.
-fn snapshot(dir: &Path) -> Vec<String> {
-    // What users see (the views of `main`) and hubforge's state.
-    let tables = query(
-        dir,
-        "SELECT table_schema, table_name FROM information_schema.tables \
-         WHERE table_schema = 'main' OR (table_schema = '_hubforge' AND table_type = 'BASE TABLE') ORDER BY 1, 2",
-    );
-    let mut out = Vec::new();
-    for t in tables {
-        let name = format!("{}.{}", t[0], t[1]);
-        out.push(format!("== {name}"));
-        out.extend(table_rows(dir, &name, "true"));
-    }
-    out
-}
+use common::{build_json, built_example, edit, example_copy, kill_at, query, snapshot, table_rows};
 
 fn fix_pricing(dir: &Path) {
     edit(

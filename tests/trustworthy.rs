@@ -14,7 +14,9 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use chrono::{Days, NaiveDate};
-use common::{build_json, edit, entry, hubforge, kill_at, names, plan_json, query, stderr, stdout};
+use common::{
+    build_json, edit, entry, hubforge, kill_at, names, plan_json, query, snapshot, stderr, stdout,
+};
 use serde_json::{Value, json};
 
 const START: &str = "2025-01-01";
@@ -865,22 +867,6 @@ fn a_table_batch_staged_before_the_end_of_history_moved_is_not_reused() {
 // `current_setting('TimeZone')`) tries to autoload ICU, so a session's time
 // zone cannot differ from UTC in a way a model can observe.
 // ---------------------------------------------------------------------------
-
-/// Every row of every published table and of hubforge's state, as text.
-fn snapshot(dir: &Path) -> Vec<String> {
-    let tables = query(
-        dir,
-        "SELECT table_schema, table_name FROM information_schema.tables \
-         WHERE table_schema = 'main' OR (table_schema = '_hubforge' AND table_type = 'BASE TABLE') ORDER BY 1, 2",
-    );
-    let mut out = Vec::new();
-    for t in tables {
-        let name = format!("{}.{}", t[0], t[1]);
-        out.push(format!("== {name}"));
-        out.extend(common::table_rows(dir, &name, "true"));
-    }
-    out
-}
 
 #[test]
 fn an_interrupt_during_publish_publishes_nothing() {

@@ -256,3 +256,19 @@ pub fn kill_at(dir: &Path, point: &str, args: &[&str]) {
         "the build never reached {point}: {reached:?}"
     );
 }
+
+/// Every row of every published view of `main` and of hubforge's state, as text.
+pub fn snapshot(dir: &Path) -> Vec<String> {
+    let tables = query(
+        dir,
+        "SELECT table_schema, table_name FROM information_schema.tables \
+         WHERE table_schema = 'main' OR (table_schema = '_hubforge' AND table_type = 'BASE TABLE') ORDER BY 1, 2",
+    );
+    let mut out = Vec::new();
+    for t in tables {
+        let name = format!("{}.{}", t[0], t[1]);
+        out.push(format!("== {name}"));
+        out.extend(table_rows(dir, &name, "true"));
+    }
+    out
+}
