@@ -22,6 +22,8 @@ pub struct Observed {
     pub schemas: KnownSchemas,
     /// Source (lowercase) → the relation its rows are read from, when ingested.
     pub relations: BTreeMap<String, String>,
+    /// Source (lowercase) → rows kept out of the build as unreadable.
+    pub rejected: BTreeMap<String, i64>,
 }
 
 /// Read state once and snapshot every source and seed. Files that did not
@@ -69,14 +71,16 @@ pub fn observe(s: &dyn Session, ws: &Workspace, mode: Ingest) -> Result<Observed
             .zip(out.state.schemas.get(key));
         let relation = match (mode, known) {
             (Ingest::Temp, Some(_)) => None,
-            _ => Some(sources::ingest(
-                s,
-                &ws.project,
-                &node.name,
-                config,
-                &files,
-                mode,
-            )?),
+            _ => {
+                let ingested = sources::ingest(s, &ws.project, &node.name, config, &files, mode)?;
+                for w in &ingested.warnings {
+                    eprint!("{}", w.render());
+                }
+                if ingested.rejected > 0 {
+                    out.rejected.insert(key.to_string(), ingested.rejected);
+                }
+                Some(ingested.relation)
+            }
         };
         let (snapshot, columns) = match (known, &relation) {
             (Some((prev, cols)), _) => (prev.clone(), cols.clone()),
