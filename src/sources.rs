@@ -474,8 +474,7 @@ fn missing_files(project: &Project, name: &str, pattern: &str) -> Error {
     Diagnostic::error(Code::SourceMissing, message)
         .at(crate::config::source_location(&project.config_text, name))
         .with_help(format!(
-            "`path` is relative to the project directory ({}); fix it in [sources.{name}] or add the files",
-            crate::diagnostics::display_path(&project.root)
+            "`path` is relative to the directory of hubforge.toml; fix it in [sources.{name}] or add the files"
         ))
         .into()
 }

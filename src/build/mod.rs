@@ -70,6 +70,8 @@ pub struct BuildSummary {
     pub rows_by_model: BTreeMap<String, i64>,
     /// Batches not built because the data they read turned out identical.
     pub cutoffs: Vec<CutOff>,
+    /// Per source: rows kept out of the build as unreadable (quarantined).
+    pub rejected: BTreeMap<String, i64>,
 }
 
 /// Everything computed before any work: state, sources, versions, plan.
@@ -124,6 +126,7 @@ pub fn build(
     let prepared = prepare(main.as_ref(), ws, &options.plan, ingest)?;
     let mut summary = BuildSummary {
         plan: prepared.plan.clone(),
+        rejected: prepared.observed.rejected.clone(),
         ..BuildSummary::default()
     };
     if options.dry_run {
