@@ -706,3 +706,107 @@ pub fn unit_sql(unit: Unit) -> &'static str {
         Unit::Year => "year",
     }
 }
+
+/// Schema drift of a source without declared columns, file by file (the files
+/// new or changed since the last build) against the columns recorded then:
+/// new columns are a warning; a file without a recorded column changes data
+/// already built and is an error.
+pub fn drift(
+    s: &dyn Session,
+    project: &Project,
+    name: &str,
+    config: &SourceConfig,
+    recorded: &[String],
+    built_files: &[FileSignature],
+    now: &[String],
+) -> Result<(Option<Diagnostic>, Option<Diagnostic>)> {
+    // Each file's columns (a table source is one "file": the table).
+    let mut files: Vec<(String, Vec<String>)> = Vec::new();
+    match &config.path {
+        Some(pattern) => {
+            let paths = source_paths(&project.root, pattern);
+            let changed = paths.iter().filter(|p| {
+                !file_signatures(&project.root, std::slice::from_ref(p))
+                    .iter()
+                    .all(|f| built_files.contains(f))
+            });
+            for path in changed {
+                let found = describe(s, &file_reader(config, std::slice::from_ref(path), ""))
+                    .map_err(|e| unreadable(project, name, &e))?;
+                let rel = path
+                    .strip_prefix(&project.root)
+                    .unwrap_or(path)
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                files.push((rel, found));
+            }
+        }
+        None => files.push((String::new(), now.to_vec())),
+    }
+    let list = |cols: &[&String]| {
+        cols.iter()
+            .map(|c| format!("`{c}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut lost_in: Vec<(String, Vec<&String>, Vec<&String>)> = Vec::new();
+    let mut added_in: Vec<(String, Vec<&String>)> = Vec::new();
+    for (file, found) in &files {
+        let lost: Vec<&String> = recorded.iter().filter(|c| !found.contains(c)).collect();
+        let added: Vec<&String> = found.iter().filter(|c| !recorded.contains(c)).collect();
+        if !lost.is_empty() {
+            lost_in.push((file.clone(), lost, added.clone()));
+        }
+        if !added.is_empty() {
+            added_in.push((file.clone(), added));
+        }
+    }
+    let location = crate::config::source_location(&project.config_text, name);
+    let whose = |file: &str| {
+        if file.is_empty() {
+            format!("table `{}`", config.table.as_deref().unwrap_or_default())
+        } else {
+            format!("file {file}")
+        }
+    };
+    let warning = added_in.first().map(|(file, added)| {
+        let mut d = Diagnostic::warning(
+            Code::SchemaDrift,
+            format!(
+                "source `{name}`: {} has new column{} {} since the last build",
+                whose(file),
+                crate::diagnostics::plural(added.len()),
+                list(added)
+            ),
+        )
+        .at(location.clone());
+        if added_in.len() > 1 {
+            d = d.with_note(format!("and {} more files", added_in.len() - 1));
+        }
+        d.with_help(format!(
+            "declare the source's `columns` in [sources.{name}] to read them with known types"
+        ))
+    });
+    let error = lost_in.first().map(|(file, lost, added)| {
+        let mut d = Diagnostic::error(
+            Code::SchemaDrift,
+            format!(
+                "source `{name}`: {} has no column {} (read at the last build)",
+                whose(file),
+                list(lost)
+            ),
+        )
+        .at(location);
+        if !added.is_empty() {
+            d = d.with_note(format!("it has {} instead: renamed?", list(added)));
+        }
+        for (other, cols, _) in lost_in.iter().skip(1) {
+            d = d.with_note(format!("{} has no column {}", whose(other), list(cols)));
+        }
+        d.with_help(format!(
+            "fix the file, declare `columns` in [sources.{name}] and adapt the models reading it, \
+             or accept the new schema with `hubforge build --accept-schema {name}`"
+        ))
+    });
+    Ok((warning, error))
+}

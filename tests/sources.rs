@@ -260,3 +260,86 @@ fn missing_table_source() {
     );
     insta::assert_snapshot!(fails(dir.path(), &["build"], 2));
 }
+
+/// The base fixture without declared columns, built once.
+fn built_undeclared() -> tempfile::TempDir {
+    let dir = project();
+    edit(
+        dir.path(),
+        "hubforge.toml",
+        "columns     = { id = \"BIGINT\", order_date = \"DATE\", amount = \"DECIMAL(18,2)\" }\n",
+        "",
+    );
+    for f in ["data/orders/2025-01.csv", ORDERS] {
+        let path = dir.path().join(f);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let widened: String = text
+            .lines()
+            .enumerate()
+            .map(|(i, l)| {
+                if i == 0 {
+                    format!("{l},channel\n")
+                } else {
+                    format!("{l},web\n")
+                }
+            })
+            .collect();
+        std::fs::write(&path, widened).unwrap();
+    }
+    succeeds(dir.path(), &["build"]);
+    dir
+}
+
+#[test]
+fn undeclared_source_lost_column_fails_until_accepted() {
+    let dir = built_undeclared();
+    let path = dir.path().join(ORDERS);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let narrowed: String = text
+        .lines()
+        .map(|l| format!("{}\n", l.rsplit_once(',').unwrap().0))
+        .collect();
+    std::fs::write(&path, narrowed).unwrap();
+    let err = fails(dir.path(), &["build"], 1);
+    // Planning says the same, and nothing was published.
+    assert_eq!(fails(dir.path(), &["plan"], 1), err);
+    insta::assert_snapshot!(err);
+    succeeds(dir.path(), &["build", "--accept-schema", "raw_orders"]);
+    // Accepted: the file is built as it is, and a later file is compared on its own.
+    succeeds(dir.path(), &["build"]);
+    succeeds(dir.path(), &["plan"]);
+    edit(dir.path(), "data/orders/2025-01.csv", ",web\n", ",shop\n");
+    succeeds(dir.path(), &["build"]);
+}
+
+#[test]
+fn undeclared_source_new_column_is_a_warning() {
+    let dir = built_undeclared();
+    edit(
+        dir.path(),
+        ORDERS,
+        "amount,channel",
+        "amount,channel,coupon",
+    );
+    let path = dir.path().join(ORDERS);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let widened: String = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == 0 {
+                format!("{l}\n")
+            } else {
+                format!("{l},\n")
+            }
+        })
+        .collect();
+    std::fs::write(&path, widened).unwrap();
+    let out = hubforge(dir.path(), &["build"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    let warning = &err[err.find("warning[").expect("a warning")..];
+    let help = warning.find("   = help:").expect("a help line");
+    let warning = &warning[..help + warning[help..].find('\n').expect("line end") + 1];
+    insta::assert_snapshot!(warning);
+}

@@ -52,6 +52,8 @@ pub struct BuildOptions {
     pub threads: usize,
     pub quiet: bool,
     pub command: String,
+    /// Sources whose schema drift the user accepts (`--accept-schema`).
+    pub accept_schema: Vec<String>,
 }
 
 /// What a build did.
@@ -124,6 +126,7 @@ pub fn build(
         Ingest::Warehouse
     };
     let prepared = prepare(main.as_ref(), ws, &options.plan, ingest)?;
+    observe::check_drift(&prepared.observed, &options.accept_schema)?;
     let mut summary = BuildSummary {
         plan: prepared.plan.clone(),
         rejected: prepared.observed.rejected.clone(),
