@@ -260,12 +260,20 @@ pub fn ingest(
     mode: Ingest,
 ) -> Result<Ingested> {
     let Some(pattern) = &config.path else {
-        let relation = relation(&project.root, config);
-        check_table(s, project, name, config, &relation)?;
+        let table = relation(&project.root, config);
+        check_table(s, project, name, config, &table)?;
+        let found = describe(s, &table)?;
+        let warnings = compare_declared(
+            project,
+            name,
+            config,
+            &format!("table `{}`", config.table.as_deref().unwrap_or_default()),
+            &found,
+        )?;
         return Ok(Ingested {
-            relation,
+            relation: with_declared_types(config, &table),
             rejected: 0,
-            warnings: Vec::new(),
+            warnings,
         });
     };
     let paths = source_paths(&project.root, pattern);
@@ -550,10 +558,9 @@ fn check_declared_columns(
     config: &SourceConfig,
     paths: &[PathBuf],
 ) -> Result<Vec<Diagnostic>> {
-    let Some(columns) = config.columns.as_ref().filter(|c| !c.is_empty()) else {
+    if config.columns.as_ref().is_none_or(|c| c.is_empty()) {
         return Ok(Vec::new());
-    };
-    let declared: Vec<String> = columns.keys().map(|c| c.to_lowercase()).collect();
+    }
     let mut warnings = Vec::new();
     for path in paths {
         let rel = path
@@ -570,52 +577,13 @@ fn check_declared_columns(
             _ => file_reader(&plain, std::slice::from_ref(path), ", all_varchar = true"),
         };
         let found = describe(s, &reader).map_err(|e| unreadable(project, name, &e))?;
-        let missing: Vec<&String> = declared.iter().filter(|c| !found.contains(c)).collect();
-        let extra: Vec<&String> = found.iter().filter(|c| !declared.contains(c)).collect();
-        let list = |cols: &[&String]| {
-            cols.iter()
-                .map(|c| format!("`{c}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let location = crate::config::source_location(&project.config_text, name);
-        if !missing.is_empty() {
-            let mut d = Diagnostic::error(
-                Code::SchemaDrift,
-                format!(
-                    "source `{name}`: file {rel} has no column {} (declared in `columns`)",
-                    list(&missing)
-                ),
-            )
-            .at(location);
-            if !extra.is_empty() {
-                d = d.with_note(format!("it has {} instead: renamed?", list(&extra)));
-            }
-            return Err(Error::BadData(
-                d.with_help(format!(
-                    "fix the file, or change `columns` of [sources.{name}] if the source changed for good"
-                ))
-                .into(),
-            ));
-        }
-        if !extra.is_empty() {
-            warnings.push(
-                Diagnostic::warning(
-                    Code::SchemaDrift,
-                    format!(
-                        "source `{name}`: file {rel} has column{} {} not declared in `columns`",
-                        crate::diagnostics::plural(extra.len()),
-                        list(&extra)
-                    ),
-                )
-                .at(location)
-                .with_help(format!(
-                    "declare {} in `columns` of [sources.{name}] to read {} with a known type",
-                    if extra.len() == 1 { "it" } else { "them" },
-                    if extra.len() == 1 { "it" } else { "them" }
-                )),
-            );
-        }
+        warnings.extend(compare_declared(
+            project,
+            name,
+            config,
+            &format!("file {rel}"),
+            &found,
+        )?);
     }
     Ok(warnings)
 }
@@ -705,6 +673,69 @@ pub fn unit_sql(unit: Unit) -> &'static str {
         Unit::Month => "month",
         Unit::Year => "year",
     }
+}
+
+/// A file's (or table's) columns against the declared ones: a missing column
+/// is an error, an undeclared one a warning.
+fn compare_declared(
+    project: &Project,
+    name: &str,
+    config: &SourceConfig,
+    what: &str,
+    found: &[String],
+) -> Result<Vec<Diagnostic>> {
+    let Some(columns) = config.columns.as_ref().filter(|c| !c.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let declared: Vec<String> = columns.keys().map(|c| c.to_lowercase()).collect();
+    let mut warnings = Vec::new();
+    let missing: Vec<&String> = declared.iter().filter(|c| !found.contains(c)).collect();
+    let extra: Vec<&String> = found.iter().filter(|c| !declared.contains(c)).collect();
+    let list = |cols: &[&String]| {
+        cols.iter()
+            .map(|c| format!("`{c}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let location = crate::config::source_location(&project.config_text, name);
+    if !missing.is_empty() {
+        let mut d = Diagnostic::error(
+            Code::SchemaDrift,
+            format!(
+                "source `{name}`: {what} has no column {} (declared in `columns`)",
+                list(&missing)
+            ),
+        )
+        .at(location);
+        if !extra.is_empty() {
+            d = d.with_note(format!("it has {} instead: renamed?", list(&extra)));
+        }
+        return Err(Error::BadData(
+                d.with_help(format!(
+                    "fix the file, or change `columns` of [sources.{name}] if the source changed for good"
+                ))
+                .into(),
+            ));
+    }
+    if !extra.is_empty() {
+        warnings.push(
+            Diagnostic::warning(
+                Code::SchemaDrift,
+                format!(
+                    "source `{name}`: {what} has column{} {} not declared in `columns`",
+                    crate::diagnostics::plural(extra.len()),
+                    list(&extra)
+                ),
+            )
+            .at(location)
+            .with_help(format!(
+                "declare {} in `columns` of [sources.{name}] to read {} with a known type",
+                if extra.len() == 1 { "it" } else { "them" },
+                if extra.len() == 1 { "it" } else { "them" }
+            )),
+        );
+    }
+    Ok(warnings)
 }
 
 /// Schema drift of a source without declared columns, file by file (the files

@@ -343,3 +343,75 @@ fn undeclared_source_new_column_is_a_warning() {
     let warning = &warning[..help + warning[help..].find('\n').expect("line end") + 1];
     insta::assert_snapshot!(warning);
 }
+
+/// Write `sql`'s rows to a Parquet file with the real DuckDB.
+fn write_parquet(path: &Path, sql: &str) {
+    let conn = duckdb::Connection::open_in_memory().expect("duckdb");
+    conn.execute_batch(&format!(
+        "COPY ({sql}) TO '{}' (FORMAT parquet)",
+        path.display()
+    ))
+    .expect("write parquet");
+}
+
+#[test]
+fn parquet_source_without_a_declared_column() {
+    let dir = project();
+    let data = dir.path().join("data/orders");
+    std::fs::remove_file(data.join("2025-01.csv")).unwrap();
+    std::fs::remove_file(data.join(ORDERS.rsplit('/').next().unwrap())).unwrap();
+    write_parquet(
+        &data.join("2025-01.parquet"),
+        "SELECT 1 AS id, DATE '2025-01-03' AS order_date, 10.5 AS amount",
+    );
+    write_parquet(
+        &data.join("2025-02.parquet"),
+        "SELECT 2 AS id, DATE '2025-02-03' AS order_date, 7.0 AS total",
+    );
+    edit(dir.path(), "hubforge.toml", "*.csv", "*.parquet");
+    insta::assert_snapshot!(fails(dir.path(), &["build"], 1));
+    write_parquet(
+        &data.join("2025-02.parquet"),
+        "SELECT 2 AS id, DATE '2025-02-03' AS order_date, 7.0 AS amount",
+    );
+    succeeds(dir.path(), &["build"]);
+    assert_eq!(
+        query(
+            dir.path(),
+            "SELECT CAST(sum(revenue) AS VARCHAR), typeof(sum(revenue)) FROM daily_revenue"
+        ),
+        [["17.50", "DECIMAL(38,2)"]]
+    );
+}
+
+#[test]
+fn table_source_drift_against_the_last_build() {
+    let dir = project();
+    edit(
+        dir.path(),
+        "hubforge.toml",
+        "path        = \"data/orders/*.csv\"",
+        "table       = \"legacy.orders\"",
+    );
+    edit(
+        dir.path(),
+        "hubforge.toml",
+        "columns     = { id = \"BIGINT\", order_date = \"DATE\", amount = \"DECIMAL(18,2)\" }\n",
+        "",
+    );
+    {
+        let conn = duckdb::Connection::open(dir.path().join("warehouse.duckdb")).expect("open");
+        conn.execute_batch(
+            "CREATE SCHEMA legacy; CREATE TABLE legacy.orders AS \
+             SELECT 1 AS id, DATE '2025-01-03' AS order_date, 10.5 AS amount",
+        )
+        .expect("create");
+    }
+    succeeds(dir.path(), &["build"]);
+    {
+        let conn = duckdb::Connection::open(dir.path().join("warehouse.duckdb")).expect("open");
+        conn.execute_batch("ALTER TABLE legacy.orders RENAME amount TO total")
+            .expect("rename");
+    }
+    insta::assert_snapshot!(fails(dir.path(), &["build"], 1));
+}
