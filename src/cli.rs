@@ -109,6 +109,10 @@ pub struct Scope {
     /// Rebuild the scoped range even where nothing changed (e.g. after a source was repaired).
     #[arg(long)]
     pub backfill: bool,
+    /// Accept a source's new schema (columns gone since the last build); the
+    /// build records it as the source's schema (repeatable).
+    #[arg(long = "accept-schema", value_name = "SOURCE")]
+    pub accept_schema: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Args)]
@@ -182,6 +186,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<()> {
                 start: start.clone(),
                 end: end.clone(),
                 backfill: false,
+                accept_schema: Vec::new(),
             };
             mark_current(cli, &scope, note, *format, out)
         }
@@ -350,6 +355,7 @@ fn plan(cli: &Cli, scope: &Scope, format: Format, out: &mut dyn Write) -> Result
         &options,
         crate::sources::Ingest::Temp,
     )?;
+    crate::observe::check_drift(&prepared.observed, &scope.accept_schema)?;
     match format {
         Format::Json => write_json(out, &crate::render::plan_json(&ws, &prepared.plan)),
         Format::Text => write_text(
@@ -392,6 +398,7 @@ fn build(
         threads,
         quiet: format == Format::Json,
         command: std::env::args().collect::<Vec<_>>().join(" "),
+        accept_schema: scope.accept_schema.clone(),
     };
     let summary = crate::build::build(
         &ws,

@@ -184,6 +184,153 @@ pub struct SourceConfig {
     pub unit: Unit,
     pub format: Option<SourceFormat>,
     pub description: Option<String>,
+    /// A declared schema: column → DuckDB type; the files are read with these types.
+    pub columns: Option<BTreeMap<String, String>>,
+    /// CSV: the field separator, e.g. ";" or "\t".
+    pub delimiter: Option<String>,
+    /// CSV: whether the first line holds the column names.
+    pub header: Option<bool>,
+    /// CSV: the quote character.
+    pub quote: Option<String>,
+    /// CSV: how dates are written, e.g. "%d/%m/%Y".
+    pub dateformat: Option<String>,
+    /// CSV: how timestamps are written, e.g. "%d/%m/%Y %H:%M".
+    pub timestampformat: Option<String>,
+    /// CSV: "utf-8", "utf-16" or "latin-1".
+    pub encoding: Option<String>,
+    /// CSV: the strings that mean NULL, e.g. ["", "NA"].
+    pub null: Option<Vec<String>>,
+    /// What to do with rows that cannot be read with the declared types.
+    #[serde(default)]
+    pub on_bad_rows: OnBadRows,
+}
+
+/// The CSV reading options of a source, by their `hubforge.toml` names.
+pub const CSV_OPTIONS: &[&str] = &[
+    "delimiter",
+    "header",
+    "quote",
+    "dateformat",
+    "timestampformat",
+    "encoding",
+    "null",
+];
+
+impl SourceConfig {
+    /// The format the source is read with: declared, or implied by its path.
+    pub fn effective_format(&self) -> Option<SourceFormat> {
+        self.format
+            .or_else(|| self.path.as_deref().and_then(SourceFormat::from_path))
+    }
+
+    /// How the files are read, as JSON, when anything differs from the defaults
+    /// (`None` otherwise, so that fingerprints recorded before stay valid).
+    pub fn read_options(&self) -> Option<serde_json::Value> {
+        let options = serde_json::json!({
+            "columns": self.columns,
+            "delimiter": self.delimiter,
+            "header": self.header,
+            "quote": self.quote,
+            "dateformat": self.dateformat,
+            "timestampformat": self.timestampformat,
+            "encoding": self.encoding,
+            "null": self.null,
+            "on_bad_rows": (self.on_bad_rows != OnBadRows::Fail).then_some("quarantine"),
+        });
+        let any = options
+            .as_object()
+            .is_some_and(|o| o.values().any(|v| !v.is_null()));
+        any.then_some(options)
+    }
+
+    /// Which CSV options are set.
+    pub fn csv_options_set(&self) -> Vec<&'static str> {
+        let set = [
+            self.delimiter.is_some(),
+            self.header.is_some(),
+            self.quote.is_some(),
+            self.dateformat.is_some(),
+            self.timestampformat.is_some(),
+            self.encoding.is_some(),
+            self.null.is_some(),
+        ];
+        CSV_OPTIONS
+            .iter()
+            .zip(set)
+            .filter(|(_, s)| *s)
+            .map(|(k, _)| *k)
+            .collect()
+    }
+}
+
+/// What a build does with source rows that cannot be read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnBadRows {
+    /// Stop, naming the file, line, column and value.
+    #[default]
+    Fail,
+    /// Keep them out of the build, in `_hubforge_rejects.<source>`.
+    Quarantine,
+}
+
+/// DuckDB type names a declared column may have (parameters such as
+/// `DECIMAL(18,2)` or `VARCHAR(10)` allowed, and `[]` for lists).
+pub const COLUMN_TYPES: &[&str] = &[
+    "BOOLEAN",
+    "BOOL",
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "INT",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "UHUGEINT",
+    "FLOAT",
+    "REAL",
+    "DOUBLE",
+    "DECIMAL",
+    "NUMERIC",
+    "VARCHAR",
+    "TEXT",
+    "STRING",
+    "CHAR",
+    "BLOB",
+    "DATE",
+    "TIME",
+    "TIMESTAMP",
+    "TIMESTAMPTZ",
+    "DATETIME",
+    "INTERVAL",
+    "UUID",
+    "JSON",
+];
+
+/// Whether `ty` is a type a declared column may have.
+pub fn is_column_type(ty: &str) -> bool {
+    let mut t = ty.trim().to_uppercase();
+    while let Some(inner) = t.strip_suffix("[]") {
+        t = inner.trim_end().to_string();
+    }
+    let (base, params) = match t.split_once('(') {
+        Some((b, rest)) => (b.trim().to_string(), Some(rest)),
+        None => (t.clone(), None),
+    };
+    let base = match base.as_str() {
+        "TIMESTAMP WITH TIME ZONE" => "TIMESTAMPTZ".to_string(),
+        _ => base,
+    };
+    let params_ok = params.is_none_or(|p| {
+        p.strip_suffix(')').is_some_and(|p| {
+            p.split(',')
+                .all(|n| !n.trim().is_empty() && n.trim().bytes().all(|b| b.is_ascii_digit()))
+        })
+    });
+    COLUMN_TYPES.contains(&base.as_str()) && params_ok
 }
 
 fn default_source_unit() -> Unit {
@@ -270,6 +417,15 @@ const PROJECT_SCHEMA: Schema = Schema::Table(&[
             ("unit", Schema::Leaf),
             ("format", Schema::Leaf),
             ("description", Schema::Leaf),
+            ("columns", Schema::Leaf),
+            ("delimiter", Schema::Leaf),
+            ("header", Schema::Leaf),
+            ("quote", Schema::Leaf),
+            ("dateformat", Schema::Leaf),
+            ("timestampformat", Schema::Leaf),
+            ("encoding", Schema::Leaf),
+            ("null", Schema::Leaf),
+            ("on_bad_rows", Schema::Leaf),
         ])),
     ),
     ("vars", Schema::Any),
@@ -355,6 +511,7 @@ pub fn parse_project_config(src: &TomlSource) -> Result<ProjectConfig, Vec<Diagn
                 .with_help("add format = \"csv\", \"parquet\" or \"json\""),
             );
         }
+        check_source_options(src, name, source, &mut problems);
     }
     let mut seen = BTreeMap::new();
     for d in &config.destinations {
@@ -374,6 +531,112 @@ pub fn parse_project_config(src: &TomlSource) -> Result<ProjectConfig, Vec<Diagn
     } else {
         Err(problems)
     }
+}
+
+/// Declared column types and CSV options of one source.
+fn check_source_options(
+    src: &TomlSource,
+    name: &str,
+    source: &SourceConfig,
+    problems: &mut Vec<Diagnostic>,
+) {
+    let at = |keys: &[&str]| {
+        let mut path = vec!["sources", name];
+        path.extend_from_slice(keys);
+        value_location(src, &path)
+            .unwrap_or_else(|| section_location(src, &format!("sources.{name}")))
+    };
+    for (column, ty) in source.columns.iter().flatten() {
+        if !is_column_type(ty) {
+            let base = ty.split('(').next().unwrap_or(ty).trim().to_uppercase();
+            let help = match did_you_mean(&base, COLUMN_TYPES.iter().copied()) {
+                Some(s) => format!("did you mean \"{s}\"?"),
+                None => "use a DuckDB type such as VARCHAR, BIGINT, DOUBLE, DECIMAL(18,2), DATE or TIMESTAMP".to_string(),
+            };
+            problems.push(
+                Diagnostic::error(
+                    Code::ConfigInvalid,
+                    format!("unknown type \"{ty}\" for column `{column}` of source `{name}`"),
+                )
+                .at(at(&["columns", column]))
+                .with_help(help),
+            );
+        }
+    }
+    if source.table.is_some()
+        || source
+            .effective_format()
+            .is_some_and(|f| f != SourceFormat::Csv)
+    {
+        for key in source.csv_options_set() {
+            problems.push(
+                Diagnostic::error(
+                    Code::ConfigInvalid,
+                    format!("`{key}` only applies to CSV files, but source `{name}` is not read from CSV"),
+                )
+                .at(at(&[key]))
+                .with_help(format!("remove `{key}`")),
+            );
+        }
+    }
+    for (key, value) in [("delimiter", &source.delimiter), ("quote", &source.quote)] {
+        if value
+            .as_ref()
+            .is_some_and(|v| v.chars().count() != 1 && v != "\\t")
+        {
+            problems.push(
+                Diagnostic::error(
+                    Code::ConfigInvalid,
+                    format!("`{key}` must be one character"),
+                )
+                .at(at(&[key]))
+                .with_help(format!(
+                    "for example: {key} = \"{}\"",
+                    if key == "quote" { "\\\"" } else { ";" }
+                )),
+            );
+        }
+    }
+    if let Some(encoding) = &source.encoding
+        && !["utf-8", "utf8", "utf-16", "latin-1", "latin1"]
+            .contains(&encoding.to_lowercase().as_str())
+    {
+        problems.push(
+            Diagnostic::error(
+                Code::ConfigInvalid,
+                format!("unknown encoding \"{encoding}\""),
+            )
+            .at(at(&["encoding"]))
+            .with_help("encoding is \"utf-8\", \"utf-16\" or \"latin-1\""),
+        );
+    }
+}
+
+/// Where a source's `[sources.NAME]` table is declared in `hubforge.toml`.
+pub fn source_location(config_text: &str, name: &str) -> Location {
+    let src = TomlSource {
+        file: Path::new(crate::project::CONFIG_FILE),
+        file_text: config_text,
+        offset: 0,
+        toml: config_text,
+    };
+    section_location(&src, &format!("sources.{name}"))
+}
+
+/// The location of a value's key, by its path of keys from the document's top.
+fn value_location(src: &TomlSource, path: &[&str]) -> Option<Location> {
+    let doc = toml::de::DeTable::parse(src.toml).ok()?;
+    let mut table = doc.get_ref();
+    let (last, parents) = path.split_last()?;
+    for key in parents {
+        let (_, value) = table.iter().find(|(k, _)| k.get_ref() == key)?;
+        match value.get_ref() {
+            toml::de::DeValue::Table(t) => table = t,
+            _ => return None,
+        }
+    }
+    let (k, _) = table.iter().find(|(k, _)| k.get_ref() == last)?;
+    Some(src.location(k.span()))
 }
 
 /// Parse a model's header TOML and check its combination of keys.

@@ -37,6 +37,10 @@ pub enum Code {
     InvalidSelector,
     UnknownDestinationProduct,
     InvalidArgument,
+    SourceMissing,
+    SourceUnreadable,
+    SourceBadRows,
+    SchemaDrift,
 }
 
 impl Code {
@@ -67,6 +71,10 @@ impl Code {
             Code::UnknownDestinationProduct => "HF043",
             Code::InvalidSelector => "HF050",
             Code::InvalidArgument => "HF051",
+            Code::SourceMissing => "HF060",
+            Code::SourceUnreadable => "HF061",
+            Code::SourceBadRows => "HF062",
+            Code::SchemaDrift => "HF063",
         }
     }
 
@@ -97,6 +105,10 @@ impl Code {
             Code::UnknownDestinationProduct => "unknown-destination-product",
             Code::InvalidSelector => "invalid-selector",
             Code::InvalidArgument => "invalid-argument",
+            Code::SourceMissing => "source-missing",
+            Code::SourceUnreadable => "source-unreadable",
+            Code::SourceBadRows => "source-bad-rows",
+            Code::SchemaDrift => "schema-drift",
         }
     }
 }

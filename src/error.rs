@@ -11,6 +11,10 @@ pub enum Error {
     /// The data failed a check (audit, validation, window check): exit code 1.
     #[error("{0}")]
     Data(String),
+    /// A source's data cannot be read as declared (bad rows, unreadable files,
+    /// schema drift), reported at the source's declaration: exit code 1.
+    #[error("{0}")]
+    BadData(Diagnostics),
     /// The warehouse or its engine failed: exit code 1.
     #[error("{0}")]
     Engine(String),

@@ -212,6 +212,10 @@ fn source_header(config: &SourceConfig) -> BTreeMap<String, serde_json::Value> {
     if config.unit != crate::interval::Unit::Day {
         h.insert("unit".to_string(), serde_json::json!(config.unit));
     }
+    // Declared types and CSV options change the rows read (left out when unset).
+    if let Some(read) = config.read_options() {
+        h.insert("read".to_string(), read);
+    }
     h
 }
 

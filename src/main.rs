@@ -22,14 +22,16 @@ fn main() -> ExitCode {
         }
         Err(err) => {
             match &err {
-                Error::Input(diagnostics) if cli.wants_json() => {
+                Error::Input(diagnostics) | Error::BadData(diagnostics) if cli.wants_json() => {
                     let _ = writeln!(
                         out,
                         "{}",
                         serde_json::to_string_pretty(&diagnostics.to_json()).unwrap_or_default()
                     );
                 }
-                Error::Input(diagnostics) => eprint!("{}", diagnostics.render()),
+                Error::Input(diagnostics) | Error::BadData(diagnostics) => {
+                    eprint!("{}", diagnostics.render())
+                }
                 other => eprintln!("error: {other}"),
             }
             ExitCode::from(err.exit_code())

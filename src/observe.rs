@@ -4,8 +4,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::engine::Session;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::fingerprint::KnownSchemas;
 use crate::graph::NodeKind;
 use crate::sources::{self, Ingest};
@@ -22,6 +23,27 @@ pub struct Observed {
     pub schemas: KnownSchemas,
     /// Source (lowercase) → the relation its rows are read from, when ingested.
     pub relations: BTreeMap<String, String>,
+    /// Source (lowercase) → rows kept out of the build as unreadable.
+    pub rejected: BTreeMap<String, i64>,
+    /// Source (lowercase) → its columns lost since the last build, which
+    /// changes data already built: an error unless the user accepts it.
+    pub drift: BTreeMap<String, Diagnostic>,
+}
+
+/// Fail on schema drift the user has not accepted with `--accept-schema SOURCE`
+/// (once accepted, the build records the new schema in state).
+pub fn check_drift(observed: &Observed, accepted: &[String]) -> Result<()> {
+    let refused: Vec<Diagnostic> = observed
+        .drift
+        .iter()
+        .filter(|(key, _)| !accepted.iter().any(|a| a.to_lowercase() == **key))
+        .map(|(_, d)| d.clone())
+        .collect();
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::BadData(Diagnostics(refused)))
+    }
 }
 
 /// Read state once and snapshot every source and seed. Files that did not
@@ -69,14 +91,16 @@ pub fn observe(s: &dyn Session, ws: &Workspace, mode: Ingest) -> Result<Observed
             .zip(out.state.schemas.get(key));
         let relation = match (mode, known) {
             (Ingest::Temp, Some(_)) => None,
-            _ => Some(sources::ingest(
-                s,
-                &ws.project,
-                &node.name,
-                config,
-                &files,
-                mode,
-            )?),
+            _ => {
+                let ingested = sources::ingest(s, &ws.project, &node.name, config, &files, mode)?;
+                for w in &ingested.warnings {
+                    eprint!("{}", w.render());
+                }
+                if ingested.rejected > 0 {
+                    out.rejected.insert(key.to_string(), ingested.rejected);
+                }
+                Some(ingested.relation)
+            }
         };
         let (snapshot, columns) = match (known, &relation) {
             (Some((prev, cols)), _) => (prev.clone(), cols.clone()),
@@ -86,6 +110,27 @@ pub fn observe(s: &dyn Session, ws: &Workspace, mode: Ingest) -> Result<Observed
             ),
             (None, None) => unreachable!("sources not known from state are read"),
         };
+        if known.is_none()
+            && config.columns.is_none()
+            && let Some(recorded) = out.state.schemas.get(key)
+        {
+            let built_files = previous.map_or(&[][..], |p| p.files.as_slice());
+            let (warning, error) = sources::drift(
+                s,
+                &ws.project,
+                &node.name,
+                config,
+                recorded,
+                built_files,
+                &columns,
+            )?;
+            if let Some(w) = warning {
+                eprint!("{}", w.render());
+            }
+            if let Some(e) = error {
+                out.drift.insert(key.to_string(), e);
+            }
+        }
         if let Some(rel) = relation {
             out.relations.insert(key.to_string(), rel);
         }

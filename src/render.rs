@@ -259,12 +259,26 @@ pub fn build_json(ws: &Workspace, summary: &crate::build::BuildSummary) -> serde
         "rows": summary.rows,
         "rows_by_model": summary.rows_by_model,
         "cutoff": cutoffs_json(&summary.cutoffs),
+        "rejected_rows": summary.rejected,
         "seconds": summary.seconds,
     })
 }
 
 /// A build's result for people.
 pub fn build_text(ws: &Workspace, summary: &crate::build::BuildSummary) -> String {
+    let mut text = build_result_text(ws, summary);
+    for (source, rows) in &summary.rejected {
+        let _ = writeln!(
+            text,
+            "Kept {rows} bad row{} of source {source} out of the build; see {}.{source}.",
+            crate::diagnostics::plural(*rows as usize),
+            crate::sources::REJECTS_SCHEMA
+        );
+    }
+    text
+}
+
+fn build_result_text(ws: &Workspace, summary: &crate::build::BuildSummary) -> String {
     let nothing_built =
         summary.models == 0 && summary.seeds == 0 && summary.plan.removed.is_empty();
     let Some(run_id) = summary.run_id.as_ref().filter(|_| !nothing_built) else {

@@ -4,7 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{SourceConfig, SourceFormat};
+use crate::config::{OnBadRows, SourceConfig, SourceFormat};
+use crate::diagnostics::{Code, Diagnostic};
 use crate::engine::{Session, quote_str};
 use crate::error::{Error, Result};
 use crate::interval::{Interval, Unit, parse_point};
@@ -57,35 +58,109 @@ pub fn file_signatures(root: &Path, paths: &[PathBuf]) -> Vec<FileSignature> {
 /// The SQL relation a source reads: a file reader over its files, or its table.
 pub fn relation(root: &Path, config: &SourceConfig) -> String {
     match (&config.table, &config.path) {
-        (Some(table), _) => table
-            .split('.')
-            .map(crate::engine::quote_ident)
-            .collect::<Vec<_>>()
-            .join("."),
-        (None, Some(path)) => {
-            let files = source_paths(root, path);
-            let list = if files.is_empty() {
-                // Let DuckDB report the missing file with its own message.
-                quote_str(&root.join(path).to_string_lossy())
-            } else {
-                format!(
-                    "[{}]",
-                    files
-                        .iter()
-                        .map(|f| quote_str(&f.to_string_lossy()))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            };
-            match config.format.or_else(|| SourceFormat::from_path(path)) {
-                Some(SourceFormat::Parquet) => {
-                    format!("read_parquet({list}, union_by_name = true)")
-                }
-                Some(SourceFormat::Json) => format!("read_json_auto({list})"),
-                _ => format!("read_csv({list}, union_by_name = true)"),
-            }
-        }
+        (Some(table), _) => table_relation(table),
+        (None, Some(path)) => file_reader(config, &source_paths(root, path), ""),
         (None, None) => "(SELECT NULL WHERE false)".to_string(),
+    }
+}
+
+fn table_relation(table: &str) -> String {
+    table
+        .split('.')
+        .map(crate::engine::quote_ident)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// A reader over `files` (absolute) with the source's declared options; `extra`
+/// is appended to a CSV reader's arguments.
+fn file_reader(config: &SourceConfig, files: &[PathBuf], extra: &str) -> String {
+    let list = format!(
+        "[{}]",
+        files
+            .iter()
+            .map(|f| quote_str(&f.to_string_lossy()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    match config.effective_format() {
+        Some(SourceFormat::Parquet) => with_declared_types(
+            config,
+            &format!("read_parquet({list}, union_by_name = true)"),
+        ),
+        Some(SourceFormat::Json) => with_declared_types(config, &format!("read_json_auto({list})")),
+        _ => {
+            let mut args = csv_dialect(config);
+            if let Some(columns) = &config.columns {
+                args.push_str(&format!(", types = {}", struct_literal(columns)));
+            }
+            // One file at a time when its bad rows are kept aside (DuckDB
+            // does not combine that with `union_by_name`).
+            let union = if files.len() > 1 {
+                ", union_by_name = true"
+            } else {
+                ""
+            };
+            format!("read_csv({list}{union}{args}{extra})")
+        }
+    }
+}
+
+/// The CSV dialect options a source declares, as `read_csv` arguments.
+fn csv_dialect(config: &SourceConfig) -> String {
+    let mut args = String::new();
+    let mut text = |name: &str, value: &Option<String>| {
+        if let Some(v) = value {
+            args.push_str(&format!(", {name} = {}", quote_str(v)));
+        }
+    };
+    text("delim", &config.delimiter);
+    text("quote", &config.quote);
+    text("dateformat", &config.dateformat);
+    text("timestampformat", &config.timestampformat);
+    text("encoding", &config.encoding);
+    if let Some(header) = config.header {
+        args.push_str(&format!(", header = {header}"));
+    }
+    if let Some(nulls) = &config.null {
+        args.push_str(&format!(
+            ", nullstr = [{}]",
+            nulls
+                .iter()
+                .map(|n| quote_str(n))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    args
+}
+
+fn struct_literal(columns: &std::collections::BTreeMap<String, String>) -> String {
+    format!(
+        "{{{}}}",
+        columns
+            .iter()
+            .map(|(c, t)| format!("{}: {}", quote_str(c), quote_str(t)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// Parquet and JSON carry their own types: declared ones are casts over them.
+fn with_declared_types(config: &SourceConfig, reader: &str) -> String {
+    match &config.columns {
+        Some(columns) if !columns.is_empty() => format!(
+            "(SELECT * REPLACE ({}) FROM {reader})",
+            columns
+                .iter()
+                .map(|(c, t)| format!(
+                    "CAST({col} AS {t}) AS {col}",
+                    col = crate::engine::quote_ident(c)
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        _ => reader.to_string(),
     }
 }
 
@@ -119,8 +194,8 @@ pub enum Ingest {
 }
 
 /// The name of the table holding a file source's rows for one version of its files.
-pub fn ingested_name(name: &str, files: &[FileSignature]) -> String {
-    let parts: Vec<String> = files
+pub fn ingested_name(name: &str, config: &SourceConfig, files: &[FileSignature]) -> String {
+    let mut parts: Vec<String> = files
         .iter()
         .flat_map(|f| {
             [
@@ -130,6 +205,10 @@ pub fn ingested_name(name: &str, files: &[FileSignature]) -> String {
             ]
         })
         .collect();
+    // Files read another way are another copy (no part when read by default).
+    if let Some(read) = config.read_options() {
+        parts.push(read.to_string());
+    }
     let sig = crate::hash::hash_parts("", parts.iter().map(String::as_str));
     format!("{}__{}", name.to_lowercase(), &sig[..16])
 }
@@ -143,6 +222,33 @@ pub fn is_copy_of(table: &str, key: &str) -> bool {
         .is_some_and(|sig| sig.len() == 16 && sig.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// Schema that holds the rows of each source kept out of the build.
+pub const REJECTS_SCHEMA: &str = "_hubforge_rejects";
+
+/// The temporary tables DuckDB writes a CSV scan's bad rows to.
+const REJECT_ERRORS: &str = "hubforge_reject_errors";
+const REJECT_SCANS: &str = "hubforge_reject_scans";
+/// Every bad row of one source's files, gathered over its scans.
+const REJECTED: &str = "hubforge_rejected";
+
+/// A source as read for a command.
+#[derive(Debug, Clone)]
+pub struct Ingested {
+    pub relation: String,
+    /// Rows kept out of the build (`on_bad_rows = "quarantine"`).
+    pub rejected: i64,
+    /// Problems that do not stop the build (additive schema drift).
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// One row a CSV reader could not read.
+struct BadRow {
+    file: String,
+    line: i64,
+    column: String,
+    error: String,
+}
+
 /// Copy a file source into a table (once per version of its files) and return
 /// the relation to read it from; a table source is read where it is.
 pub fn ingest(
@@ -152,46 +258,334 @@ pub fn ingest(
     config: &SourceConfig,
     files: &[FileSignature],
     mode: Ingest,
-) -> Result<String> {
-    if config.path.is_none() {
-        return Ok(relation(&project.root, config));
+) -> Result<Ingested> {
+    let Some(pattern) = &config.path else {
+        let table = relation(&project.root, config);
+        check_table(s, project, name, config, &table)?;
+        let found = describe(s, &table)?;
+        let warnings = compare_declared(
+            project,
+            name,
+            config,
+            &format!("table `{}`", config.table.as_deref().unwrap_or_default()),
+            &found,
+        )?;
+        return Ok(Ingested {
+            relation: with_declared_types(config, &table),
+            rejected: 0,
+            warnings,
+        });
+    };
+    let paths = source_paths(&project.root, pattern);
+    if paths.is_empty() {
+        return Err(missing_files(project, name, pattern));
     }
-    let table = ingested_name(name, files);
-    let (create, qualified) = match mode {
-        Ingest::Warehouse => (
-            format!(
-                "CREATE TABLE IF NOT EXISTS {SOURCE_SCHEMA}.{}",
-                crate::engine::quote_ident(&table)
-            ),
-            format!("{SOURCE_SCHEMA}.{}", crate::engine::quote_ident(&table)),
-        ),
-        Ingest::Temp => (
-            format!(
-                "CREATE TEMP TABLE IF NOT EXISTS {}",
-                crate::engine::quote_ident(&table)
-            ),
-            format!("temp.main.{}", crate::engine::quote_ident(&table)),
-        ),
+    let warnings = check_declared_columns(s, project, name, config, &paths)?;
+    let table = ingested_name(name, config, files);
+    let quoted = crate::engine::quote_ident(&table);
+    let (qualified, schema, catalog) = match mode {
+        Ingest::Warehouse => (format!("{SOURCE_SCHEMA}.{quoted}"), SOURCE_SCHEMA, None),
+        Ingest::Temp => (format!("temp.main.{quoted}"), "main", Some("temp")),
+    };
+    let create = match mode {
+        Ingest::Warehouse => format!("CREATE TABLE IF NOT EXISTS {qualified}"),
+        Ingest::Temp => format!("CREATE TEMP TABLE IF NOT EXISTS {quoted}"),
     };
     // `CREATE ... IF NOT EXISTS ... AS SELECT` would still read the files.
-    let (schema, catalog) = match mode {
-        Ingest::Warehouse => (SOURCE_SCHEMA, None),
-        Ingest::Temp => ("main", Some("temp")),
-    };
     let exists = s.query(&format!(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = {} AND table_name = {}{}",
         quote_str(schema),
         quote_str(&table),
         catalog.map(|c| format!(" AND table_catalog = {}", quote_str(c))).unwrap_or_default()
     ))?;
-    if exists.rows.first().and_then(|r| r[0].as_i64()) != Some(1) {
+    let quarantine = config.on_bad_rows == OnBadRows::Quarantine;
+    let rejects_table = format!(
+        "{REJECTS_SCHEMA}.{}",
+        crate::engine::quote_ident(&name.to_lowercase())
+    );
+    if exists.rows.first().and_then(|r| r[0].as_i64()) == Some(1) {
+        let rejected = match mode {
+            Ingest::Warehouse if quarantine => count_rows(s, REJECTS_SCHEMA, &name.to_lowercase())?,
+            _ => 0,
+        };
+        return Ok(Ingested {
+            relation: qualified,
+            rejected,
+            warnings,
+        });
+    }
+    let is_csv = !matches!(
+        config.effective_format(),
+        Some(SourceFormat::Parquet | SourceFormat::Json)
+    );
+    let bad = if is_csv {
+        read_csv_files(s, project, name, config, &paths, &create)?
+    } else {
         s.execute(&format!(
             "{create} AS SELECT * FROM {}",
-            relation(&project.root, config)
+            file_reader(config, &paths, "")
         ))
-        .map_err(|e| Error::Engine(format!("reading source `{name}`: {e}")))?;
+        .map_err(|e| unreadable(project, name, &e))?;
+        0
+    };
+    if bad > 0 && !quarantine {
+        let rows = bad_rows(s)?;
+        // Not kept: the next command reads the files again.
+        s.execute(&format!("DROP TABLE IF EXISTS {qualified}"))?;
+        return Err(bad_rows_error(project, name, &rows));
     }
-    Ok(qualified)
+    if quarantine && mode == Ingest::Warehouse {
+        let rows = if is_csv {
+            format!("SELECT * FROM temp.main.{REJECTED} ORDER BY file, line")
+        } else {
+            "SELECT NULL::VARCHAR AS file, NULL::BIGINT AS line, NULL::VARCHAR AS \"column\", \
+             NULL::VARCHAR AS error, NULL::VARCHAR AS row_text WHERE false"
+                .to_string()
+        };
+        s.execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {REJECTS_SCHEMA}; CREATE OR REPLACE TABLE {rejects_table} AS {rows}"
+        ))?;
+    }
+    Ok(Ingested {
+        relation: qualified,
+        rejected: if quarantine { bad } else { 0 },
+        warnings,
+    })
+}
+
+fn count_rows(s: &dyn Session, schema: &str, table: &str) -> Result<i64> {
+    let exists = s.query(&format!(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = {} AND table_name = {}",
+        quote_str(schema),
+        quote_str(table)
+    ))?;
+    if exists.rows.first().and_then(|r| r[0].as_i64()) != Some(1) {
+        return Ok(0);
+    }
+    let rows = s.query(&format!(
+        "SELECT count(*) FROM {schema}.{}",
+        crate::engine::quote_ident(table)
+    ))?;
+    Ok(rows.rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0))
+}
+
+/// Read CSV files one by one (DuckDB keeps bad rows aside only per scan, not
+/// with `union_by_name`), put them together by column name with `create`, and
+/// return how many rows could not be read; those are in `temp.main.hubforge_rejected`.
+fn read_csv_files(
+    s: &dyn Session,
+    project: &Project,
+    name: &str,
+    config: &SourceConfig,
+    paths: &[PathBuf],
+    create: &str,
+) -> Result<i64> {
+    let root = format!("{}/", project.root.to_string_lossy());
+    s.execute(&format!(
+        "CREATE OR REPLACE TEMP TABLE {REJECTED} (file VARCHAR, line BIGINT, \"column\" VARCHAR, error VARCHAR, row_text VARCHAR)"
+    ))?;
+    let mut parts = Vec::new();
+    for (i, path) in paths.iter().enumerate() {
+        let part = format!("temp.main.hubforge_part_{i}");
+        s.execute(&format!(
+            "DROP TABLE IF EXISTS temp.main.{REJECT_ERRORS}; DROP TABLE IF EXISTS temp.main.{REJECT_SCANS}; \
+             CREATE OR REPLACE TEMP TABLE hubforge_part_{i} AS SELECT * FROM {}",
+            file_reader(
+                config,
+                std::slice::from_ref(path),
+                &format!(", store_rejects = true, rejects_table = '{REJECT_ERRORS}', rejects_scan = '{REJECT_SCANS}'")
+            )
+        ))
+        .map_err(|e| unreadable(project, name, &e))?;
+        s.execute(&format!(
+            "INSERT INTO temp.main.{REJECTED} SELECT replace(s.file_path, {root}, ''), CAST(e.line AS BIGINT), \
+             e.column_name, coalesce(e.error_message, CAST(e.error_type AS VARCHAR)), e.csv_line \
+             FROM temp.main.{REJECT_ERRORS} e JOIN temp.main.{REJECT_SCANS} s \
+             ON e.scan_id = s.scan_id AND e.file_id = s.file_id",
+            root = quote_str(&root)
+        ))?;
+        parts.push(part);
+    }
+    let union = parts
+        .iter()
+        .map(|p| format!("SELECT * FROM {p}"))
+        .collect::<Vec<_>>()
+        .join(" UNION ALL BY NAME ");
+    s.execute(&format!("{create} AS {union}"))
+        .map_err(|e| unreadable(project, name, &e))?;
+    let drop: String = parts
+        .iter()
+        .map(|p| format!("DROP TABLE IF EXISTS {p};"))
+        .collect();
+    s.execute(&drop)?;
+    let rows = s.query(&format!("SELECT count(*) FROM temp.main.{REJECTED}"))?;
+    Ok(rows.rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0))
+}
+
+/// The rows that could not be read, by file and line.
+fn bad_rows(s: &dyn Session) -> Result<Vec<BadRow>> {
+    let rows = s.query(&format!(
+        "SELECT file, line, coalesce(\"column\", ''), coalesce(error, '') FROM temp.main.{REJECTED} ORDER BY 1, 2"
+    ))?;
+    Ok(rows
+        .rows
+        .iter()
+        .map(|r| BadRow {
+            file: r[0].to_text().unwrap_or_default(),
+            line: r[1].as_i64().unwrap_or(0),
+            column: r[2].to_text().unwrap_or_default(),
+            error: r[3].to_text().unwrap_or_default(),
+        })
+        .collect())
+}
+
+fn bad_rows_error(project: &Project, name: &str, bad: &[BadRow]) -> Error {
+    let first = &bad[0];
+    let error = clean_engine_message(project, &first.error);
+    // DuckDB says which column first; the column is named in the message already.
+    let error = error
+        .split_once(". ")
+        .filter(|(head, _)| head.starts_with("Error when converting column"))
+        .map_or(error.clone(), |(_, rest)| rest.to_string());
+    let mut d = Diagnostic::error(
+        Code::SourceBadRows,
+        format!(
+            "source `{name}`: {}:{} column `{}`: {error}",
+            first.file, first.line, first.column
+        ),
+    )
+    .at(crate::config::source_location(&project.config_text, name));
+    for row in bad.iter().skip(1).take(4) {
+        d = d.with_note(format!(
+            "also {}:{} column `{}`",
+            row.file, row.line, row.column
+        ));
+    }
+    if bad.len() > 5 {
+        d = d.with_note(format!("{} bad rows in all", bad.len()));
+    }
+    Error::BadData(
+        d.with_help(format!(
+            "fix the row in the file, declare how to read it (columns, dateformat, null) or set on_bad_rows = \"quarantine\" in [sources.{name}] to build without it"
+        ))
+        .into(),
+    )
+}
+
+fn missing_files(project: &Project, name: &str, pattern: &str) -> Error {
+    let is_glob = pattern.contains(['*', '?', '[']);
+    let message = if is_glob {
+        format!("source `{name}`: no file matches `{pattern}`")
+    } else {
+        format!("source `{name}`: file `{pattern}` does not exist")
+    };
+    Diagnostic::error(Code::SourceMissing, message)
+        .at(crate::config::source_location(&project.config_text, name))
+        .with_help(format!(
+            "`path` is relative to the directory of hubforge.toml; fix it in [sources.{name}] or add the files"
+        ))
+        .into()
+}
+
+/// A table source's table must exist.
+fn check_table(
+    s: &dyn Session,
+    project: &Project,
+    name: &str,
+    config: &SourceConfig,
+    relation: &str,
+) -> Result<()> {
+    if s.query(&format!("SELECT * FROM {relation} LIMIT 0"))
+        .is_err()
+    {
+        return Err(Diagnostic::error(
+            Code::SourceMissing,
+            format!(
+                "source `{name}`: table `{}` does not exist in the warehouse",
+                config.table.as_deref().unwrap_or_default()
+            ),
+        )
+        .at(crate::config::source_location(&project.config_text, name))
+        .with_help(format!(
+            "create it, or fix `table` in [sources.{name}] (schema.table)"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// A read the engine refused, as a diagnostic at the source's declaration.
+fn unreadable(project: &Project, name: &str, e: &Error) -> Error {
+    let text = match e {
+        Error::Engine(m) => m.clone(),
+        other => other.to_string(),
+    };
+    Error::BadData(
+        Diagnostic::error(
+            Code::SourceUnreadable,
+            format!("source `{name}` cannot be read: {}", clean_engine_message(project, &text)),
+        )
+        .at(crate::config::source_location(&project.config_text, name))
+        .with_help(format!(
+            "check the files, or declare how to read them in [sources.{name}]: format, delimiter, header, quote, dateformat, columns"
+        ))
+        .into(),
+    )
+}
+
+/// The engine's message without the statement it ran, shortened to its first
+/// line and with paths relative to the project.
+fn clean_engine_message(project: &Project, text: &str) -> String {
+    let root = format!("{}/", project.root.to_string_lossy());
+    let first = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or_default();
+    first
+        .replace(&root, "")
+        .trim_end_matches(':')
+        .trim()
+        .to_string()
+}
+
+/// With declared columns, each file must have them: a missing column is an
+/// error naming the file; columns not declared are reported as warnings.
+fn check_declared_columns(
+    s: &dyn Session,
+    project: &Project,
+    name: &str,
+    config: &SourceConfig,
+    paths: &[PathBuf],
+) -> Result<Vec<Diagnostic>> {
+    if config.columns.as_ref().is_none_or(|c| c.is_empty()) {
+        return Ok(Vec::new());
+    }
+    let mut warnings = Vec::new();
+    for path in paths {
+        let rel = path
+            .strip_prefix(&project.root)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .replace('\\', "/");
+        let mut plain = config.clone();
+        plain.columns = None;
+        let reader = match config.effective_format() {
+            Some(SourceFormat::Parquet | SourceFormat::Json) => {
+                file_reader(&plain, std::slice::from_ref(path), "")
+            }
+            _ => file_reader(&plain, std::slice::from_ref(path), ", all_varchar = true"),
+        };
+        let found = describe(s, &reader).map_err(|e| unreadable(project, name, &e))?;
+        warnings.extend(compare_declared(
+            project,
+            name,
+            config,
+            &format!("file {rel}"),
+            &found,
+        )?);
+    }
+    Ok(warnings)
 }
 
 /// Snapshot a source's rows: per unit of its time column, or as a whole.
@@ -279,4 +673,171 @@ pub fn unit_sql(unit: Unit) -> &'static str {
         Unit::Month => "month",
         Unit::Year => "year",
     }
+}
+
+/// A file's (or table's) columns against the declared ones: a missing column
+/// is an error, an undeclared one a warning.
+fn compare_declared(
+    project: &Project,
+    name: &str,
+    config: &SourceConfig,
+    what: &str,
+    found: &[String],
+) -> Result<Vec<Diagnostic>> {
+    let Some(columns) = config.columns.as_ref().filter(|c| !c.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let declared: Vec<String> = columns.keys().map(|c| c.to_lowercase()).collect();
+    let mut warnings = Vec::new();
+    let missing: Vec<&String> = declared.iter().filter(|c| !found.contains(c)).collect();
+    let extra: Vec<&String> = found.iter().filter(|c| !declared.contains(c)).collect();
+    let list = |cols: &[&String]| {
+        cols.iter()
+            .map(|c| format!("`{c}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let location = crate::config::source_location(&project.config_text, name);
+    if !missing.is_empty() {
+        let mut d = Diagnostic::error(
+            Code::SchemaDrift,
+            format!(
+                "source `{name}`: {what} has no column {} (declared in `columns`)",
+                list(&missing)
+            ),
+        )
+        .at(location);
+        if !extra.is_empty() {
+            d = d.with_note(format!("it has {} instead: renamed?", list(&extra)));
+        }
+        return Err(Error::BadData(
+                d.with_help(format!(
+                    "fix the file, or change `columns` of [sources.{name}] if the source changed for good"
+                ))
+                .into(),
+            ));
+    }
+    if !extra.is_empty() {
+        warnings.push(
+            Diagnostic::warning(
+                Code::SchemaDrift,
+                format!(
+                    "source `{name}`: {what} has column{} {} not declared in `columns`",
+                    crate::diagnostics::plural(extra.len()),
+                    list(&extra)
+                ),
+            )
+            .at(location)
+            .with_help(format!(
+                "declare {} in `columns` of [sources.{name}] to read {} with a known type",
+                if extra.len() == 1 { "it" } else { "them" },
+                if extra.len() == 1 { "it" } else { "them" }
+            )),
+        );
+    }
+    Ok(warnings)
+}
+
+/// Schema drift of a source without declared columns, file by file (the files
+/// new or changed since the last build) against the columns recorded then:
+/// new columns are a warning; a file without a recorded column changes data
+/// already built and is an error.
+pub fn drift(
+    s: &dyn Session,
+    project: &Project,
+    name: &str,
+    config: &SourceConfig,
+    recorded: &[String],
+    built_files: &[FileSignature],
+    now: &[String],
+) -> Result<(Option<Diagnostic>, Option<Diagnostic>)> {
+    // Each file's columns (a table source is one "file": the table).
+    let mut files: Vec<(String, Vec<String>)> = Vec::new();
+    match &config.path {
+        Some(pattern) => {
+            let paths = source_paths(&project.root, pattern);
+            let changed = paths.iter().filter(|p| {
+                !file_signatures(&project.root, std::slice::from_ref(p))
+                    .iter()
+                    .all(|f| built_files.contains(f))
+            });
+            for path in changed {
+                let found = describe(s, &file_reader(config, std::slice::from_ref(path), ""))
+                    .map_err(|e| unreadable(project, name, &e))?;
+                let rel = path
+                    .strip_prefix(&project.root)
+                    .unwrap_or(path)
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                files.push((rel, found));
+            }
+        }
+        None => files.push((String::new(), now.to_vec())),
+    }
+    let list = |cols: &[&String]| {
+        cols.iter()
+            .map(|c| format!("`{c}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut lost_in: Vec<(String, Vec<&String>, Vec<&String>)> = Vec::new();
+    let mut added_in: Vec<(String, Vec<&String>)> = Vec::new();
+    for (file, found) in &files {
+        let lost: Vec<&String> = recorded.iter().filter(|c| !found.contains(c)).collect();
+        let added: Vec<&String> = found.iter().filter(|c| !recorded.contains(c)).collect();
+        if !lost.is_empty() {
+            lost_in.push((file.clone(), lost, added.clone()));
+        }
+        if !added.is_empty() {
+            added_in.push((file.clone(), added));
+        }
+    }
+    let location = crate::config::source_location(&project.config_text, name);
+    let whose = |file: &str| {
+        if file.is_empty() {
+            format!("table `{}`", config.table.as_deref().unwrap_or_default())
+        } else {
+            format!("file {file}")
+        }
+    };
+    let warning = added_in.first().map(|(file, added)| {
+        let mut d = Diagnostic::warning(
+            Code::SchemaDrift,
+            format!(
+                "source `{name}`: {} has new column{} {} since the last build",
+                whose(file),
+                crate::diagnostics::plural(added.len()),
+                list(added)
+            ),
+        )
+        .at(location.clone());
+        if added_in.len() > 1 {
+            d = d.with_note(format!("and {} more files", added_in.len() - 1));
+        }
+        d.with_help(format!(
+            "declare the source's `columns` in [sources.{name}] to read them with known types"
+        ))
+    });
+    let error = lost_in.first().map(|(file, lost, added)| {
+        let mut d = Diagnostic::error(
+            Code::SchemaDrift,
+            format!(
+                "source `{name}`: {} has no column {} (read at the last build)",
+                whose(file),
+                list(lost)
+            ),
+        )
+        .at(location);
+        if !added.is_empty() {
+            d = d.with_note(format!("it has {} instead: renamed?", list(added)));
+        }
+        for (other, cols, _) in lost_in.iter().skip(1) {
+            d = d.with_note(format!("{} has no column {}", whose(other), list(cols)));
+        }
+        d.with_help(format!(
+            "fix the file, declare `columns` in [sources.{name}] and adapt the models reading it, \
+             or accept the new schema with `hubforge build --accept-schema {name}`"
+        ))
+    });
+    Ok((warning, error))
 }

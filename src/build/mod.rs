@@ -52,6 +52,8 @@ pub struct BuildOptions {
     pub threads: usize,
     pub quiet: bool,
     pub command: String,
+    /// Sources whose schema drift the user accepts (`--accept-schema`).
+    pub accept_schema: Vec<String>,
 }
 
 /// What a build did.
@@ -70,6 +72,8 @@ pub struct BuildSummary {
     pub rows_by_model: BTreeMap<String, i64>,
     /// Batches not built because the data they read turned out identical.
     pub cutoffs: Vec<CutOff>,
+    /// Per source: rows kept out of the build as unreadable (quarantined).
+    pub rejected: BTreeMap<String, i64>,
 }
 
 /// Everything computed before any work: state, sources, versions, plan.
@@ -122,8 +126,10 @@ pub fn build(
         Ingest::Warehouse
     };
     let prepared = prepare(main.as_ref(), ws, &options.plan, ingest)?;
+    observe::check_drift(&prepared.observed, &options.accept_schema)?;
     let mut summary = BuildSummary {
         plan: prepared.plan.clone(),
+        rejected: prepared.observed.rejected.clone(),
         ..BuildSummary::default()
     };
     if options.dry_run {
