@@ -21,10 +21,15 @@ pub struct Observed {
     pub sources: BTreeMap<String, SourceSnapshot>,
     /// Source or seed (lowercase) → columns now.
     pub schemas: KnownSchemas,
+    /// Source (lowercase) → the types of its columns now, in `schemas`' order.
+    pub types: BTreeMap<String, Vec<String>>,
     /// Source (lowercase) → the relation its rows are read from, when ingested.
     pub relations: BTreeMap<String, String>,
     /// Source (lowercase) → rows kept out of the build as unreadable.
     pub rejected: BTreeMap<String, i64>,
+    /// Source (lowercase) → the units of its time column with rows kept out
+    /// (their data is incomplete), and how many kept rows have no readable time.
+    pub rejected_units: BTreeMap<String, (Vec<crate::interval::Interval>, i64)>,
     /// Source (lowercase) → its columns lost since the last build, which
     /// changes data already built: an error unless the user accepts it.
     pub drift: BTreeMap<String, Diagnostic>,
@@ -98,32 +103,44 @@ pub fn observe(s: &dyn Session, ws: &Workspace, mode: Ingest) -> Result<Observed
                 }
                 if ingested.rejected > 0 {
                     out.rejected.insert(key.to_string(), ingested.rejected);
+                    if mode == Ingest::Warehouse {
+                        let units = sources::rejected_units(s, key, config.unit)?;
+                        out.rejected_units.insert(key.to_string(), units);
+                    }
                 }
                 Some(ingested.relation)
             }
         };
-        let (snapshot, columns) = match (known, &relation) {
-            (Some((prev, cols)), _) => (prev.clone(), cols.clone()),
-            (None, Some(rel)) => (
-                sources::snapshot(s, &node.name, config, rel, files)?,
-                sources::describe(s, rel)?,
+        let recorded_types = out.state.schema_types.get(key);
+        let (snapshot, columns, types) = match (known, &relation) {
+            (Some((prev, cols)), _) => (
+                prev.clone(),
+                cols.clone(),
+                recorded_types.cloned().unwrap_or_default(),
             ),
+            (None, Some(rel)) => {
+                let typed = sources::describe_typed(s, rel)?;
+                (
+                    sources::snapshot(s, &node.name, config, rel, files)?,
+                    typed.iter().map(|(c, _)| c.clone()).collect(),
+                    typed.into_iter().map(|(_, t)| t).collect(),
+                )
+            }
             (None, None) => unreachable!("sources not known from state are read"),
         };
         if known.is_none()
             && config.columns.is_none()
             && let Some(recorded) = out.state.schemas.get(key)
         {
-            let built_files = previous.map_or(&[][..], |p| p.files.as_slice());
-            let (warning, error) = sources::drift(
-                s,
-                &ws.project,
-                &node.name,
-                config,
-                recorded,
-                built_files,
-                &columns,
-            )?;
+            let recorded = sources::Recorded {
+                columns: recorded,
+                types: recorded_types.map_or(&[][..], Vec::as_slice),
+                files: previous.map_or(&[][..], |p| p.files.as_slice()),
+            };
+            let now: Vec<(String, String)> =
+                columns.iter().cloned().zip(types.iter().cloned()).collect();
+            let (warning, error) =
+                sources::drift(s, &ws.project, &node.name, config, &recorded, &now)?;
             if let Some(w) = warning {
                 eprint!("{}", w.render());
             }
@@ -135,6 +152,7 @@ pub fn observe(s: &dyn Session, ws: &Workspace, mode: Ingest) -> Result<Observed
             out.relations.insert(key.to_string(), rel);
         }
         out.schemas.insert(key.to_string(), columns);
+        out.types.insert(key.to_string(), types);
         out.sources.insert(key.to_string(), snapshot);
     }
     Ok(out)

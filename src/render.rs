@@ -260,6 +260,13 @@ pub fn build_json(ws: &Workspace, summary: &crate::build::BuildSummary) -> serde
         "rows_by_model": summary.rows_by_model,
         "cutoff": cutoffs_json(&summary.cutoffs),
         "rejected_rows": summary.rejected,
+        "rejected_intervals": summary.rejected_units.iter().map(|(source, (units, unknown))| {
+            let set = crate::interval::IntervalSet::from_intervals(units.iter().copied());
+            (source.clone(), serde_json::json!({
+                "intervals": set.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "rows_without_time": unknown,
+            }))
+        }).collect::<serde_json::Map<_, _>>(),
         "seconds": summary.seconds,
     })
 }
@@ -274,6 +281,18 @@ pub fn build_text(ws: &Workspace, summary: &crate::build::BuildSummary) -> Strin
             crate::diagnostics::plural(*rows as usize),
             crate::sources::REJECTS_SCHEMA
         );
+        if let Some((units, unknown)) = summary.rejected_units.get(source) {
+            let set = crate::interval::IntervalSet::from_intervals(units.iter().copied());
+            if !set.is_empty() {
+                let _ = writeln!(text, "  incomplete: {set}");
+            }
+            if *unknown > 0 {
+                let _ = writeln!(
+                    text,
+                    "  {unknown} of them without a readable time: any interval may be incomplete"
+                );
+            }
+        }
     }
     text
 }

@@ -88,7 +88,10 @@ fn file_reader(config: &SourceConfig, files: &[PathBuf], extra: &str) -> String 
             config,
             &format!("read_parquet({list}, union_by_name = true)"),
         ),
-        Some(SourceFormat::Json) => with_declared_types(config, &format!("read_json_auto({list})")),
+        Some(SourceFormat::Json) => with_declared_types(
+            config,
+            &format!("read_json_auto({list}, union_by_name = true)"),
+        ),
         _ => {
             let mut args = csv_dialect(config);
             if let Some(columns) = &config.columns {
@@ -174,11 +177,23 @@ pub fn seed_relation(root: &Path, seed: &SeedFile) -> String {
 
 /// Column names of a relation, lowercase.
 pub fn describe(s: &dyn Session, relation: &str) -> Result<Vec<String>> {
+    Ok(describe_typed(s, relation)?
+        .into_iter()
+        .map(|(c, _)| c)
+        .collect())
+}
+
+/// Column names (lowercase) and types of a relation.
+pub fn describe_typed(s: &dyn Session, relation: &str) -> Result<Vec<(String, String)>> {
     let rows = s.query(&format!("DESCRIBE SELECT * FROM {relation}"))?;
     Ok(rows
         .rows
         .iter()
-        .filter_map(|r| r.first().and_then(|v| v.as_str()).map(str::to_lowercase))
+        .filter_map(|r| {
+            let name = r.first().and_then(|v| v.as_str())?.to_lowercase();
+            let ty = r.get(1).and_then(|v| v.as_str()).unwrap_or_default();
+            Some((name, ty.to_string()))
+        })
         .collect())
 }
 
@@ -339,7 +354,7 @@ pub fn ingest(
             format!("SELECT * FROM temp.main.{REJECTED} ORDER BY file, line")
         } else {
             "SELECT NULL::VARCHAR AS file, NULL::BIGINT AS line, NULL::VARCHAR AS \"column\", \
-             NULL::VARCHAR AS error, NULL::VARCHAR AS row_text WHERE false"
+             NULL::VARCHAR AS error, NULL::VARCHAR AS row_text, NULL::TIMESTAMP AS unit_start WHERE false"
                 .to_string()
         };
         s.execute(&format!(
@@ -382,7 +397,8 @@ fn read_csv_files(
 ) -> Result<i64> {
     let root = format!("{}/", project.root.to_string_lossy());
     s.execute(&format!(
-        "CREATE OR REPLACE TEMP TABLE {REJECTED} (file VARCHAR, line BIGINT, \"column\" VARCHAR, error VARCHAR, row_text VARCHAR)"
+        "CREATE OR REPLACE TEMP TABLE {REJECTED} (file VARCHAR, line BIGINT, \"column\" VARCHAR, \
+         error VARCHAR, row_text VARCHAR, unit_start TIMESTAMP)"
     ))?;
     let mut parts = Vec::new();
     for (i, path) in paths.iter().enumerate() {
@@ -397,9 +413,10 @@ fn read_csv_files(
             )
         ))
         .map_err(|e| unreadable(project, name, &e))?;
+        let unit = rejected_unit(s, config, &part)?;
         s.execute(&format!(
             "INSERT INTO temp.main.{REJECTED} SELECT replace(s.file_path, {root}, ''), CAST(e.line AS BIGINT), \
-             e.column_name, coalesce(e.error_message, CAST(e.error_type AS VARCHAR)), e.csv_line \
+             e.column_name, coalesce(e.error_message, CAST(e.error_type AS VARCHAR)), e.csv_line, {unit} \
              FROM temp.main.{REJECT_ERRORS} e JOIN temp.main.{REJECT_SCANS} s \
              ON e.scan_id = s.scan_id AND e.file_id = s.file_id",
             root = quote_str(&root)
@@ -420,6 +437,73 @@ fn read_csv_files(
     s.execute(&drop)?;
     let rows = s.query(&format!("SELECT count(*) FROM temp.main.{REJECTED}"))?;
     Ok(rows.rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0))
+}
+
+/// The unit (of the source's time column) a rejected CSV line belongs to, as
+/// an expression over the rejects table's `e.csv_line`: the line's field in
+/// the time column's position read as a time, or NULL when that is the
+/// unreadable field or the source has no time column.
+fn rejected_unit(s: &dyn Session, config: &SourceConfig, part: &str) -> Result<String> {
+    let Some(tc) = &config.time_column else {
+        return Ok("NULL::TIMESTAMP".into());
+    };
+    let Some(index) = describe(s, part)?
+        .iter()
+        .position(|c| *c == tc.to_lowercase())
+    else {
+        return Ok("NULL::TIMESTAMP".into());
+    };
+    let delimiter = config.delimiter.as_deref().unwrap_or(",");
+    let quote = config.quote.as_deref().unwrap_or("\"");
+    let field = format!(
+        "trim(string_split(e.csv_line, {})[{}], {})",
+        quote_str(delimiter),
+        index + 1,
+        quote_str(quote)
+    );
+    let parsed = match (&config.timestampformat, &config.dateformat) {
+        (Some(f), _) | (None, Some(f)) => format!(
+            "coalesce(try_strptime({field}, {}), TRY_CAST({field} AS TIMESTAMP))",
+            quote_str(f)
+        ),
+        (None, None) => format!("TRY_CAST({field} AS TIMESTAMP)"),
+    };
+    Ok(format!(
+        "CAST(date_trunc('{}', {parsed}) AS TIMESTAMP)",
+        unit_sql(config.unit)
+    ))
+}
+
+/// The units of a source's time column holding rows kept out of the build,
+/// and how many such rows have no readable time.
+pub fn rejected_units(s: &dyn Session, source: &str, unit: Unit) -> Result<(Vec<Interval>, i64)> {
+    let table = format!(
+        "{REJECTS_SCHEMA}.{}",
+        crate::engine::quote_ident(&source.to_lowercase())
+    );
+    // Kept by an older hubforge, without the unit.
+    let has_unit = s.query(&format!(
+        "SELECT count(*) FROM information_schema.columns WHERE table_schema = {} \
+         AND table_name = {} AND column_name = 'unit_start'",
+        quote_str(REJECTS_SCHEMA),
+        quote_str(&source.to_lowercase())
+    ))?;
+    let unit_start = match has_unit.rows.first().and_then(|r| r[0].as_i64()) {
+        Some(1) => "unit_start",
+        _ => "NULL::TIMESTAMP",
+    };
+    let rows = s.query(&format!(
+        "SELECT strftime({unit_start}, '%Y-%m-%dT%H:%M:%S'), count(*) FROM {table} GROUP BY 1 ORDER BY 1 NULLS LAST"
+    ))?;
+    let mut units = Vec::new();
+    let mut unknown = 0;
+    for row in &rows.rows {
+        match row[0].as_str().and_then(|t| parse_point(t).ok()) {
+            Some(start) => units.push(Interval::unit_at(unit, start)),
+            None => unknown += row[1].as_i64().unwrap_or(0),
+        }
+    }
+    Ok((units, unknown))
 }
 
 /// The rows that could not be read, by file and line.
@@ -738,31 +822,45 @@ fn compare_declared(
     Ok(warnings)
 }
 
+/// The columns and types a source had at its last build (types empty when
+/// not recorded).
+pub struct Recorded<'a> {
+    pub columns: &'a [String],
+    pub types: &'a [String],
+    pub files: &'a [FileSignature],
+}
+
+impl Recorded<'_> {
+    fn type_of(&self, column: &str) -> Option<&str> {
+        let i = self.columns.iter().position(|c| c == column)?;
+        self.types.get(i).map(String::as_str)
+    }
+}
+
 /// Schema drift of a source without declared columns, file by file (the files
 /// new or changed since the last build) against the columns recorded then:
-/// new columns are a warning; a file without a recorded column changes data
-/// already built and is an error.
+/// new columns are a warning; a file without a recorded column, or a column
+/// whose type changed, changes data already built and is an error.
 pub fn drift(
     s: &dyn Session,
     project: &Project,
     name: &str,
     config: &SourceConfig,
-    recorded: &[String],
-    built_files: &[FileSignature],
-    now: &[String],
+    recorded: &Recorded,
+    now: &[(String, String)],
 ) -> Result<(Option<Diagnostic>, Option<Diagnostic>)> {
     // Each file's columns (a table source is one "file": the table).
-    let mut files: Vec<(String, Vec<String>)> = Vec::new();
+    let mut files: Vec<(String, Vec<(String, String)>)> = Vec::new();
     match &config.path {
         Some(pattern) => {
             let paths = source_paths(&project.root, pattern);
             let changed = paths.iter().filter(|p| {
                 !file_signatures(&project.root, std::slice::from_ref(p))
                     .iter()
-                    .all(|f| built_files.contains(f))
+                    .all(|f| recorded.files.contains(f))
             });
             for path in changed {
-                let found = describe(s, &file_reader(config, std::slice::from_ref(path), ""))
+                let found = describe_typed(s, &file_reader(config, std::slice::from_ref(path), ""))
                     .map_err(|e| unreadable(project, name, &e))?;
                 let rel = path
                     .strip_prefix(&project.root)
@@ -780,16 +878,48 @@ pub fn drift(
             .collect::<Vec<_>>()
             .join(", ")
     };
+    // Columns whose type as read now (all files together) is not the one
+    // built from: the history would be read differently.
+    let retyped: Vec<(&String, &String, &str)> = now
+        .iter()
+        .filter_map(|(c, ty)| {
+            let before = recorded.type_of(c)?;
+            (before != ty).then_some((c, ty, before))
+        })
+        .collect();
     let mut lost_in: Vec<(String, Vec<&String>, Vec<&String>)> = Vec::new();
     let mut added_in: Vec<(String, Vec<&String>)> = Vec::new();
+    let mut retyped_in: Vec<(String, String)> = Vec::new();
     for (file, found) in &files {
-        let lost: Vec<&String> = recorded.iter().filter(|c| !found.contains(c)).collect();
-        let added: Vec<&String> = found.iter().filter(|c| !recorded.contains(c)).collect();
+        let found_names: Vec<&String> = found.iter().map(|(c, _)| c).collect();
+        let lost: Vec<&String> = recorded
+            .columns
+            .iter()
+            .filter(|c| !found_names.contains(c))
+            .collect();
+        let added: Vec<&String> = found_names
+            .iter()
+            .copied()
+            .filter(|c| !recorded.columns.contains(c))
+            .collect();
         if !lost.is_empty() {
             lost_in.push((file.clone(), lost, added.clone()));
         }
         if !added.is_empty() {
             added_in.push((file.clone(), added));
+        }
+        for (c, ty) in found {
+            if recorded.type_of(c).is_some_and(|before| before != ty)
+                && retyped.iter().any(|(r, _, _)| *r == c)
+            {
+                retyped_in.push((
+                    file.clone(),
+                    format!(
+                        "`{c}` as {ty} ({} at the last build)",
+                        recorded.type_of(c).unwrap_or_default()
+                    ),
+                ));
+            }
         }
     }
     let location = crate::config::source_location(&project.config_text, name);
@@ -818,7 +948,8 @@ pub fn drift(
             "declare the source's `columns` in [sources.{name}] to read them with known types"
         ))
     });
-    let error = lost_in.first().map(|(file, lost, added)| {
+    let accept = format!("or accept the new schema with `hubforge build --accept-schema {name}`");
+    let lost_error = lost_in.first().map(|(file, lost, added)| {
         let mut d = Diagnostic::error(
             Code::SchemaDrift,
             format!(
@@ -827,17 +958,39 @@ pub fn drift(
                 list(lost)
             ),
         )
-        .at(location);
+        .at(location.clone());
         if !added.is_empty() {
             d = d.with_note(format!("it has {} instead: renamed?", list(added)));
         }
         for (other, cols, _) in lost_in.iter().skip(1) {
             d = d.with_note(format!("{} has no column {}", whose(other), list(cols)));
         }
+        for (other, what) in &retyped_in {
+            d = d.with_note(format!("{} reads column {what}", whose(other)));
+        }
         d.with_help(format!(
-            "fix the file, declare `columns` in [sources.{name}] and adapt the models reading it, \
-             or accept the new schema with `hubforge build --accept-schema {name}`"
+            "fix the file, declare `columns` in [sources.{name}] and adapt the models reading it, {accept}"
         ))
     });
+    let retyped_error = || {
+        let what = match retyped_in.first() {
+            Some((file, what)) => format!("{} reads column {what}", whose(file)),
+            None => {
+                let (c, ty, before) = retyped[0];
+                format!("column `{c}` is now read as {ty} ({before} at the last build)")
+            }
+        };
+        let mut d = Diagnostic::error(Code::SchemaDrift, format!("source `{name}`: {what}"))
+            .at(location.clone());
+        for (other, what) in retyped_in.iter().skip(1) {
+            d = d.with_note(format!("{} reads column {what}", whose(other)));
+        }
+        d.with_note("the data already built was read with the old type")
+            .with_help(format!(
+                "fix the file, declare `columns` in [sources.{name}] to read it with one type \
+                 (values that do not fit become bad rows), {accept}"
+            ))
+    };
+    let error = lost_error.or_else(|| (!retyped.is_empty()).then(retyped_error));
     Ok((warning, error))
 }

@@ -16,7 +16,7 @@ use crate::interval::{Interval, IntervalSet, parse_point};
 
 pub const SCHEMA: &str = "_hubforge";
 /// The state schema this hubforge reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Migrations, in order: entry `i` takes state from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -58,6 +58,10 @@ const MIGRATIONS: &[&str] = &[
         run_id VARCHAR NOT NULL, product VARCHAR NOT NULL, destination VARCHAR NOT NULL,
         action VARCHAR NOT NULL, reason VARCHAR NOT NULL, intervals VARCHAR NOT NULL,
         status VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL, released_at TIMESTAMP);
+    "#,
+    // 1 → 2: sources' column types, to find columns whose type changed.
+    r#"
+    ALTER TABLE _hubforge.schemas ADD COLUMN types VARCHAR DEFAULT '[]';
     "#,
 ];
 
@@ -174,6 +178,9 @@ pub struct State {
     pub sources: BTreeMap<String, SourceSnapshot>,
     /// Node lowercase → columns, for sources and seeds.
     pub schemas: BTreeMap<String, Vec<String>>,
+    /// Node lowercase → the types of `schemas`' columns, in the same order
+    /// (empty when recorded by a hubforge that did not keep types).
+    pub schema_types: BTreeMap<String, Vec<String>>,
     pub pending: BTreeMap<String, Vec<PendingRecord>>,
     pub last_run: Option<RunRecord>,
 }
@@ -381,12 +388,17 @@ pub fn read(s: &dyn Session) -> Result<State> {
         });
     }
     for row in s
-        .query(&format!("SELECT node, columns FROM {SCHEMA}.schemas"))?
+        .query(&format!(
+            "SELECT node, columns, coalesce(types, '[]') FROM {SCHEMA}.schemas"
+        ))?
         .rows
     {
-        state
-            .schemas
-            .insert(text(&row[0]), names(&row[1], "source columns")?);
+        let types = names(&row[2], "source column types")?;
+        let columns = names(&row[1], "source columns")?;
+        if types.len() == columns.len() {
+            state.schema_types.insert(text(&row[0]), types);
+        }
+        state.schemas.insert(text(&row[0]), columns);
     }
     let q = format!(
         "SELECT model, {}, {}, change, reason, run_id FROM {SCHEMA}.pending ORDER BY model, start_ts",
@@ -659,11 +671,12 @@ impl StateWrites {
         }
     }
 
-    pub fn schema(&mut self, node: &str, columns: &[String]) {
+    pub fn schema(&mut self, node: &str, columns: &[String], types: &[String]) {
         self.sql.push(format!(
-            "INSERT OR REPLACE INTO {SCHEMA}.schemas VALUES ({}, {});",
+            "INSERT OR REPLACE INTO {SCHEMA}.schemas VALUES ({}, {}, {});",
             quote_str(node),
-            quote_str(&serde_json::to_string(columns).expect("json"))
+            quote_str(&serde_json::to_string(columns).expect("json")),
+            quote_str(&serde_json::to_string(types).expect("json"))
         ));
     }
 

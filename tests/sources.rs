@@ -415,3 +415,139 @@ fn table_source_drift_against_the_last_build() {
     }
     insta::assert_snapshot!(fails(dir.path(), &["build"], 1));
 }
+
+#[test]
+fn quarantined_rows_flag_the_intervals_they_belong_to() {
+    let dir = project();
+    edit(dir.path(), ORDERS, "6,2025-02-11,3.10", "6,2025-02-11,3.1O");
+    edit(dir.path(), ORDERS, "8,2025-02-27", "8,2025-02-31");
+    edit(
+        dir.path(),
+        "hubforge.toml",
+        "time_column",
+        "on_bad_rows = \"quarantine\"\ntime_column",
+    );
+    let out = succeeds(dir.path(), &["build"]);
+    assert!(
+        out.contains(
+            "Kept 2 bad rows of source raw_orders out of the build; see _hubforge_rejects.raw_orders.\n  \
+             incomplete: 2025-02-11..2025-02-12\n  \
+             1 of them without a readable time: any interval may be incomplete\n"
+        ),
+        "{out}"
+    );
+    let json = common::build_json(dir.path(), &[]);
+    assert_eq!(
+        json["rejected_intervals"]["raw_orders"],
+        serde_json::json!({ "intervals": ["2025-02-11..2025-02-12"], "rows_without_time": 1 })
+    );
+}
+
+/// Rewrite every line of `file` after the header with `f`.
+fn rewrite_rows(dir: &Path, file: &str, f: impl Fn(&str) -> String) {
+    let path = dir.join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let out: String = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == 0 {
+                format!("{l}\n")
+            } else {
+                format!("{}\n", f(l))
+            }
+        })
+        .collect();
+    std::fs::write(&path, out).unwrap();
+}
+
+#[test]
+fn undeclared_source_type_change_fails_naming_the_file_and_column() {
+    let dir = built_undeclared();
+    // Whole amounts are read as integers in that file alone; together with
+    // the other file they are still decimals: nothing built changes.
+    rewrite_rows(dir.path(), ORDERS, |l| {
+        let (head, _) = l.split_once(",web").unwrap();
+        let (rest, amount) = head.rsplit_once(',').unwrap();
+        format!("{rest},{},web", amount.split('.').next().unwrap())
+    });
+    succeeds(dir.path(), &["build"]);
+    // Amounts written with their currency: the column is text now.
+    rewrite_rows(dir.path(), ORDERS, |l| {
+        let (head, _) = l.split_once(",web").unwrap();
+        format!("{head} EUR,web")
+    });
+    let err = fails(dir.path(), &["build"], 1);
+    assert_eq!(fails(dir.path(), &["plan"], 1), err);
+    insta::assert_snapshot!(err);
+}
+
+#[test]
+fn accepted_schema_drift_is_recorded_as_a_decision() {
+    let dir = built_undeclared();
+    rewrite_rows(dir.path(), ORDERS, |l| {
+        l.rsplit_once(',').unwrap().0.to_string()
+    });
+    edit(dir.path(), ORDERS, "amount,channel", "amount");
+    fails(dir.path(), &["build"], 1);
+    succeeds(dir.path(), &["build", "--accept-schema", "raw_orders"]);
+    assert_eq!(
+        query(
+            dir.path(),
+            "SELECT model, action, fingerprint, note FROM _hubforge.decisions"
+        ),
+        [[
+            "raw_orders",
+            "accept_schema",
+            "id BIGINT, order_date DATE, amount DOUBLE, channel VARCHAR",
+            "source `raw_orders`: file data/orders/2025-02.csv has no column `channel` (read at the last build)"
+        ]]
+    );
+}
+
+#[test]
+fn unreadable_file() {
+    let dir = project();
+    edit(dir.path(), "hubforge.toml", "*.csv", "*.parquet");
+    std::fs::write(
+        dir.path().join("data/orders/2025-01.parquet"),
+        "id,order_date,amount\n1,2025-01-03,10.50\n",
+    )
+    .unwrap();
+    let err = fails(dir.path(), &["build"], 1);
+    assert!(!err.contains("LINE 1"), "{err}");
+    insta::assert_snapshot!(err);
+}
+
+#[test]
+fn json_source_with_a_declared_schema() {
+    let dir = project();
+    let data = dir.path().join("data/orders");
+    for f in ["2025-01.csv", "2025-02.csv"] {
+        std::fs::remove_file(data.join(f)).unwrap();
+    }
+    std::fs::write(
+        data.join("2025-01.json"),
+        "{\"id\": 1, \"order_date\": \"2025-01-03\", \"amount\": \"10.50\"}\n\
+         {\"id\": 2, \"order_date\": \"2025-01-03\", \"amount\": 4.25}\n",
+    )
+    .unwrap();
+    edit(dir.path(), "hubforge.toml", "*.csv", "*.json");
+    succeeds(dir.path(), &["build"]);
+    assert_eq!(
+        query(
+            dir.path(),
+            "SELECT CAST(revenue AS VARCHAR), typeof(revenue) FROM daily_revenue"
+        ),
+        [["14.75", "DECIMAL(38,2)"]]
+    );
+    // A file without a declared column is drift, named like any other.
+    std::fs::write(
+        data.join("2025-02.json"),
+        "{\"id\": 3, \"order_date\": \"2025-02-03\", \"total\": 7}\n",
+    )
+    .unwrap();
+    let err = fails(dir.path(), &["build"], 1);
+    assert!(err.contains("error[HF063]"), "{err}");
+    insta::assert_snapshot!(err);
+}

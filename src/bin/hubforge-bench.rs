@@ -117,7 +117,8 @@ fn record_state(dir: &std::path::Path) -> hubforge::Result<()> {
         w.source_snapshot(key, snap, "bench");
     }
     for (key, cols) in &observed.schemas {
-        w.schema(key, cols);
+        let types = observed.types.get(key).map_or(&[][..], Vec::as_slice);
+        w.schema(key, cols, types);
     }
     let mut sql = String::from("BEGIN TRANSACTION;\n");
     for stmt in &w.sql {

@@ -74,6 +74,8 @@ pub struct BuildSummary {
     pub cutoffs: Vec<CutOff>,
     /// Per source: rows kept out of the build as unreadable (quarantined).
     pub rejected: BTreeMap<String, i64>,
+    /// Source → units with rows kept out, and kept rows without a readable time.
+    pub rejected_units: BTreeMap<String, (Vec<crate::interval::Interval>, i64)>,
 }
 
 /// Everything computed before any work: state, sources, versions, plan.
@@ -130,6 +132,7 @@ pub fn build(
     let mut summary = BuildSummary {
         plan: prepared.plan.clone(),
         rejected: prepared.observed.rejected.clone(),
+        rejected_units: prepared.observed.rejected_units.clone(),
         ..BuildSummary::default()
     };
     if options.dry_run {
@@ -229,6 +232,7 @@ pub fn build(
             command: &options.command,
             cutoffs: &summary.cutoffs,
             settled: &settled,
+            accepted: &options.accept_schema,
         },
         main.as_ref(),
     )?;

@@ -27,6 +27,8 @@ pub(super) struct RunInfo<'a> {
     pub cutoffs: &'a [super::CutOff],
     /// Models outside the scope that early cutoff found not stale.
     pub settled: &'a BTreeSet<NodeId>,
+    /// Sources whose schema drift the user accepted (`--accept-schema`).
+    pub accepted: &'a [String],
 }
 
 /// The statements of the publish transaction, in order.
@@ -346,8 +348,11 @@ fn state_writes(
         }
     }
     for (key, cols) in &prepared.observed.schemas {
-        if state.schemas.get(key) != Some(cols) {
-            w.schema(key, cols);
+        let types = prepared.observed.types.get(key);
+        if state.schemas.get(key) != Some(cols)
+            || types.is_some_and(|t| state.schema_types.get(key) != Some(t))
+        {
+            w.schema(key, cols, types.map_or(&[][..], Vec::as_slice));
         }
     }
     // Late data and restatements reaching models outside the scope would be
@@ -409,6 +414,27 @@ fn state_writes(
             "cutoff": crate::render::cutoffs_json(run.cutoffs),
         }),
     );
+    // An accepted schema drift is a decision: who accepted what, and when.
+    for (key, drift) in &prepared.observed.drift {
+        if run.accepted.iter().any(|a| a.to_lowercase() == *key) {
+            // The schema accepted, in place of a fingerprint.
+            let schema: Vec<String> = prepared.observed.schemas[key]
+                .iter()
+                .zip(prepared.observed.types.get(key).into_iter().flatten())
+                .map(|(c, t)| format!("{c} {t}"))
+                .collect();
+            w.decision(
+                run.run_id,
+                key,
+                None,
+                "accept_schema",
+                &schema.join(", "),
+                &user(),
+                now(),
+                &drift.message,
+            );
+        }
+    }
     w
 }
 
