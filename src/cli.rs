@@ -73,6 +73,33 @@ pub enum Command {
         /// Models and batches built at the same time (default: the machine's cores).
         #[arg(long, value_name = "N")]
         threads: Option<usize>,
+        #[command(flatten)]
+        checks: Checks,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Show what validation found in a run: metrics before → after per model
+    /// and unit, audits and thresholds (default: the last validated run).
+    Validation {
+        /// The run id (or its beginning).
+        run: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Compare a model as published with what building it now would produce,
+    /// row by row on a key (built into a scratch schema, never published).
+    Diff {
+        /// The model.
+        model: String,
+        /// First date to compare (inclusive).
+        #[arg(long, value_name = "DATE")]
+        start: Option<String>,
+        /// End of the range (exclusive).
+        #[arg(long, value_name = "DATE")]
+        end: Option<String>,
+        /// Key columns rows are matched on (default: the model's grain).
+        #[arg(long, value_delimiter = ',', value_name = "COLS")]
+        key: Vec<String>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
@@ -115,6 +142,17 @@ pub struct Scope {
     pub accept_schema: Vec<String>,
 }
 
+/// What a build checks before it publishes.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Checks {
+    /// Do not run these audits (by name, or `all`); recorded in the run (repeatable).
+    #[arg(long = "skip-audits", value_name = "NAME")]
+    pub skip_audits: Vec<String>,
+    /// Publish without computing metrics, thresholds or audits; recorded in the run.
+    #[arg(long)]
+    pub skip_validation: bool,
+}
+
 #[derive(Debug, Clone, Default, Args)]
 pub struct Selection {
     /// Graph selectors: name, +name, name+, N+name, name+N, @name, tag:, path:, kind:, product:
@@ -153,6 +191,8 @@ impl Cli {
             | Command::Ls { format, .. }
             | Command::Plan { format, .. }
             | Command::Build { format, .. }
+            | Command::Validation { format, .. }
+            | Command::Diff { format, .. }
             | Command::MarkCurrent { format, .. } => *format == Format::Json,
             Command::Dag { format, .. } => *format == GraphFormat::Json,
             Command::Init { .. } => false,
@@ -172,8 +212,32 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<()> {
             scope,
             dry_run,
             threads,
+            checks,
             format,
-        } => build(cli, scope, *dry_run, *threads, *format, out),
+        } => build(cli, scope, *dry_run, *threads, checks, *format, out),
+        Command::Validation { run, format } => validation(cli, run.as_deref(), *format, out),
+        Command::Diff {
+            model,
+            start,
+            end,
+            key,
+            format,
+        } => {
+            let ws = load(cli)?;
+            let report = crate::validate::diff::diff(
+                &ws,
+                &crate::validate::diff::DiffOptions {
+                    model,
+                    start: start.as_deref(),
+                    end: end.as_deref(),
+                    key,
+                },
+            )?;
+            match format {
+                Format::Json => write_json(out, &serde_json::to_value(&report).expect("json")),
+                Format::Text => write_text(out, &crate::validate::diff::render_text(&report)),
+            }
+        }
         Command::MarkCurrent {
             selection,
             start,
@@ -375,6 +439,7 @@ fn build(
     scope: &Scope,
     dry_run: bool,
     threads: Option<usize>,
+    checks: &Checks,
     format: Format,
     out: &mut dyn Write,
 ) -> Result<()> {
@@ -399,6 +464,8 @@ fn build(
         quiet: format == Format::Json,
         command: std::env::args().collect::<Vec<_>>().join(" "),
         accept_schema: scope.accept_schema.clone(),
+        skip_audits: checks.skip_audits.clone(),
+        skip_validation: checks.skip_validation,
     };
     let summary = crate::build::build(
         &ws,
@@ -413,6 +480,42 @@ fn build(
     match format {
         Format::Json => write_json(out, &crate::render::build_json(&ws, &summary)),
         Format::Text => write_text(out, &crate::render::build_text(&ws, &summary)),
+    }
+}
+
+/// `hubforge validation [RUN]`.
+fn validation(cli: &Cli, run: Option<&str>, format: Format, out: &mut dyn Write) -> Result<()> {
+    let ws = load(cli)?;
+    let engine = open_for_reading(&ws)?;
+    let session = crate::engine::Engine::session(&engine)?;
+    let found = crate::state::read_validation(session.as_ref(), run)?;
+    let Some((run_id, report)) = found else {
+        return Err(Error::Input(
+            Diagnostic::error(
+                Code::InvalidArgument,
+                match run {
+                    Some(r) => format!("no run `{r}` with a validation in this warehouse"),
+                    None => "no validated run in this warehouse yet".to_string(),
+                },
+            )
+            .with_help("`hubforge build` validates every model it rebuilds")
+            .into(),
+        ));
+    };
+    match format {
+        Format::Json => write_json(
+            out,
+            &serde_json::json!({ "schema_version": 1, "run_id": run_id, "validation": report }),
+        ),
+        Format::Text => {
+            let mut text = format!("Run {run_id}\n");
+            let body = crate::validate::render_text(&report);
+            if body.is_empty() {
+                text.push_str("Every rebuilt model is unchanged and every audit passed.\n");
+            }
+            text.push_str(&body);
+            write_text(out, &text)
+        }
     }
 }
 

@@ -37,6 +37,7 @@ pub const MODEL_KEYS: &[(&str, KeyRole)] = &[
     ("product", KeyRole::Metadata),
     ("destinations", KeyRole::Metadata),
     ("audits", KeyRole::Metadata),
+    ("validate", KeyRole::Metadata),
     ("tags", KeyRole::Metadata),
     ("description", KeyRole::Metadata),
     ("forward_only", KeyRole::Metadata),
@@ -75,6 +76,8 @@ pub struct ModelConfig {
     pub product: bool,
     pub destinations: Vec<String>,
     pub audits: Vec<String>,
+    /// Thresholds of before/after metrics, over the project's `[validate]`.
+    pub validate: ValidateConfig,
     pub tags: Vec<String>,
     pub description: Option<String>,
     pub forward_only: bool,
@@ -94,6 +97,7 @@ impl Default for ModelConfig {
             product: false,
             destinations: Vec::new(),
             audits: Vec::new(),
+            validate: ValidateConfig::default(),
             tags: Vec::new(),
             description: None,
             forward_only: false,
@@ -140,7 +144,98 @@ pub struct ProjectConfig {
     pub vars: BTreeMap<String, toml::Value>,
     #[serde(default)]
     pub destinations: Vec<DestinationConfig>,
+    /// Default thresholds of before/after metrics for every model.
+    #[serde(default)]
+    pub validate: ValidateConfig,
 }
+
+/// Thresholds on what a rebuild may change, per unit of the time column (the
+/// whole table for tables), compared with the rows it replaces.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ValidateConfig {
+    /// Largest change of the row count, e.g. "5%".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_row_change: Option<Percent>,
+    /// Largest change of a numeric column's sum, per column.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub max_sum_change: BTreeMap<String, Percent>,
+    /// Largest increase of a column's share of NULLs, in points, e.g. "0%".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_null_increase: Option<Percent>,
+    /// Whether a breach stops the publish (`error`) or is reported (`warn`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub severity: Option<ThresholdSeverity>,
+}
+
+impl ValidateConfig {
+    /// These thresholds over `defaults`: a key set here wins.
+    pub fn over(&self, defaults: &ValidateConfig) -> ValidateConfig {
+        let mut sums = defaults.max_sum_change.clone();
+        sums.extend(self.max_sum_change.clone());
+        ValidateConfig {
+            max_row_change: self.max_row_change.or(defaults.max_row_change),
+            max_sum_change: sums,
+            max_null_increase: self.max_null_increase.or(defaults.max_null_increase),
+            severity: self.severity.or(defaults.severity),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.max_row_change.is_none()
+            && self.max_sum_change.is_empty()
+            && self.max_null_increase.is_none()
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ThresholdSeverity {
+    #[default]
+    Warn,
+    Error,
+}
+
+/// A percentage written `"5%"` (or a plain number of percent).
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct Percent(pub f64);
+
+impl Serialize for Percent {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}%", self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Percent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = toml::Value::deserialize(d)?;
+        let n = match &value {
+            toml::Value::String(s) => s
+                .trim()
+                .strip_suffix('%')
+                .and_then(|n| n.trim().parse::<f64>().ok()),
+            toml::Value::Integer(i) => Some(*i as f64),
+            toml::Value::Float(f) => Some(*f),
+            _ => None,
+        };
+        match n {
+            Some(n) if n >= 0.0 && n.is_finite() => Ok(Percent(n)),
+            _ => Err(serde::de::Error::custom(format!(
+                "expected a percentage such as \"5%\", found {value}"
+            ))),
+        }
+    }
+}
+
+static VALIDATE_TABLE: Schema = Schema::Table(VALIDATE_KEYS);
+
+/// The keys of `[validate]` (in hubforge.toml and in model headers).
+const VALIDATE_KEYS: &[(&str, Schema)] = &[
+    ("max_row_change", Schema::Leaf),
+    ("max_sum_change", Schema::Leaf),
+    ("max_null_increase", Schema::Leaf),
+    ("severity", Schema::Leaf),
+];
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -429,6 +524,7 @@ const PROJECT_SCHEMA: Schema = Schema::Table(&[
         ])),
     ),
     ("vars", Schema::Any),
+    ("validate", Schema::Table(VALIDATE_KEYS)),
     (
         "destinations",
         Schema::ArrayOf(&Schema::Table(&[
@@ -760,7 +856,10 @@ fn check_keys(
         Schema::Table(keys) => keys.iter().map(|(k, s)| (*k, s)).collect(),
         Schema::ModelHeader => MODEL_KEYS
             .iter()
-            .map(|(k, _)| (*k, &Schema::Leaf))
+            .map(|(k, _)| match *k {
+                "validate" => (*k, &VALIDATE_TABLE),
+                _ => (*k, &Schema::Leaf),
+            })
             .collect(),
         _ => return,
     };

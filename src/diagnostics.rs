@@ -41,6 +41,9 @@ pub enum Code {
     SourceUnreadable,
     SourceBadRows,
     SchemaDrift,
+    InvalidAudit,
+    AuditFailed,
+    ThresholdBreached,
 }
 
 impl Code {
@@ -75,6 +78,9 @@ impl Code {
             Code::SourceUnreadable => "HF061",
             Code::SourceBadRows => "HF062",
             Code::SchemaDrift => "HF063",
+            Code::InvalidAudit => "HF070",
+            Code::AuditFailed => "HF071",
+            Code::ThresholdBreached => "HF072",
         }
     }
 
@@ -109,6 +115,9 @@ impl Code {
             Code::SourceUnreadable => "source-unreadable",
             Code::SourceBadRows => "source-bad-rows",
             Code::SchemaDrift => "schema-drift",
+            Code::InvalidAudit => "invalid-audit",
+            Code::AuditFailed => "audit-failed",
+            Code::ThresholdBreached => "threshold-breached",
         }
     }
 }

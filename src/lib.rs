@@ -29,6 +29,7 @@ pub mod sql;
 pub mod state;
 pub mod synth;
 pub mod template;
+pub mod validate;
 pub mod workspace;
 
 pub use error::{Error, Result};

@@ -259,6 +259,7 @@ pub fn build_json(ws: &Workspace, summary: &crate::build::BuildSummary) -> serde
         "rows": summary.rows,
         "rows_by_model": summary.rows_by_model,
         "cutoff": cutoffs_json(&summary.cutoffs),
+        "validation": summary.validation,
         "rejected_rows": summary.rejected,
         "rejected_intervals": summary.rejected_units.iter().map(|(source, (units, unknown))| {
             let set = crate::interval::IntervalSet::from_intervals(units.iter().copied());
@@ -274,6 +275,9 @@ pub fn build_json(ws: &Workspace, summary: &crate::build::BuildSummary) -> serde
 /// A build's result for people.
 pub fn build_text(ws: &Workspace, summary: &crate::build::BuildSummary) -> String {
     let mut text = build_result_text(ws, summary);
+    if let Some(report) = &summary.validation {
+        text.push_str(&crate::validate::render_text(report));
+    }
     for (source, rows) in &summary.rejected {
         let _ = writeln!(
             text,

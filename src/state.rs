@@ -16,7 +16,7 @@ use crate::interval::{Interval, IntervalSet, parse_point};
 
 pub const SCHEMA: &str = "_hubforge";
 /// The state schema this hubforge reads and writes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Migrations, in order: entry `i` takes state from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -62,6 +62,15 @@ const MIGRATIONS: &[&str] = &[
     // 1 → 2: sources' column types, to find columns whose type changed.
     r#"
     ALTER TABLE _hubforge.schemas ADD COLUMN types VARCHAR DEFAULT '[]';
+    "#,
+    // 2 → 3: validation of each run: metrics before/after per model and unit,
+    // and what audits and thresholds found.
+    r#"
+    CREATE TABLE _hubforge.validations (
+        run_id VARCHAR NOT NULL, model VARCHAR NOT NULL, start_ts TIMESTAMP, end_ts TIMESTAMP,
+        full_rebuild BOOLEAN NOT NULL, unit VARCHAR, before VARCHAR, after VARCHAR);
+    CREATE TABLE _hubforge.validation_findings (
+        run_id VARCHAR NOT NULL, model VARCHAR NOT NULL, finding VARCHAR NOT NULL);
     "#,
 ];
 
@@ -183,6 +192,9 @@ pub struct State {
     pub schema_types: BTreeMap<String, Vec<String>>,
     pub pending: BTreeMap<String, Vec<PendingRecord>>,
     pub last_run: Option<RunRecord>,
+    /// The last run that published (staged tables are named after it: a run
+    /// that failed or was stopped leaves its staged batches to the next).
+    pub last_published: Option<String>,
 }
 
 impl State {
@@ -421,6 +433,13 @@ pub fn read(s: &dyn Session) -> Result<State> {
         "SELECT run_id, seq, {}, status FROM {SCHEMA}.runs ORDER BY seq DESC LIMIT 1",
         ts("started_at")
     );
+    state.last_published = s
+        .query(&format!(
+            "SELECT run_id FROM {SCHEMA}.runs WHERE status = 'success' ORDER BY seq DESC LIMIT 1"
+        ))?
+        .rows
+        .first()
+        .map(|r| text(&r[0]));
     state.last_run = match s.query(&q)?.rows.first() {
         Some(row) => Some(RunRecord {
             run_id: text(&row[0]),
@@ -434,6 +453,104 @@ pub fn read(s: &dyn Session) -> Result<State> {
 }
 
 pub use crate::engine::ts_literal;
+
+/// The validation of run `run_id` (the last run that has one when `None`),
+/// with the run's id; `None` when there is none.
+pub fn read_validation(
+    s: &dyn Session,
+    run_id: Option<&str>,
+) -> Result<Option<(String, crate::validate::Report)>> {
+    use crate::validate::{Metrics, ModelReport, Report, UnitReport};
+    if stored_version(s)?.is_none_or(|v| v < 3) {
+        return Ok(None);
+    }
+    let run = match run_id {
+        Some(r) => {
+            let found = s.query(&format!(
+                "SELECT run_id FROM {SCHEMA}.runs WHERE run_id = {} OR run_id LIKE {} ORDER BY seq DESC LIMIT 1",
+                quote_str(r),
+                quote_str(&format!("{r}%"))
+            ))?;
+            match found.rows.first() {
+                Some(row) => text(&row[0]),
+                None => return Ok(None),
+            }
+        }
+        None => {
+            let found = s.query(&format!(
+                "SELECT r.run_id FROM {SCHEMA}.runs r WHERE EXISTS (SELECT 1 FROM {SCHEMA}.validations v \
+                 WHERE v.run_id = r.run_id) ORDER BY r.seq DESC LIMIT 1"
+            ))?;
+            match found.rows.first() {
+                Some(row) => text(&row[0]),
+                None => return Ok(None),
+            }
+        }
+    };
+    let mut report = Report::default();
+    let metrics = |v: &Value| -> Result<Option<Metrics>> {
+        match v.to_text() {
+            None => Ok(None),
+            Some(t) => serde_json::from_str(&t)
+                .map(Some)
+                .map_err(|_| unreadable("validation metrics", v)),
+        }
+    };
+    let rows = s.query(&format!(
+        "SELECT model, {}, {}, full_rebuild, unit, before, after FROM {SCHEMA}.validations \
+         WHERE run_id = {} ORDER BY model, start_ts NULLS FIRST",
+        ts("start_ts"),
+        ts("end_ts"),
+        quote_str(&run)
+    ))?;
+    for row in &rows.rows {
+        let model = text(&row[0]);
+        if report.models.last().is_none_or(|m| m.model != model) {
+            report.models.push(ModelReport {
+                model: model.clone(),
+                full: matches!(row[3], Value::Bool(true)),
+                unit: row[4].to_text(),
+                units: Vec::new(),
+                findings: Vec::new(),
+                passed: Vec::new(),
+            });
+        }
+        let (before, after) = (metrics(&row[5])?, metrics(&row[6])?);
+        if before.is_none() && after.is_none() {
+            continue;
+        }
+        let interval = match (row[1].to_text(), row[2].to_text()) {
+            (Some(_), Some(_)) => Some(
+                Interval::new(point(&row[1])?, point(&row[2])?)
+                    .map_err(|e| Error::Engine(format!("unreadable interval in state: {e}")))?
+                    .to_string(),
+            ),
+            _ => None,
+        };
+        report
+            .models
+            .last_mut()
+            .expect("pushed")
+            .units
+            .push(UnitReport {
+                interval,
+                before,
+                after,
+            });
+    }
+    let findings = s.query(&format!(
+        "SELECT model, finding FROM {SCHEMA}.validation_findings WHERE run_id = {} ORDER BY rowid",
+        quote_str(&run)
+    ))?;
+    for row in &findings.rows {
+        let f = serde_json::from_str(&text(&row[1]))
+            .map_err(|_| unreadable("validation finding", &row[1]))?;
+        if let Some(m) = report.models.iter_mut().find(|m| m.model == text(&row[0])) {
+            m.findings.push(f);
+        }
+    }
+    Ok(Some((run, report)))
+}
 
 /// Statements that record state; run inside the publish transaction.
 #[derive(Debug, Default)]
@@ -678,6 +795,56 @@ impl StateWrites {
             quote_str(&serde_json::to_string(columns).expect("json")),
             quote_str(&serde_json::to_string(types).expect("json"))
         ));
+    }
+
+    /// A run's validation: one row per model and unit, one per finding.
+    pub fn validation(&mut self, run_id: &str, report: &crate::validate::Report) {
+        let json = |v: &Option<crate::validate::Metrics>| match v {
+            Some(m) => quote_str(&serde_json::to_string(m).expect("json")),
+            None => "NULL".to_string(),
+        };
+        for m in &report.models {
+            let mut rows = Vec::new();
+            for u in &m.units {
+                let (start, end) = match u
+                    .interval
+                    .as_deref()
+                    .and_then(|i| i.parse::<Interval>().ok())
+                {
+                    Some(iv) => (ts_literal(iv.start()), ts_literal(iv.end())),
+                    None => ("NULL".to_string(), "NULL".to_string()),
+                };
+                rows.push(format!(
+                    "({}, {}, {start}, {end}, {}, {}, {}, {})",
+                    quote_str(run_id),
+                    quote_str(&m.model),
+                    m.full,
+                    m.unit.as_deref().map_or("NULL".to_string(), quote_str),
+                    json(&u.before),
+                    json(&u.after)
+                ));
+            }
+            if rows.is_empty() {
+                rows.push(format!(
+                    "({}, {}, NULL, NULL, {}, NULL, NULL, NULL)",
+                    quote_str(run_id),
+                    quote_str(&m.model),
+                    m.full
+                ));
+            }
+            self.sql.push(format!(
+                "INSERT INTO {SCHEMA}.validations VALUES {};",
+                rows.join(", ")
+            ));
+            for f in &m.findings {
+                self.sql.push(format!(
+                    "INSERT INTO {SCHEMA}.validation_findings VALUES ({}, {}, {});",
+                    quote_str(run_id),
+                    quote_str(&m.model),
+                    quote_str(&serde_json::to_string(f).expect("json"))
+                ));
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

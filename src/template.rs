@@ -45,7 +45,7 @@ impl Window {
         }
     }
 
-    fn literal(&self, t: NaiveDateTime) -> String {
+    pub fn literal(&self, t: NaiveDateTime) -> String {
         if self.hourly {
             format!("TIMESTAMP '{}'", t.format("%Y-%m-%d %H:%M:%S"))
         } else {

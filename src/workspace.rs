@@ -95,6 +95,7 @@ impl Workspace {
             }
         }
         problems.extend(check_destinations(&project));
+        problems.extend(crate::validate::audit::check_audits(&project));
         if problems.has_errors() {
             return Err(problems.sorted());
         }

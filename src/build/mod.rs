@@ -54,6 +54,10 @@ pub struct BuildOptions {
     pub command: String,
     /// Sources whose schema drift the user accepts (`--accept-schema`).
     pub accept_schema: Vec<String>,
+    /// Audits not run (`--skip-audits NAME`, `all`).
+    pub skip_audits: Vec<String>,
+    /// No metrics, thresholds or audits (`--skip-validation`).
+    pub skip_validation: bool,
 }
 
 /// What a build did.
@@ -76,6 +80,8 @@ pub struct BuildSummary {
     pub rejected: BTreeMap<String, i64>,
     /// Source → units with rows kept out, and kept rows without a readable time.
     pub rejected_units: BTreeMap<String, (Vec<crate::interval::Interval>, i64)>,
+    /// Metrics before/after, audits and thresholds; `None` when skipped.
+    pub validation: Option<crate::validate::Report>,
 }
 
 /// Everything computed before any work: state, sources, versions, plan.
@@ -148,12 +154,7 @@ pub fn build(
 
     let mut work: BTreeMap<NodeId, &ModelWork> =
         prepared.plan.models.iter().map(|w| (w.node, w)).collect();
-    let last_run = prepared
-        .observed
-        .state
-        .last_run
-        .as_ref()
-        .map(|r| r.run_id.as_str());
+    let last_run = prepared.observed.state.last_published.as_deref();
     let mut staging = stage::plan_staging(ws, &prepared, &work, &seeds, last_run);
     stage::cleanup(ws, main.as_ref(), &staging, &prepared.observed.state)?;
     let reusable = stage::finished_batches(main.as_ref())?;
@@ -218,6 +219,30 @@ pub fn build(
     summary.cutoffs = cutoff.decisions;
     crate::progress::timing("stage", t.elapsed());
     pause_point("validate", 0);
+    if !options.skip_validation {
+        let t = std::time::Instant::now();
+        progress.note("validating before publish");
+        let mut report = validate_run(ws, &prepared, &staging, main.as_ref(), options)?;
+        report.rejected_rows = prepared.observed.rejected.clone();
+        crate::progress::timing("validate", t.elapsed());
+        if interrupted.load(Ordering::SeqCst) {
+            return Err(Error::Interrupted);
+        }
+        if !report.blocking().is_empty() {
+            record_failed_run(
+                ws,
+                &prepared,
+                main.as_ref(),
+                &run_id,
+                started,
+                options,
+                &report,
+            )?;
+            progress.finish();
+            return Err(crate::validate::blocking_error(&report, ws));
+        }
+        summary.validation = Some(report);
+    }
 
     let t = std::time::Instant::now();
     let statements = publish::statements(
@@ -233,6 +258,12 @@ pub fn build(
             cutoffs: &summary.cutoffs,
             settled: &settled,
             accepted: &options.accept_schema,
+            validation: summary.validation.as_ref(),
+            skipped: if options.skip_validation {
+                vec!["all (--skip-validation)".to_string()]
+            } else {
+                options.skip_audits.clone()
+            },
         },
         main.as_ref(),
     )?;
@@ -288,6 +319,105 @@ pub fn build(
     }
     summary.seconds = progress.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// Validate what staging produced, model by model, before anything is published.
+fn validate_run(
+    ws: &Workspace,
+    prepared: &Prepared,
+    staging: &stage::Staging,
+    s: &dyn Session,
+    options: &BuildOptions,
+) -> Result<crate::validate::Report> {
+    let state = &prepared.observed.state;
+    let mut subjects = Vec::new();
+    for (&id, node_stage) in &staging.nodes {
+        let Some((file, _)) = ws.model(id) else {
+            continue;
+        };
+        if file.config.kind == crate::config::Kind::View {
+            continue;
+        }
+        let key = ws.dag.nodes[id].name.key();
+        let before = state
+            .models
+            .get(key)
+            .filter(|m| !m.data_table.is_empty())
+            .map(|m| data_table(&m.data_table));
+        let full = node_stage.mode == stage::Mode::Full || file.config.time_column.is_none();
+        let range = if full || node_stage.rebuilt.is_empty() {
+            plan::history(ws, id, prepared.now)
+        } else {
+            let ivs: Vec<Interval> = node_stage.rebuilt.iter().copied().collect();
+            Interval::new(ivs[0].start(), ivs[ivs.len() - 1].end()).expect("ordered intervals")
+        };
+        let window = Window::new(range.start(), range.end(), file.config.unit);
+        subjects.push(crate::validate::Subject {
+            model: ws.dag.nodes[id].name.to_string(),
+            after: data_table(&node_stage.table),
+            before,
+            intervals: (!full).then(|| node_stage.rebuilt.clone()),
+            time_column: file.config.time_column.clone(),
+            unit: file.config.unit,
+            grain: file.config.grain.clone(),
+            thresholds: file.config.validate.over(&ws.project.config.validate),
+            audits: crate::validate::audit::model_audits(&ws.project, file)
+                .map_err(|d| Error::Input(crate::diagnostics::Diagnostics(d)))?,
+            start: window.literal(range.start()),
+            end: window.literal(range.end()),
+        });
+    }
+    // A relationship's parent as this run will publish it.
+    let parent = |model: &str| -> Option<String> {
+        let id = ws.dag.lookup(model)?;
+        if staging.nodes.contains_key(&id) || staging.views.contains_key(&id) {
+            return Some(staging.reader(id));
+        }
+        state
+            .models
+            .contains_key(ws.dag.nodes[id].name.key())
+            .then(|| main_name(&ws.dag.nodes[id].name))
+    };
+    crate::validate::validate(
+        s,
+        &subjects,
+        &options.skip_audits,
+        &parent,
+        &ws.project.root,
+    )
+}
+
+/// A run stopped by validation: nothing is published, and the run with its
+/// findings is recorded on its own.
+fn record_failed_run(
+    ws: &Workspace,
+    prepared: &Prepared,
+    s: &dyn Session,
+    run_id: &str,
+    started: NaiveDateTime,
+    options: &BuildOptions,
+    report: &crate::validate::Report,
+) -> Result<()> {
+    let mut w = state::StateWrites::default();
+    w.validation(run_id, report);
+    w.run(
+        run_id,
+        prepared.observed.state.next_run_seq(),
+        started,
+        now(),
+        "failed",
+        &options.command,
+        &user(),
+        &crate::render::plan_json(ws, &prepared.plan),
+        &serde_json::json!({
+            "failed": "validation",
+            "skipped_audits": options.skip_audits,
+        }),
+    );
+    let sql = format!("BEGIN TRANSACTION;\n{}\nCOMMIT;", w.sql.join("\n"));
+    s.execute(&sql).inspect_err(|_| {
+        let _ = s.execute("ROLLBACK");
+    })
 }
 
 /// Seeds whose content changed or that were never loaded. They are compared by

@@ -29,6 +29,9 @@ pub(super) struct RunInfo<'a> {
     pub settled: &'a BTreeSet<NodeId>,
     /// Sources whose schema drift the user accepted (`--accept-schema`).
     pub accepted: &'a [String],
+    pub validation: Option<&'a crate::validate::Report>,
+    /// Audits skipped on request.
+    pub skipped: Vec<String>,
 }
 
 /// The statements of the publish transaction, in order.
@@ -412,8 +415,12 @@ fn state_writes(
             "batches": staging.tasks.len(),
             "rows": rows,
             "cutoff": crate::render::cutoffs_json(run.cutoffs),
+            "skipped_audits": run.skipped,
         }),
     );
+    if let Some(report) = run.validation {
+        w.validation(run.run_id, report);
+    }
     // An accepted schema drift is a decision: who accepted what, and when.
     for (key, drift) in &prepared.observed.drift {
         if run.accepted.iter().any(|a| a.to_lowercase() == *key) {

@@ -1,0 +1,789 @@
+//! Validation between staging and publish: before/after metrics of every
+//! rebuilt model per unit of its time column, thresholds on them, and audits
+//! on the staged rows. A blocking finding publishes nothing.
+
+pub mod audit;
+pub mod diff;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::config::{ThresholdSeverity, ValidateConfig};
+use crate::engine::{Session, quote_ident, window_predicate};
+use crate::error::Result;
+use crate::interval::{Interval, IntervalSet, Unit, parse_point};
+use audit::AuditSpec;
+
+/// One model to validate.
+pub struct Subject {
+    pub model: String,
+    /// The staged rows (a relation).
+    pub after: String,
+    /// The published rows they replace; `None` for a model never built.
+    pub before: Option<String>,
+    /// The intervals replaced; `None` when the whole model is.
+    pub intervals: Option<IntervalSet>,
+    pub time_column: Option<String>,
+    pub unit: Option<Unit>,
+    pub grain: Vec<String>,
+    pub thresholds: ValidateConfig,
+    pub audits: Vec<AuditSpec>,
+    /// `{{ start }}`/`{{ end }}` of custom audits, as SQL literals.
+    pub start: String,
+    pub end: String,
+}
+
+/// Metrics of one side of one unit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct Metrics {
+    pub rows: i64,
+    /// Distinct values of the grain (of whole rows without a grain).
+    pub distinct: i64,
+    /// Numeric column → sum, as DuckDB prints it (`None`: all NULL).
+    pub sums: BTreeMap<String, Option<String>>,
+    /// Column → NULL count.
+    pub nulls: BTreeMap<String, i64>,
+}
+
+/// Before and after of one unit (the whole model for tables).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct UnitReport {
+    /// `None` for a table (the whole model).
+    pub interval: Option<String>,
+    pub before: Option<Metrics>,
+    pub after: Option<Metrics>,
+}
+
+impl UnitReport {
+    pub fn changed(&self) -> bool {
+        let empty = Metrics::default();
+        let before = self.before.as_ref().unwrap_or(&empty);
+        let after = self.after.as_ref().unwrap_or(&empty);
+        before.rows != after.rows
+            || before.distinct != after.distinct
+            || before.nulls != after.nulls
+            || before.sums.len() != after.sums.len()
+            || after
+                .sums
+                .iter()
+                .any(|(c, s)| sum_changed(before.sums.get(c).cloned().flatten(), s.clone()))
+    }
+}
+
+/// Two sums differ beyond the rounding of floating-point addition.
+fn sum_changed(before: Option<String>, after: Option<String>) -> bool {
+    match (before, after) {
+        (Some(a), Some(b)) if a != b => match (a.parse::<f64>(), b.parse::<f64>()) {
+            (Ok(x), Ok(y)) => (x - y).abs() > 1e-9 * x.abs().max(y.abs()).max(1.0),
+            _ => true,
+        },
+        (a, b) => a != b,
+    }
+}
+
+/// The relative change from `before` to `after`, in percent.
+pub fn change_pct(before: f64, after: f64) -> Option<f64> {
+    if before == 0.0 {
+        return (after != 0.0).then_some(f64::INFINITY);
+    }
+    Some((after - before) / before.abs() * 100.0)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FindingKind {
+    Audit,
+    Threshold,
+}
+
+/// A failed audit or a breached threshold.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Finding {
+    pub kind: FindingKind,
+    /// The audit as written (without `warn: `) or the threshold's key.
+    pub name: String,
+    pub blocking: bool,
+    /// The intervals it concerns (merged), when known.
+    pub intervals: Option<String>,
+    /// Violating rows (audits) or units (thresholds).
+    pub count: i64,
+    pub message: String,
+    /// Up to five violating rows: column names, then values as text.
+    pub sample_columns: Vec<String>,
+    pub sample: Vec<Vec<Option<String>>>,
+}
+
+/// What validation found for one model.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct ModelReport {
+    pub model: String,
+    pub full: bool,
+    pub unit: Option<String>,
+    pub units: Vec<UnitReport>,
+    pub findings: Vec<Finding>,
+    /// Audits passed (as written).
+    pub passed: Vec<String>,
+}
+
+/// Validation of a whole run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct Report {
+    pub models: Vec<ModelReport>,
+    /// Audits skipped on request (`--skip-audits`).
+    pub skipped_audits: Vec<String>,
+    /// Source → rows kept out of the build (quarantined) in this run.
+    pub rejected_rows: BTreeMap<String, i64>,
+}
+
+impl Report {
+    pub fn blocking(&self) -> Vec<(&ModelReport, &Finding)> {
+        self.models
+            .iter()
+            .flat_map(|m| m.findings.iter().map(move |f| (m, f)))
+            .filter(|(_, f)| f.blocking)
+            .collect()
+    }
+}
+
+/// Validate every subject: metrics of both sides, thresholds, audits.
+pub fn validate(
+    s: &dyn Session,
+    subjects: &[Subject],
+    skip_audits: &[String],
+    parent: &dyn Fn(&str) -> Option<String>,
+    root: &std::path::Path,
+) -> Result<Report> {
+    let mut report = Report {
+        skipped_audits: skip_audits.to_vec(),
+        ..Report::default()
+    };
+    for subject in subjects {
+        report
+            .models
+            .push(validate_model(s, subject, skip_audits, parent, root)?);
+    }
+    Ok(report)
+}
+
+fn validate_model(
+    s: &dyn Session,
+    subject: &Subject,
+    skip_audits: &[String],
+    parent: &dyn Fn(&str) -> Option<String>,
+    root: &std::path::Path,
+) -> Result<ModelReport> {
+    let filter = subject.intervals.as_ref().map(|set| {
+        let tc = subject
+            .time_column
+            .as_deref()
+            .expect("intervals need a time column");
+        set.iter()
+            .map(|iv| format!("({})", window_predicate(None, tc, iv)))
+            .collect::<Vec<_>>()
+            .join(" OR ")
+    });
+    let columns = describe(s, &subject.after)?;
+    let before_columns = match &subject.before {
+        Some(rel) => Some(describe(s, rel)?),
+        None => None,
+    };
+    let unit_expr = match (&subject.time_column, subject.unit) {
+        (Some(tc), Some(unit)) => Some(format!(
+            "strftime(CAST(date_trunc('{}', {}) AS TIMESTAMP), '%Y-%m-%dT%H:%M:%S')",
+            crate::sources::unit_sql(unit),
+            quote_ident(tc)
+        )),
+        _ => None,
+    };
+    let after = side(
+        s,
+        &subject.after,
+        &columns,
+        &subject.grain,
+        unit_expr.as_deref(),
+        filter.as_deref(),
+    )?;
+    let before = match (&subject.before, &before_columns) {
+        (Some(rel), Some(cols)) => side(
+            s,
+            rel,
+            cols,
+            &subject.grain,
+            unit_expr.as_deref(),
+            filter.as_deref(),
+        )?,
+        _ => BTreeMap::new(),
+    };
+    let keys: BTreeSet<&Option<String>> = before.keys().chain(after.keys()).collect();
+    let units: Vec<UnitReport> = keys
+        .into_iter()
+        .map(|k| UnitReport {
+            interval: k.as_ref().and_then(|start| {
+                let unit = subject.unit?;
+                Some(Interval::unit_at(unit, parse_point(start).ok()?).to_string())
+            }),
+            before: before.get(k).cloned(),
+            after: after.get(k).cloned(),
+        })
+        .collect();
+    let mut findings = thresholds(subject, &units);
+    let mut passed = Vec::new();
+    let this = format!(
+        "temp.main.{}",
+        quote_ident(&format!("hubforge_audit_{}", subject.model.to_lowercase()))
+    );
+    if subject.audits.iter().any(|a| !skipped(a, skip_audits)) {
+        s.execute(&format!(
+            "CREATE OR REPLACE TEMP VIEW {this} AS SELECT * FROM {}{}",
+            subject.after,
+            filter
+                .as_ref()
+                .map(|f| format!(" WHERE {f}"))
+                .unwrap_or_default()
+        ))?;
+    }
+    let units_sql = unit_expr.as_ref().map(|expr| {
+        let starts = units
+            .iter()
+            .filter(|u| u.after.is_some() || u.before.is_some())
+            .filter_map(|u| u.interval.as_ref())
+            .filter_map(|iv| iv.parse::<Interval>().ok())
+            .collect::<Vec<_>>();
+        let mut all = Vec::new();
+        if let Some(set) = &subject.intervals {
+            let unit = subject.unit.expect("unit");
+            for iv in set.iter() {
+                let mut t = iv.start();
+                while t < iv.end() {
+                    all.push(t);
+                    t = Interval::unit_at(unit, t).end();
+                }
+            }
+        } else {
+            all.extend(starts.iter().map(|iv| iv.start()));
+        }
+        (
+            expr.clone(),
+            all.iter()
+                .map(|t| crate::engine::quote_str(&t.format("%Y-%m-%dT%H:%M:%S").to_string()))
+                .collect(),
+        )
+    });
+    for spec in &subject.audits {
+        if skipped(spec, skip_audits) {
+            continue;
+        }
+        let target = audit::Target {
+            this: &this,
+            start: subject.start.clone(),
+            end: subject.end.clone(),
+            parent,
+            units: units_sql.clone(),
+        };
+        let sql = match audit::violations_sql(spec, &target, root) {
+            Ok(sql) => sql,
+            Err(message) => {
+                findings.push(audit_finding(spec, subject, 0, message, None));
+                continue;
+            }
+        };
+        let count = s.query(&format!("SELECT count(*) FROM ({sql})"));
+        match count {
+            Err(e) => findings.push(audit_finding(
+                spec,
+                subject,
+                0,
+                format!("the audit's query failed: {e}"),
+                None,
+            )),
+            Ok(rows) => {
+                let n = rows.rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0);
+                if n == 0 {
+                    passed.push(spec.display());
+                    continue;
+                }
+                let sample = s.query(&format!(
+                    "SELECT CAST(COLUMNS(*) AS VARCHAR) FROM ({sql}) LIMIT 5"
+                ))?;
+                let message = format!(
+                    "{n} row{} violate{} it",
+                    crate::diagnostics::plural(n as usize),
+                    if n == 1 { "s" } else { "" }
+                );
+                findings.push(audit_finding(spec, subject, n, message, Some(sample)));
+            }
+        }
+    }
+    if subject.audits.iter().any(|a| !skipped(a, skip_audits)) {
+        let _ = s.execute(&format!("DROP VIEW IF EXISTS {this}"));
+    }
+    Ok(ModelReport {
+        model: subject.model.clone(),
+        full: subject.intervals.is_none(),
+        unit: subject.unit.map(|u| u.to_string()),
+        units,
+        findings,
+        passed,
+    })
+}
+
+fn skipped(spec: &AuditSpec, skip: &[String]) -> bool {
+    skip.iter()
+        .any(|n| n == "all" || n.eq_ignore_ascii_case(&spec.name) || *n == spec.display())
+}
+
+fn audit_finding(
+    spec: &AuditSpec,
+    subject: &Subject,
+    count: i64,
+    message: String,
+    sample: Option<crate::engine::Rows>,
+) -> Finding {
+    let sample = sample.unwrap_or_default();
+    Finding {
+        kind: FindingKind::Audit,
+        name: spec.display(),
+        blocking: !spec.warn,
+        intervals: subject.intervals.as_ref().map(ToString::to_string),
+        count,
+        message,
+        sample_columns: sample.columns,
+        sample: sample
+            .rows
+            .iter()
+            .map(|r| r.iter().map(crate::engine::Value::to_text).collect())
+            .collect(),
+    }
+}
+
+/// Column names and types of a relation.
+fn describe(s: &dyn Session, relation: &str) -> Result<Vec<(String, String)>> {
+    crate::sources::describe_typed(s, relation)
+}
+
+fn is_numeric(ty: &str) -> bool {
+    let t = ty.to_uppercase();
+    [
+        "TINYINT",
+        "SMALLINT",
+        "INTEGER",
+        "BIGINT",
+        "HUGEINT",
+        "UTINYINT",
+        "USMALLINT",
+        "UINTEGER",
+        "UBIGINT",
+        "UHUGEINT",
+        "FLOAT",
+        "DOUBLE",
+        "REAL",
+    ]
+    .contains(&t.as_str())
+        || t.starts_with("DECIMAL")
+}
+
+/// One pass over a relation: metrics per unit (one group for tables).
+fn side(
+    s: &dyn Session,
+    relation: &str,
+    columns: &[(String, String)],
+    grain: &[String],
+    unit_expr: Option<&str>,
+    filter: Option<&str>,
+) -> Result<BTreeMap<Option<String>, Metrics>> {
+    let names: Vec<&String> = columns.iter().map(|(c, _)| c).collect();
+    let numeric: Vec<&String> = columns
+        .iter()
+        .filter(|(_, t)| is_numeric(t))
+        .map(|(c, _)| c)
+        .collect();
+    let grain: Vec<&String> = grain
+        .iter()
+        .filter(|g| names.iter().any(|n| n.eq_ignore_ascii_case(g)))
+        .collect();
+    let distinct = match grain.as_slice() {
+        [] => "count(DISTINCT t)".to_string(),
+        [one] => format!("count(DISTINCT t.{})", quote_ident(one)),
+        many => format!(
+            "count(DISTINCT ({}))",
+            many.iter()
+                .map(|g| format!("t.{}", quote_ident(g)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let mut select = vec![
+        unit_expr.unwrap_or("NULL::VARCHAR").to_string(),
+        "count(*)".to_string(),
+        distinct,
+    ];
+    for c in &numeric {
+        select.push(format!("CAST(sum(t.{}) AS VARCHAR)", quote_ident(c)));
+    }
+    for c in &names {
+        select.push(format!("count(*) - count(t.{})", quote_ident(c)));
+    }
+    let sql = format!(
+        "SELECT {} FROM {relation} t{}{}",
+        select.join(", "),
+        filter.map(|f| format!(" WHERE {f}")).unwrap_or_default(),
+        if unit_expr.is_some() {
+            " GROUP BY 1"
+        } else {
+            ""
+        }
+    );
+    let mut out = BTreeMap::new();
+    for row in s.query(&sql)?.rows {
+        let key = row[0].to_text();
+        let mut m = Metrics {
+            rows: row[1].as_i64().unwrap_or(0),
+            distinct: row[2].as_i64().unwrap_or(0),
+            ..Metrics::default()
+        };
+        for (i, c) in numeric.iter().enumerate() {
+            m.sums.insert((*c).clone(), row[3 + i].to_text());
+        }
+        for (i, c) in names.iter().enumerate() {
+            m.nulls.insert(
+                (*c).clone(),
+                row[3 + numeric.len() + i].as_i64().unwrap_or(0),
+            );
+        }
+        out.insert(key, m);
+    }
+    Ok(out)
+}
+
+/// Thresholds breached, one finding per threshold with the units it fails.
+fn thresholds(subject: &Subject, units: &[UnitReport]) -> Vec<Finding> {
+    let t = &subject.thresholds;
+    let blocking = t.severity == Some(ThresholdSeverity::Error);
+    let mut out = Vec::new();
+    // Only units that had rows before: new units have nothing to compare with.
+    let compared: Vec<(&UnitReport, &Metrics, Metrics)> = units
+        .iter()
+        .filter_map(|u| {
+            let b = u.before.as_ref().filter(|b| b.rows > 0)?;
+            Some((u, b, u.after.clone().unwrap_or_default()))
+        })
+        .collect();
+    let mut check = |name: String,
+                     limit: f64,
+                     what: &dyn Fn(&Metrics, &Metrics) -> Option<f64>,
+                     unit_word: &str| {
+        let breaches: Vec<(&UnitReport, f64)> = compared
+            .iter()
+            .filter_map(|(u, b, a)| {
+                what(b, a)
+                    .filter(|v| v.abs() > limit + 1e-9)
+                    .map(|v| (*u, v))
+            })
+            .collect();
+        if breaches.is_empty() {
+            return;
+        }
+        let worst = breaches
+            .iter()
+            .map(|(_, v)| *v)
+            .fold(0.0_f64, |m, v| if v.abs() > m.abs() { v } else { m });
+        let set = IntervalSet::from_intervals(
+            breaches
+                .iter()
+                .filter_map(|(u, _)| u.interval.as_ref()?.parse::<Interval>().ok()),
+        );
+        let mut text = format!(
+            "{unit_word} {} by up to {} (limit {limit}%) in {} unit{}",
+            if worst < 0.0 { "fell" } else { "changed" },
+            pct(worst),
+            breaches.len(),
+            crate::diagnostics::plural(breaches.len())
+        );
+        if !set.is_empty() {
+            let _ = write!(text, ": {set}");
+        }
+        out.push(Finding {
+            kind: FindingKind::Threshold,
+            name,
+            blocking,
+            intervals: (!set.is_empty()).then(|| set.to_string()),
+            count: breaches.len() as i64,
+            message: text,
+            sample_columns: Vec::new(),
+            sample: Vec::new(),
+        });
+    };
+    if let Some(limit) = t.max_row_change {
+        check(
+            "max_row_change".into(),
+            limit.0,
+            &|b, a| change_pct(b.rows as f64, a.rows as f64),
+            "rows",
+        );
+    }
+    for (column, limit) in &t.max_sum_change {
+        let col = column.to_lowercase();
+        check(
+            format!("max_sum_change.{column}"),
+            limit.0,
+            &|b, a| {
+                let before: f64 = b.sums.get(&col)?.as_ref()?.parse().ok()?;
+                let after: f64 = a.sums.get(&col).cloned().flatten()?.parse().ok()?;
+                sum_changed(Some(before.to_string()), Some(after.to_string()))
+                    .then(|| change_pct(before, after))
+                    .flatten()
+            },
+            &format!("sum of {column}"),
+        );
+    }
+    if let Some(limit) = t.max_null_increase {
+        check(
+            "max_null_increase".into(),
+            limit.0,
+            &|b, a| {
+                // The largest increase of any column's share of NULLs, in points.
+                a.nulls
+                    .iter()
+                    .filter_map(|(c, n)| {
+                        let before = *b.nulls.get(c).unwrap_or(&0) as f64 / b.rows.max(1) as f64;
+                        let after = *n as f64 / a.rows.max(1) as f64;
+                        let up = (after - before) * 100.0;
+                        (up > 1e-9).then_some(up)
+                    })
+                    .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
+            },
+            "the share of NULLs",
+        );
+    }
+    out
+}
+
+/// `+3.2%`, `-100%`, `new`.
+pub fn pct(v: f64) -> String {
+    if v.is_infinite() {
+        return "new".into();
+    }
+    let rounded = if v.abs() >= 10.0 {
+        format!("{v:+.0}")
+    } else {
+        format!("{v:+.1}")
+    };
+    format!("{rounded}%")
+}
+
+/// The validation part of a build summary, for people.
+pub fn render_text(report: &Report) -> String {
+    let mut out = String::new();
+    for m in &report.models {
+        let changed: Vec<&UnitReport> = m.units.iter().filter(|u| u.changed()).collect();
+        if changed.is_empty() && m.findings.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "  {}:", m.model);
+        let unit_word = m.unit.as_deref().unwrap_or("unit");
+        if m.units.iter().all(|u| u.before.is_none()) {
+            let rows: i64 = m
+                .units
+                .iter()
+                .filter_map(|u| u.after.as_ref())
+                .map(|a| a.rows)
+                .sum();
+            let _ = writeln!(
+                out,
+                "    new: {rows} rows{}",
+                match &m.unit {
+                    Some(_) => format!(
+                        " in {} {unit_word}{}",
+                        m.units.len(),
+                        if m.units.len() == 1 { "" } else { "s" }
+                    ),
+                    None => String::new(),
+                }
+            );
+            write_findings(&mut out, m);
+            continue;
+        }
+        for u in changed.iter().take(12) {
+            let label = u.interval.as_deref().map_or("all rows".to_string(), |iv| {
+                iv.parse::<Interval>()
+                    .map(|i| unit_label(&i))
+                    .unwrap_or_else(|_| iv.to_string())
+            });
+            let _ = writeln!(out, "    {label:<12} {}", describe_change(u));
+        }
+        if changed.len() > 12 {
+            let _ = writeln!(out, "    ... and {} more changed", changed.len() - 12);
+        }
+        let unchanged = m.units.len() - changed.len();
+        if unchanged > 0 {
+            let _ = writeln!(
+                out,
+                "    {unchanged} of {} {unit_word}{} unchanged",
+                m.units.len(),
+                if m.units.len() == 1 { "" } else { "s" }
+            );
+        }
+        write_findings(&mut out, m);
+    }
+    for (source, n) in &report.rejected_rows {
+        let _ = writeln!(
+            out,
+            "  source {source}: {n} bad row{} quarantined",
+            crate::diagnostics::plural(*n as usize)
+        );
+    }
+    let passed: usize = report.models.iter().map(|m| m.passed.len()).sum();
+    let failed: usize = report
+        .models
+        .iter()
+        .flat_map(|m| &m.findings)
+        .filter(|f| f.kind == FindingKind::Audit)
+        .count();
+    if out.is_empty() && passed + failed == 0 {
+        return out;
+    }
+    let mut head = "Validation (before → after)".to_string();
+    if passed + failed > 0 {
+        let _ = write!(head, ", audits: {passed} passed, {failed} failed");
+    }
+    if !report.skipped_audits.is_empty() {
+        let _ = write!(head, ", skipped: {}", report.skipped_audits.join(", "));
+    }
+    format!("{head}\n{out}")
+}
+
+fn write_findings(out: &mut String, m: &ModelReport) {
+    for f in &m.findings {
+        let _ = writeln!(
+            out,
+            "    {} {} {}: {}",
+            if f.blocking { "✗" } else { "!" },
+            match f.kind {
+                FindingKind::Audit => "audit",
+                FindingKind::Threshold => "threshold",
+            },
+            f.name,
+            f.message
+        );
+    }
+}
+
+fn unit_label(iv: &Interval) -> String {
+    let s = iv.to_string();
+    s.split("..").next().unwrap_or(&s).to_string()
+}
+
+/// `rows 120 → 118 (-1.7%), sum revenue +3.1%, nulls email +2`.
+pub fn describe_change(u: &UnitReport) -> String {
+    let empty = Metrics::default();
+    let b = u.before.as_ref().unwrap_or(&empty);
+    let a = u.after.as_ref().unwrap_or(&empty);
+    let mut parts = Vec::new();
+    if u.before.is_none() {
+        parts.push(format!("rows {} (new)", a.rows));
+    } else if b.rows != a.rows {
+        parts.push(format!(
+            "rows {} → {} ({})",
+            b.rows,
+            a.rows,
+            change_pct(b.rows as f64, a.rows as f64).map_or_else(String::new, pct)
+        ));
+    } else {
+        parts.push(format!("rows {}", a.rows));
+    }
+    if u.before.is_some() {
+        for (c, after) in &a.sums {
+            let before = b.sums.get(c).cloned().flatten();
+            if sum_changed(before.clone(), after.clone()) {
+                let delta = match (
+                    before.as_deref().and_then(|x| x.parse::<f64>().ok()),
+                    after.as_deref().and_then(|x| x.parse::<f64>().ok()),
+                ) {
+                    (Some(x), Some(y)) => change_pct(x, y).map_or_else(String::new, pct),
+                    _ => "changed".into(),
+                };
+                parts.push(format!("sum {c} {delta}"));
+            }
+        }
+        if b.distinct != a.distinct {
+            parts.push(format!("distinct {} → {}", b.distinct, a.distinct));
+        }
+        for (c, n) in &a.nulls {
+            let before = *b.nulls.get(c).unwrap_or(&0);
+            if before != *n {
+                parts.push(format!("nulls {c} {before} → {n}"));
+            }
+        }
+    }
+    parts.join(", ")
+}
+
+/// Blocking findings as diagnostics: what failed, where, how many rows and a
+/// sample of them.
+pub fn blocking_error(report: &Report, ws: &crate::workspace::Workspace) -> crate::error::Error {
+    let mut ds = Vec::new();
+    for (m, f) in report.blocking() {
+        let code = match f.kind {
+            FindingKind::Audit => crate::diagnostics::Code::AuditFailed,
+            FindingKind::Threshold => crate::diagnostics::Code::ThresholdBreached,
+        };
+        let what = match f.kind {
+            FindingKind::Audit => "audit",
+            FindingKind::Threshold => "threshold",
+        };
+        let mut d = crate::diagnostics::Diagnostic::error(
+            code,
+            format!(
+                "{what} {} of model `{}` failed: {}",
+                f.name, m.model, f.message
+            ),
+        );
+        if let Some(file) = ws
+            .project
+            .models
+            .iter()
+            .find(|x| x.name.eq_ignore_ascii_case(&m.model))
+        {
+            // The audit's place in the header, or the model's thresholds.
+            let written = file
+                .config
+                .audits
+                .iter()
+                .find(|a| audit::parse(a).is_ok_and(|spec| spec.display() == f.name));
+            let header_end = file.text.find("*/").unwrap_or(0);
+            d = d.at(match (f.kind, written) {
+                (FindingKind::Audit, Some(text)) => audit::spec_location(file, text),
+                _ => match file.text[..header_end].find("validate") {
+                    Some(off) => crate::diagnostics::Location::at_offset(
+                        &file.path,
+                        &file.text,
+                        off,
+                        "validate".len(),
+                    ),
+                    None => crate::diagnostics::Location::file(&file.path),
+                },
+            });
+        }
+        if let Some(iv) = &f.intervals {
+            d = d.with_note(format!("intervals: {iv}"));
+        }
+        if !f.sample.is_empty() {
+            let mut table = format!("sample ({}):", f.sample_columns.join(", "));
+            for row in &f.sample {
+                let cells: Vec<String> = row
+                    .iter()
+                    .map(|c| c.clone().unwrap_or_else(|| "NULL".into()))
+                    .collect();
+                let _ = write!(table, "\n       {}", cells.join(" | "));
+            }
+            d = d.with_note(table);
+        }
+        ds.push(d.with_help(match f.kind {
+            FindingKind::Audit => "nothing was published; fix the data or the model and build again (staged batches are reused), or override with `build --skip-audits NAME`",
+            FindingKind::Threshold => "nothing was published; if the change is intended, raise the threshold or set severity = \"warn\" in [validate]",
+        }));
+    }
+    crate::error::Error::BadData(crate::diagnostics::Diagnostics(ds))
+}
