@@ -7,6 +7,7 @@ grain        = ["order_date", "country_code"]
 product      = true
 destinations = ["finance"]
 audits       = ["not_null(country_code)", "unique(order_date, country_code)", "range(net_revenue, 0, 1000000)"]
+validate     = { max_sum_change = { net_revenue = "5%" }, severity = "error" }
 tags         = ["finance", "revenue"]
 description  = "Daily revenue per country (country of the customer at order time): orders, cancellations, items, net, VAT and gross revenue"
 */
