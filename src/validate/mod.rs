@@ -189,20 +189,23 @@ fn validate_model(
         Some(rel) => Some(describe(s, rel)?),
         None => None,
     };
-    let unit_expr = match (&subject.time_column, subject.unit) {
+    let unit_ts = match (&subject.time_column, subject.unit) {
         (Some(tc), Some(unit)) => Some(format!(
-            "strftime(CAST(date_trunc('{}', {}) AS TIMESTAMP), '%Y-%m-%dT%H:%M:%S')",
+            "CAST(date_trunc('{}', {}) AS TIMESTAMP)",
             crate::sources::unit_sql(unit),
             quote_ident(tc)
         )),
         _ => None,
     };
+    let unit_expr = unit_ts
+        .as_ref()
+        .map(|u| format!("strftime({u}, '%Y-%m-%dT%H:%M:%S')"));
     let after = side(
         s,
         &subject.after,
         &columns,
         &subject.grain,
-        unit_expr.as_deref(),
+        unit_ts.as_deref(),
         filter.as_deref(),
     )?;
     let before = match (&subject.before, &before_columns) {
@@ -211,7 +214,7 @@ fn validate_model(
             rel,
             cols,
             &subject.grain,
-            unit_expr.as_deref(),
+            unit_ts.as_deref(),
             filter.as_deref(),
         )?,
         _ => BTreeMap::new(),
@@ -390,7 +393,7 @@ fn side(
     relation: &str,
     columns: &[(String, String)],
     grain: &[String],
-    unit_expr: Option<&str>,
+    unit_ts: Option<&str>,
     filter: Option<&str>,
 ) -> Result<BTreeMap<Option<String>, Metrics>> {
     let names: Vec<&String> = columns.iter().map(|(c, _)| c).collect();
@@ -403,19 +406,25 @@ fn side(
         .iter()
         .filter(|g| names.iter().any(|n| n.eq_ignore_ascii_case(g)))
         .collect();
+    // Distinct values by HyperLogLog: exact counts cost more than the rest
+    // of the metrics together, and the estimate is deterministic (the same
+    // rows give the same count), so any difference is a real change.
     let distinct = match grain.as_slice() {
-        [] => "count(DISTINCT t)".to_string(),
-        [one] => format!("count(DISTINCT t.{})", quote_ident(one)),
+        [] => "approx_count_distinct(hash(t))".to_string(),
+        [one] => format!("approx_count_distinct(t.{})", quote_ident(one)),
         many => format!(
-            "count(DISTINCT ({}))",
+            "approx_count_distinct(hash({}))",
             many.iter()
                 .map(|g| format!("t.{}", quote_ident(g)))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
     };
+    // Grouped by the unit's timestamp; only the result is formatted.
     let mut select = vec![
-        unit_expr.unwrap_or("NULL::VARCHAR").to_string(),
+        unit_ts.map_or("NULL::TIMESTAMP".to_string(), |u| {
+            format!("{u} AS hubforge_u")
+        }),
         "count(*)".to_string(),
         distinct,
     ];
@@ -425,16 +434,21 @@ fn side(
     for c in &names {
         select.push(format!("count(*) - count(t.{})", quote_ident(c)));
     }
-    let sql = format!(
+    let inner = format!(
         "SELECT {} FROM {relation} t{}{}",
         select.join(", "),
         filter.map(|f| format!(" WHERE {f}")).unwrap_or_default(),
-        if unit_expr.is_some() {
-            " GROUP BY 1"
-        } else {
-            ""
-        }
+        if unit_ts.is_some() { " GROUP BY 1" } else { "" }
     );
+    let sql = match unit_ts {
+        Some(_) => format!(
+            "SELECT strftime(hubforge_u, '%Y-%m-%dT%H:%M:%S'), * EXCLUDE (hubforge_u) FROM ({inner})"
+        ),
+        None => format!(
+            "SELECT NULL::VARCHAR, * EXCLUDE (hubforge_u) FROM ({})",
+            inner.replacen("NULL::TIMESTAMP", "NULL::TIMESTAMP AS hubforge_u", 1)
+        ),
+    };
     let mut out = BTreeMap::new();
     for row in s.query(&sql)?.rows {
         let key = row[0].to_text();
