@@ -722,7 +722,7 @@ pub fn describe_change(u: &UnitReport) -> String {
             }
         }
         if b.distinct != a.distinct {
-            parts.push(format!("distinct {} → {}", b.distinct, a.distinct));
+            parts.push(format!("distinct ≈{} → ≈{}", b.distinct, a.distinct));
         }
         for (c, n) in &a.nulls {
             let before = *b.nulls.get(c).unwrap_or(&0);
