@@ -154,10 +154,14 @@ fn a_warn_audit_publishes_and_reports() {
     );
 }
 
-/// Each audit on the base data: `None` passes, `Some(n)` fails with n rows.
+/// An audit, the failure it reports (`None`: it passes) and an edit of the
+/// data (file, from, to) that makes it fail.
+type Case<'a> = (&'a str, Option<&'a str>, Option<(&'a str, &'a str, &'a str)>);
+
+/// Each audit on the base data, passing and failing.
 #[test]
 fn built_in_and_custom_audits_pass_and_fail() {
-    let cases: &[(&str, Option<&str>, Option<(&str, &str, &str)>)] = &[
+    let cases: &[Case] = &[
         ("not_null(id, customer_id)", None, None),
         (
             "not_null(customer_id)",
