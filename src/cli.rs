@@ -78,6 +78,23 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// List the deliveries pending per destination; pause or resume a destination.
+    Fulfillment {
+        /// Print the JSON Schema of the fulfillment manifest.
+        #[arg(long)]
+        schema: bool,
+        /// Hold every delivery to this destination until it is resumed.
+        #[arg(long, value_name = "DEST", conflicts_with = "resume")]
+        pause: Option<String>,
+        /// Release a paused destination.
+        #[arg(long, value_name = "DEST")]
+        resume: Option<String>,
+        /// Why (kept with the pause or resume).
+        #[arg(long, default_value = "")]
+        note: String,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Show what validation found in a run: metrics before → after per model
     /// and unit, audits and thresholds (default: the last validated run).
     Validation {
@@ -192,6 +209,7 @@ impl Cli {
             | Command::Plan { format, .. }
             | Command::Build { format, .. }
             | Command::Validation { format, .. }
+            | Command::Fulfillment { format, .. }
             | Command::Diff { format, .. }
             | Command::MarkCurrent { format, .. } => *format == Format::Json,
             Command::Dag { format, .. } => *format == GraphFormat::Json,
@@ -216,6 +234,21 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<()> {
             format,
         } => build(cli, scope, *dry_run, *threads, checks, *format, out),
         Command::Validation { run, format } => validation(cli, run.as_deref(), *format, out),
+        Command::Fulfillment {
+            schema,
+            pause,
+            resume,
+            note,
+            format,
+        } => fulfillment(
+            cli,
+            *schema,
+            pause.as_deref(),
+            resume.as_deref(),
+            note,
+            *format,
+            out,
+        ),
         Command::Diff {
             model,
             start,
@@ -480,6 +513,78 @@ fn build(
     match format {
         Format::Json => write_json(out, &crate::render::build_json(&ws, &summary)),
         Format::Text => write_text(out, &crate::render::build_text(&ws, &summary)),
+    }
+}
+
+/// `hubforge fulfillment`.
+fn fulfillment(
+    cli: &Cli,
+    schema: bool,
+    pause: Option<&str>,
+    resume: Option<&str>,
+    note: &str,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<()> {
+    if schema {
+        return write_text(out, crate::fulfill::MANIFEST_SCHEMA);
+    }
+    let ws = load(cli)?;
+    if let Some(dest) = pause.or(resume) {
+        if !ws
+            .project
+            .config
+            .destinations
+            .iter()
+            .any(|d| d.name == dest)
+        {
+            let names = ws
+                .project
+                .config
+                .destinations
+                .iter()
+                .map(|d| d.name.as_str());
+            let help = crate::diagnostics::did_you_mean(dest, names).map_or(
+                "destinations are declared as [[destinations]] in hubforge.toml".to_string(),
+                |s| format!("did you mean `{s}`?"),
+            );
+            return Err(invalid_argument(format!("no destination `{dest}`"), &help));
+        }
+        let engine = crate::engine::duckdb::DuckDbEngine::open(
+            &ws.project.warehouse_path(),
+            &warehouse_options(&ws),
+        )?;
+        let s = crate::engine::Engine::session(&engine)?;
+        crate::state::migrate(s.as_ref())?;
+        crate::fulfill::set_paused(
+            s.as_ref(),
+            dest,
+            pause.is_some(),
+            &crate::build::user(),
+            note,
+        )?;
+        return write_text(
+            out,
+            &format!(
+                "{} {dest}{}\n",
+                if pause.is_some() { "Paused" } else { "Resumed" },
+                if pause.is_some() {
+                    ": its deliveries are held until `hubforge fulfillment --resume`"
+                } else {
+                    ""
+                }
+            ),
+        );
+    }
+    let engine = open_for_reading(&ws)?;
+    let s = crate::engine::Engine::session(&engine)?;
+    let pending = crate::fulfill::pending(s.as_ref(), &ws)?;
+    match format {
+        Format::Json => write_json(
+            out,
+            &serde_json::json!({ "schema_version": 1, "pending": pending }),
+        ),
+        Format::Text => write_text(out, &crate::fulfill::render_pending(&pending)),
     }
 }
 

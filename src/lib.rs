@@ -11,6 +11,7 @@ pub mod diagnostics;
 pub mod engine;
 pub mod error;
 pub mod fingerprint;
+pub mod fulfill;
 pub mod graph;
 pub mod hash;
 pub mod init;

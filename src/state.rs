@@ -16,7 +16,7 @@ use crate::interval::{Interval, IntervalSet, parse_point};
 
 pub const SCHEMA: &str = "_hubforge";
 /// The state schema this hubforge reads and writes.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Migrations, in order: entry `i` takes state from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -71,6 +71,14 @@ const MIGRATIONS: &[&str] = &[
         full_rebuild BOOLEAN NOT NULL, unit VARCHAR, before VARCHAR, after VARCHAR);
     CREATE TABLE _hubforge.validation_findings (
         run_id VARCHAR NOT NULL, model VARCHAR NOT NULL, finding VARCHAR NOT NULL);
+    "#,
+    // 3 → 4: fulfillment manifests, and destinations paused from the command line.
+    r#"
+    CREATE TABLE _hubforge.manifests (
+        run_id VARCHAR PRIMARY KEY, created_at TIMESTAMP NOT NULL, manifest VARCHAR NOT NULL);
+    CREATE TABLE _hubforge.destinations (
+        destination VARCHAR PRIMARY KEY, paused BOOLEAN NOT NULL, user_name VARCHAR NOT NULL,
+        note VARCHAR NOT NULL, changed_at TIMESTAMP NOT NULL);
     "#,
 ];
 
@@ -223,7 +231,7 @@ impl crate::change::VersionLookup for State {
 }
 
 /// The state schema version in the warehouse, if any.
-fn stored_version(s: &dyn Session) -> Result<Option<u32>> {
+pub fn stored_version(s: &dyn Session) -> Result<Option<u32>> {
     let exists = s.query(&format!(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = '{SCHEMA}' AND table_name = 'meta'"
     ))?;

@@ -156,7 +156,11 @@ fn a_warn_audit_publishes_and_reports() {
 
 /// An audit, the failure it reports (`None`: it passes) and an edit of the
 /// data (file, from, to) that makes it fail.
-type Case<'a> = (&'a str, Option<&'a str>, Option<(&'a str, &'a str, &'a str)>);
+type Case<'a> = (
+    &'a str,
+    Option<&'a str>,
+    Option<(&'a str, &'a str, &'a str)>,
+);
 
 /// Each audit on the base data, passing and failing.
 #[test]

@@ -82,6 +82,8 @@ pub struct BuildSummary {
     pub rejected_units: BTreeMap<String, (Vec<crate::interval::Interval>, i64)>,
     /// Metrics before/after, audits and thresholds; `None` when skipped.
     pub validation: Option<crate::validate::Report>,
+    /// The fulfillment manifest written, when products changed.
+    pub manifest: Option<std::path::PathBuf>,
 }
 
 /// Everything computed before any work: state, sources, versions, plan.
@@ -245,7 +247,7 @@ pub fn build(
     }
 
     let t = std::time::Instant::now();
-    let statements = publish::statements(
+    let mut statements = publish::statements(
         ws,
         &prepared,
         &work,
@@ -267,6 +269,19 @@ pub fn build(
         },
         main.as_ref(),
     )?;
+    let manifest = manifest(
+        ws,
+        &prepared,
+        &work,
+        &staging,
+        &results,
+        summary.validation.as_ref(),
+        main.as_ref(),
+        (&run_id, started, &options.command),
+    )?;
+    if let Some(m) = &manifest {
+        statements.extend(crate::fulfill::state_statements(m, &m.finished_at));
+    }
     crate::progress::timing("prepare publish", t.elapsed());
     progress.note(&format!(
         "publishing {} models in one transaction",
@@ -303,6 +318,9 @@ pub fn build(
     // holds the published data (it is replayed on the next open otherwise).
     let _ = main.execute("CHECKPOINT");
     crate::progress::timing("checkpoint", t.elapsed());
+    if let Some(m) = &manifest {
+        summary.manifest = Some(crate::fulfill::write_file(&ws.project.root, m)?);
+    }
     progress.finish();
 
     summary.models = work.len();
@@ -319,6 +337,131 @@ pub fn build(
     }
     summary.seconds = progress.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// The manifest of the products this run changes, with each destination's
+/// action; `None` when no product changed.
+#[allow(clippy::too_many_arguments)]
+fn manifest(
+    ws: &Workspace,
+    prepared: &Prepared,
+    work: &BTreeMap<NodeId, &ModelWork>,
+    staging: &stage::Staging,
+    results: &std::collections::HashMap<String, stage::Staged>,
+    validation: Option<&crate::validate::Report>,
+    s: &dyn Session,
+    (run_id, started, command): (&str, NaiveDateTime, &str),
+) -> Result<Option<crate::fulfill::Manifest>> {
+    use crate::fulfill::{Checksum, Column, DestinationAction, ProductChange, ValidationSummary};
+    let paused = crate::fulfill::paused_in_state(s)?;
+    let mut products = Vec::new();
+    for (&id, w) in work {
+        let Some((file, _)) = ws.model(id) else {
+            continue;
+        };
+        if !file.config.product {
+            continue;
+        }
+        let node_stage = staging.nodes.get(&id);
+        let full = w.full || node_stage.is_none_or(|n| n.mode == stage::Mode::Full);
+        let intervals = match node_stage {
+            Some(n) if !full => n.rebuilt.clone(),
+            _ => IntervalSet::new(),
+        };
+        let tasks: Vec<&stage::Task> = staging.tasks.iter().filter(|t| t.node == id).collect();
+        let checksums: Vec<Checksum> = tasks
+            .iter()
+            .filter_map(|t| {
+                let r = results.get(&t.key)?;
+                Some(Checksum {
+                    interval: t.interval.map(|i| i.to_string()),
+                    rows: r.rows,
+                    checksum: r.checksum.clone(),
+                })
+            })
+            .collect();
+        let report = validation.and_then(|v| {
+            v.models
+                .iter()
+                .find(|m| m.model.eq_ignore_ascii_case(&w.name))
+        });
+        let columns = match node_stage {
+            Some(n) => crate::sources::describe_typed(s, &data_table(&n.table))?
+                .into_iter()
+                .map(|(name, ty)| Column { name, ty })
+                .collect(),
+            None => Vec::new(),
+        };
+        let destinations = crate::fulfill::destinations_of(ws, &w.name)
+            .into_iter()
+            .map(|d| {
+                let (action, reason) = match crate::fulfill::held_reason(d, &paused) {
+                    Some(r) => ("held", Some(r)),
+                    None if full => ("deliver_full", None),
+                    None => match d.max_intervals_per_delivery {
+                        Some(max)
+                            if crate::fulfill::unit_count(&intervals, file.config.unit)
+                                > max as usize =>
+                        (
+                            "deliver",
+                            Some(format!(
+                                "throttled: {max} intervals per delivery, the rest in later deliveries"
+                            )),
+                        ),
+                        _ => ("deliver", None),
+                    },
+                };
+                DestinationAction {
+                    name: d.name.clone(),
+                    action: action.to_string(),
+                    reason,
+                }
+            })
+            .collect();
+        products.push(ProductChange {
+            name: w.name.to_string(),
+            fingerprint: prepared.versions[id].fingerprint.clone(),
+            change: w.change.as_str().to_string(),
+            reason: w.reason.clone(),
+            full,
+            intervals,
+            rows_before: report.map(|r| {
+                r.units
+                    .iter()
+                    .filter_map(|u| u.before.as_ref())
+                    .map(|b| b.rows)
+                    .sum()
+            }),
+            rows_after: checksums.iter().map(|c| c.rows).sum(),
+            checksums,
+            columns,
+            validation: report.map(|r| ValidationSummary {
+                units: r.units.len(),
+                changed_units: r.units.iter().filter(|u| u.changed()).count(),
+                audits_passed: r.passed.clone(),
+                findings: r
+                    .findings
+                    .iter()
+                    .map(|f| format!("{}: {}", f.name, f.message))
+                    .collect(),
+            }),
+            destinations,
+        });
+    }
+    if products.is_empty() {
+        return Ok(None);
+    }
+    let fmt = |t: NaiveDateTime| t.format("%Y-%m-%d %H:%M:%S").to_string();
+    Ok(Some(crate::fulfill::Manifest {
+        schema_version: crate::fulfill::MANIFEST_SCHEMA_VERSION,
+        run_id: run_id.to_string(),
+        project: ws.project.config.project.name.clone(),
+        git: crate::fulfill::git_info(&ws.project.root),
+        started_at: fmt(started),
+        finished_at: fmt(now()),
+        command: command.to_string(),
+        products,
+    }))
 }
 
 /// Validate what staging produced, model by model, before anything is published.

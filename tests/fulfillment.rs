@@ -1,0 +1,177 @@
+//! The fulfillment manifest and pending deliveries, on copies of the example
+//! project with the real binary.
+
+mod common;
+
+use std::path::Path;
+
+use common::{build_json, built_example, edit, hubforge, query, stderr, stdout};
+
+fn manifests(dir: &Path) -> Vec<serde_json::Value> {
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("target/manifests"))
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+        .iter()
+        .map(|f| serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap())
+        .collect()
+}
+
+/// Every manifest validates against the schema hubforge prints.
+fn assert_valid(dir: &Path, manifest: &serde_json::Value) {
+    let out = hubforge(dir, &["fulfillment", "--schema"]);
+    let schema: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("schema is JSON");
+    let validator = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
+    let errors: Vec<String> = validator
+        .iter_errors(manifest)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}\n{manifest:#}");
+    // And round-trips through the types hubforge writes it with.
+    let typed: hubforge::fulfill::Manifest = serde_json::from_value(manifest.clone()).unwrap();
+    assert_eq!(&serde_json::to_value(&typed).unwrap(), manifest);
+}
+
+fn product<'a>(m: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    m["products"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+}
+
+#[test]
+fn a_pricing_correction_manifests_only_the_corrected_months() {
+    let dir = built_example();
+    let first = manifests(dir.path());
+    assert_eq!(first.len(), 1, "the first build changed every product");
+    assert_valid(dir.path(), &first[0]);
+    edit(
+        dir.path(),
+        "models/intermediate/int_order_lines_priced.sql",
+        "CAST(l.quantity * p.unit_price - l.discount_amount AS DECIMAL(18,2)) AS line_net_amount",
+        "CAST(l.quantity * p.unit_price - l.discount_amount * 0.5 AS DECIMAL(18,2)) AS line_net_amount",
+    );
+    let run = build_json(
+        dir.path(),
+        &[
+            "--backfill",
+            "--start",
+            "2025-10-01",
+            "--end",
+            "2026-01-01",
+            "--select",
+            "int_order_lines_priced+",
+        ],
+    );
+    let all = manifests(dir.path());
+    assert_eq!(all.len(), 2);
+    let m = all
+        .iter()
+        .find(|m| m["run_id"] == run["run_id"])
+        .expect("this run's manifest");
+    assert_valid(dir.path(), m);
+    let daily = product(m, "revenue_daily").expect("revenue_daily changed");
+    assert_eq!(
+        daily["intervals"],
+        serde_json::json!([["2025-10-01", "2026-01-01"]])
+    );
+    assert_eq!(daily["full"], false);
+    assert_eq!(daily["rows_before"], daily["rows_after"]);
+    assert_eq!(
+        daily["destinations"],
+        serde_json::json!([{ "name": "finance", "action": "deliver", "reason": "throttled: 90 intervals per delivery, the rest in later deliveries" }])
+    );
+    let monthly = product(m, "revenue_monthly").expect("revenue_monthly changed");
+    assert_eq!(
+        monthly["intervals"],
+        serde_json::json!([["2025-10-01", "2026-01-01"]])
+    );
+    assert_eq!(
+        monthly["destinations"],
+        serde_json::json!([
+            { "name": "finance", "action": "deliver" },
+            { "name": "partner_bi", "action": "held", "reason": "paused in hubforge.toml" }
+        ])
+    );
+    // Products that do not read prices are not in it.
+    assert!(product(m, "payments_daily").is_none());
+    // The manifest is in state, written in the publish transaction.
+    assert_eq!(
+        query(
+            dir.path(),
+            &format!(
+                "SELECT count(*)::VARCHAR FROM _hubforge.manifests WHERE run_id = '{}'",
+                run["run_id"].as_str().unwrap()
+            )
+        ),
+        [["1"]]
+    );
+
+    // Pending deliveries merge over runs: revenue_daily was delivered in full
+    // by no one yet, so the first build's full rebuild supersedes the months.
+    let out = hubforge(dir.path(), &["fulfillment", "--format", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pending: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let daily = pending["pending"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["destination"] == "finance" && p["product"] == "revenue_daily")
+        .expect("pending for finance");
+    assert_eq!(daily["full"], true);
+    assert_eq!(daily["runs"].as_array().unwrap().len(), 2);
+
+    // Pausing from the command line holds a destination, recorded with why.
+    let out = hubforge(
+        dir.path(),
+        &["fulfillment", "--pause", "crm", "--note", "CRM migration"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&hubforge(dir.path(), &["fulfillment"]));
+    assert!(text.contains("crm (held: paused by "), "{text}");
+    assert!(text.contains(": CRM migration)"), "{text}");
+    let out = hubforge(dir.path(), &["fulfillment", "--resume", "crm"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&hubforge(dir.path(), &["fulfillment"]));
+    assert!(text.contains("crm\n"), "{text}");
+}
+
+#[test]
+fn a_failed_audit_writes_no_manifest_and_no_pending_delivery() {
+    let dir = built_example();
+    let before = manifests(dir.path()).len();
+    let pending = query(
+        dir.path(),
+        "SELECT count(*)::VARCHAR FROM _hubforge.fulfillment",
+    );
+    edit(
+        dir.path(),
+        "models/marts/revenue_daily.sql",
+        "\"range(net_revenue, 0, 1000000)\"",
+        "\"range(net_revenue, 0, 10)\"",
+    );
+    let out = hubforge(
+        dir.path(),
+        &[
+            "build",
+            "--backfill",
+            "--start",
+            "2025-12-01",
+            "--end",
+            "2026-01-01",
+            "--select",
+            "revenue_daily",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(manifests(dir.path()).len(), before);
+    assert_eq!(
+        query(
+            dir.path(),
+            "SELECT count(*)::VARCHAR FROM _hubforge.fulfillment"
+        ),
+        pending
+    );
+}
