@@ -26,6 +26,15 @@ pub struct Cli {
     /// Override a [vars] entry for templates (repeatable).
     #[arg(long = "var", global = true, value_name = "NAME=VALUE", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
+    /// Who is recorded in state for runs and decisions (default: $USER, else the OS account name).
+    #[arg(long, global = true, env = "HUBFORGE_USER", value_name = "NAME")]
+    pub user: Option<String>,
+    /// Print only errors and the result.
+    #[arg(long, short = 'q', global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print more: what is being done, and how long each stage and batch took.
+    #[arg(long, short = 'v', global = true)]
+    pub verbose: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -93,6 +102,11 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Print a shell completion script: `hubforge completions bash > ~/.local/share/bash-completion/completions/hubforge`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// What a plan or build covers.
@@ -155,14 +169,31 @@ impl Cli {
             | Command::Build { format, .. }
             | Command::MarkCurrent { format, .. } => *format == Format::Json,
             Command::Dag { format, .. } => *format == GraphFormat::Json,
-            Command::Init { .. } => false,
+            Command::Init { .. } | Command::Completions { .. } => false,
         }
     }
 }
 
 /// Run a parsed command line, writing its output to `out`.
 pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<()> {
+    crate::progress::set_verbosity(if cli.quiet {
+        crate::progress::Verbosity::Quiet
+    } else if cli.verbose {
+        crate::progress::Verbosity::Verbose
+    } else {
+        crate::progress::Verbosity::Normal
+    });
+    if let Some(user) = &cli.user {
+        crate::build::set_user(user);
+    }
     match &cli.command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            let mut buf = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "hubforge", &mut buf);
+            out.write_all(&buf)
+                .map_err(|e| Error::io("writing output", e))
+        }
         Command::Init { dir } => crate::init::init(dir.as_deref().unwrap_or(Path::new(".")), out),
         Command::Check { format } => check(cli, *format, out),
         Command::Dag { format, selection } => dag(cli, *format, selection, out),
@@ -412,7 +443,19 @@ fn build(
     let summary = summary?;
     match format {
         Format::Json => write_json(out, &crate::render::build_json(&ws, &summary)),
-        Format::Text => write_text(out, &crate::render::build_text(&ws, &summary)),
+        Format::Text => {
+            let text = crate::render::build_text(&ws, &summary);
+            // Quiet: the summary lines, without a line per model.
+            let text = if crate::progress::is_quiet() {
+                text.lines()
+                    .filter(|l| !l.starts_with("  "))
+                    .map(|l| format!("{l}\n"))
+                    .collect()
+            } else {
+                text
+            };
+            write_text(out, &text)
+        }
     }
 }
 

@@ -92,12 +92,31 @@ pub fn prepare(
     options: &PlanOptions,
     ingest: Ingest,
 ) -> Result<Prepared> {
+    prepare_with(s, ws, options, ingest, None)
+}
+
+/// [`prepare`], saying on `progress` what it is doing.
+pub fn prepare_with(
+    s: &dyn Session,
+    ws: &Workspace,
+    options: &PlanOptions,
+    ingest: Ingest,
+    progress: Option<&Progress>,
+) -> Result<Prepared> {
+    let phase = |what: &str| {
+        if let Some(p) = progress {
+            p.phase(what);
+        }
+    };
+    phase("reading state and observing sources");
     let t = std::time::Instant::now();
     let observed = observe::observe(s, ws, ingest)?;
     crate::progress::timing("observe sources and state", t.elapsed());
+    phase("fingerprinting models and column lineage");
     let t = std::time::Instant::now();
     let versions = fingerprint::versions(ws, &observed.schemas, &observed.state);
     crate::progress::timing("fingerprints and lineage", t.elapsed());
+    phase("planning");
     let t = std::time::Instant::now();
     let plan = plan::plan(ws, &versions, &observed.state, &observed.sources, options);
     crate::progress::timing("plan", t.elapsed());
@@ -117,6 +136,7 @@ pub fn build(
     interrupted: &AtomicBool,
 ) -> Result<BuildSummary> {
     let progress = Progress::new(options.quiet);
+    progress.phase("opening the warehouse");
     let main = engine.session()?;
     let ingest = if options.dry_run {
         Ingest::Temp
@@ -125,7 +145,7 @@ pub fn build(
         setup_schemas(main.as_ref())?;
         Ingest::Warehouse
     };
-    let prepared = prepare(main.as_ref(), ws, &options.plan, ingest)?;
+    let prepared = prepare_with(main.as_ref(), ws, &options.plan, ingest, Some(&progress))?;
     observe::check_drift(&prepared.observed, &options.accept_schema)?;
     let mut summary = BuildSummary {
         plan: prepared.plan.clone(),
@@ -347,12 +367,55 @@ fn new_run_id() -> String {
     format!("{}-{}", t.format("%Y%m%dT%H%M%S"), &salt.to_hex()[..6])
 }
 
-/// Who runs hubforge, for state: `HUBFORGE_USER`, else the login name.
+static USER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Record who runs hubforge (`--user` / `HUBFORGE_USER`), for state.
+pub fn set_user(name: &str) {
+    let name = name.trim();
+    if !name.is_empty() {
+        let _ = USER.set(name.to_string());
+    }
+}
+
+/// Who runs hubforge, for state: `--user` / `HUBFORGE_USER`, else `$USER`
+/// (`%USERNAME%`), else the operating system's account name.
 pub fn user() -> String {
-    std::env::var("HUBFORGE_USER")
-        .or_else(|_| std::env::var("USER"))
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "unknown".to_string())
+    if let Some(u) = USER.get() {
+        return u.clone();
+    }
+    ["HUBFORGE_USER", "USER", "USERNAME"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .map(|v| v.trim().to_string())
+        .find(|v| !v.is_empty())
+        .or_else(os_account_name)
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// The name of the account this process runs as (as `id -un` says).
+#[cfg(unix)]
+fn os_account_name() -> Option<String> {
+    // SAFETY: getpwuid_r writes into the buffers given, whose sizes it is told;
+    // the name it points to lives in `buf`, read before `buf` is dropped.
+    unsafe {
+        let uid = libc::geteuid();
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let mut buf = vec![0 as libc::c_char; 16 * 1024];
+        let rc = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result);
+        if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
+            return None;
+        }
+        let name = std::ffi::CStr::from_ptr(pwd.pw_name)
+            .to_string_lossy()
+            .into_owned();
+        (!name.is_empty()).then_some(name)
+    }
+}
+
+#[cfg(not(unix))]
+fn os_account_name() -> Option<String> {
+    None
 }
 
 /// hubforge's schemas and the staging registry.
