@@ -102,6 +102,25 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// A model's built history as merged ranges: current, stale (and why),
+    /// marked current (by whom, when, why) or missing, with fingerprint, run and rows.
+    Intervals {
+        /// The model.
+        model: String,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// The run log: when, who, command, scope, what was built, rows, duration and
+    /// outcome (published, failed, interrupted); or one run in detail with its plan.
+    Runs {
+        /// One run in detail: its number (as listed) or id.
+        run: Option<String>,
+        /// How many of the latest runs to list.
+        #[arg(long, short = 'n', default_value_t = 20, value_name = "N")]
+        limit: usize,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Print a shell completion script: `hubforge completions bash > ~/.local/share/bash-completion/completions/hubforge`.
     Completions {
         #[arg(value_enum)]
@@ -167,7 +186,9 @@ impl Cli {
             | Command::Ls { format, .. }
             | Command::Plan { format, .. }
             | Command::Build { format, .. }
-            | Command::MarkCurrent { format, .. } => *format == Format::Json,
+            | Command::MarkCurrent { format, .. }
+            | Command::Intervals { format, .. }
+            | Command::Runs { format, .. } => *format == Format::Json,
             Command::Dag { format, .. } => *format == GraphFormat::Json,
             Command::Init { .. } | Command::Completions { .. } => false,
         }
@@ -196,6 +217,8 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<()> {
         }
         Command::Init { dir } => crate::init::init(dir.as_deref().unwrap_or(Path::new(".")), out),
         Command::Check { format } => check(cli, *format, out),
+        Command::Intervals { model, format } => intervals(cli, model, *format, out),
+        Command::Runs { run, limit, format } => runs(cli, run.as_deref(), *limit, *format, out),
         Command::Dag { format, selection } => dag(cli, *format, selection, out),
         Command::Ls { selection, format } => ls(cli, selection, *format, out),
         Command::Plan { scope, format } => plan(cli, scope, *format, out),
@@ -428,7 +451,10 @@ fn build(
         dry_run: false,
         threads,
         quiet: format == Format::Json,
-        command: std::env::args().collect::<Vec<_>>().join(" "),
+        command: std::iter::once("hubforge".to_string())
+            .chain(std::env::args().skip(1))
+            .collect::<Vec<_>>()
+            .join(" "),
         accept_schema: scope.accept_schema.clone(),
     };
     let summary = crate::build::build(
@@ -456,6 +482,97 @@ fn build(
             };
             write_text(out, &text)
         }
+    }
+}
+
+fn intervals(cli: &Cli, model: &str, format: Format, out: &mut dyn Write) -> Result<()> {
+    use crate::engine::Engine as _;
+    let ws = load(cli)?;
+    let node = ws
+        .dag
+        .lookup(model)
+        .filter(|&n| ws.dag.nodes[n].kind.is_model())
+        .ok_or_else(|| {
+            let names = ws
+                .dag
+                .nodes
+                .iter()
+                .filter(|n| n.kind.is_model())
+                .map(|n| n.name.as_str());
+            let help = match crate::diagnostics::did_you_mean(model, names) {
+                Some(s) => format!("did you mean `{s}`? (`hubforge ls` lists the models)"),
+                None => "`hubforge ls --select kind:model` lists the models".to_string(),
+            };
+            invalid_argument(format!("no model named `{model}`"), help)
+        })?;
+    let options = plan_options(&ws, &Scope::default())?;
+    let engine = open_for_reading(&ws)?;
+    let session = engine.session()?;
+    let prepared = crate::build::prepare(
+        session.as_ref(),
+        &ws,
+        &options,
+        crate::sources::Ingest::Temp,
+    )?;
+    let key = ws.dag.nodes[node].name.key().to_string();
+    let decisions = crate::state::read_decisions(session.as_ref(), &key)?;
+    let runs = crate::intervals::run_numbers(session.as_ref())?;
+    let mut history = crate::intervals::history(
+        &ws,
+        node,
+        &prepared.plan,
+        &prepared.observed.state,
+        &decisions,
+        &runs,
+        &prepared.versions[node].fingerprint,
+        options.now,
+    );
+    crate::intervals::count_rows(
+        session.as_ref(),
+        &ws,
+        node,
+        &prepared.observed.state,
+        &mut history,
+    );
+    match format {
+        Format::Json => write_json(out, &crate::intervals::to_json(&history)),
+        Format::Text => write_text(out, &crate::intervals::to_text(&history)),
+    }
+}
+
+fn runs(
+    cli: &Cli,
+    run: Option<&str>,
+    limit: usize,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<()> {
+    use crate::engine::Engine as _;
+    let ws = load(cli)?;
+    let engine = open_for_reading(&ws)?;
+    let session = engine.session()?;
+    let log = crate::state::read_runs(session.as_ref(), run.is_none().then_some(limit), run)?;
+    match run {
+        Some(id) => {
+            let Some(one) = log.first() else {
+                return Err(invalid_argument(
+                    format!("no run `{id}` in the run log"),
+                    "`hubforge runs` lists the runs with their numbers and ids",
+                ));
+            };
+            match format {
+                Format::Json => {
+                    let mut v = crate::runs::run_json(one, true);
+                    v["schema_version"] = serde_json::json!(1);
+                    write_json(out, &v)
+                }
+                Format::Text => write_text(out, &crate::runs::detail_text(one)),
+            }
+        }
+        None => match format {
+            Format::Json => write_json(out, &crate::runs::list_json(&log)),
+            Format::Text => write_text(out, &crate::runs::list_text(&log)),
+        },
     }
 }
 

@@ -162,7 +162,98 @@ pub fn build(
     let run_id = new_run_id();
     let started = now();
     summary.run_id = Some(run_id.clone());
+    let seq = prepared.observed.state.next_run_seq();
+    let plan_json = crate::render::plan_json(ws, &prepared.plan);
+    // The run log records every run, whatever its outcome: the run is logged
+    // as running now (a run whose process dies stays so, and is shown as
+    // interrupted); publishing records it as published in the same
+    // transaction as its data, and a failure is recorded after the rollback.
+    let log = |status: &str, summary: &serde_json::Value| {
+        let mut w = state::StateWrites::default();
+        w.run(
+            &run_id,
+            seq,
+            started,
+            now(),
+            status,
+            &options.command,
+            &user(),
+            &plan_json,
+            summary,
+        );
+        w.sql.concat()
+    };
+    main.execute(&format!(
+        "UPDATE {}.runs SET status = 'interrupted' WHERE status = 'running';\n{}",
+        state::SCHEMA,
+        log(
+            "running",
+            &serde_json::json!({ "scope": scope_json(ws, &options.plan) })
+        )
+    ))?;
+    let outcome = execute(
+        ws,
+        engine,
+        options,
+        interrupted,
+        &progress,
+        main.as_ref(),
+        &prepared,
+        &seeds,
+        summary,
+        (&run_id, seq, started),
+    );
+    if let Err(e) = &outcome {
+        let status = if matches!(e, Error::Interrupted) {
+            "interrupted"
+        } else {
+            "failed"
+        };
+        let error = e.to_string();
+        let record = log(
+            status,
+            &serde_json::json!({
+                "scope": scope_json(ws, &options.plan),
+                "error": error.trim(),
+            }),
+        );
+        // Written on its own session, after the publish transaction rolled
+        // back; a run log that cannot be written does not hide the error.
+        if let Ok(s) = engine.session() {
+            let _ = s.execute("ROLLBACK");
+            let _ = s.execute(&record);
+        }
+    }
+    outcome
+}
 
+/// What a run was asked to cover, for the run log.
+fn scope_json(ws: &Workspace, options: &PlanOptions) -> serde_json::Value {
+    serde_json::json!({
+        "start": options.range.map(|r| crate::interval::format_point(r.start())),
+        "end": options.range.map(|r| crate::interval::format_point(r.end())),
+        "backfill": options.backfill,
+        "selected": options.selected.as_ref().map(|s| s.len()),
+        "models": options.selected.as_ref().map(|s| {
+            s.iter().take(50).map(|&id| ws.dag.nodes[id].name.to_string()).collect::<Vec<_>>()
+        }),
+    })
+}
+
+/// Stage and publish the work of a run that has started.
+#[allow(clippy::too_many_arguments)]
+fn execute(
+    ws: &Workspace,
+    engine: &dyn Engine,
+    options: &BuildOptions,
+    interrupted: &AtomicBool,
+    progress: &Progress,
+    main: &dyn Session,
+    prepared: &Prepared,
+    seeds: &[NodeId],
+    mut summary: BuildSummary,
+    (run_id, seq, started): (&str, i64, NaiveDateTime),
+) -> Result<BuildSummary> {
     let mut work: BTreeMap<NodeId, &ModelWork> =
         prepared.plan.models.iter().map(|w| (w.node, w)).collect();
     let last_run = prepared
@@ -171,9 +262,9 @@ pub fn build(
         .last_run
         .as_ref()
         .map(|r| r.run_id.as_str());
-    let mut staging = stage::plan_staging(ws, &prepared, &work, &seeds, last_run);
-    stage::cleanup(ws, main.as_ref(), &staging, &prepared.observed.state)?;
-    let reusable = stage::finished_batches(main.as_ref())?;
+    let mut staging = stage::plan_staging(ws, prepared, &work, &seeds, last_run);
+    stage::cleanup(ws, main, &staging, &prepared.observed.state)?;
+    let reusable = stage::finished_batches(main)?;
     summary.reused = staging
         .tasks
         .iter()
@@ -196,7 +287,7 @@ pub fn build(
         &reusable,
         options,
         interrupted,
-        &progress,
+        progress,
         &mut cutoff,
     )?;
     if interrupted.load(Ordering::SeqCst) {
@@ -239,18 +330,20 @@ pub fn build(
     let t = std::time::Instant::now();
     let statements = publish::statements(
         ws,
-        &prepared,
+        prepared,
         &work,
         &staging,
         &results,
         &publish::RunInfo {
-            run_id: &run_id,
+            run_id,
+            seq,
             started,
             command: &options.command,
             cutoffs: &summary.cutoffs,
+            scope: &scope_json(ws, &options.plan),
             settled: &settled,
         },
-        main.as_ref(),
+        main,
     )?;
     crate::progress::timing("prepare publish", t.elapsed());
     progress.note(&format!(
