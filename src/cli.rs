@@ -121,6 +121,19 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Write a static HTML site of the project (DAG, SQL, columns, column-level
+    /// lineage, intervals and runs) that opens from disk; --serve shows it on localhost.
+    Docs {
+        /// Where to write the site (default: target/docs in the project).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Serve the site on 127.0.0.1 after writing it.
+        #[arg(long)]
+        serve: bool,
+        /// The port --serve listens on (0: any free port).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
     /// Print a shell completion script: `hubforge completions bash > ~/.local/share/bash-completion/completions/hubforge`.
     Completions {
         #[arg(value_enum)]
@@ -190,7 +203,7 @@ impl Cli {
             | Command::Intervals { format, .. }
             | Command::Runs { format, .. } => *format == Format::Json,
             Command::Dag { format, .. } => *format == GraphFormat::Json,
-            Command::Init { .. } | Command::Completions { .. } => false,
+            Command::Init { .. } | Command::Completions { .. } | Command::Docs { .. } => false,
         }
     }
 }
@@ -217,6 +230,11 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<()> {
         }
         Command::Init { dir } => crate::init::init(dir.as_deref().unwrap_or(Path::new(".")), out),
         Command::Check { format } => check(cli, *format, out),
+        Command::Docs {
+            out: dir,
+            serve,
+            port,
+        } => docs(cli, dir.as_deref(), *serve, *port, out),
         Command::Intervals { model, format } => intervals(cli, model, *format, out),
         Command::Runs { run, limit, format } => runs(cli, run.as_deref(), *limit, *format, out),
         Command::Dag { format, selection } => dag(cli, *format, selection, out),
@@ -515,12 +533,14 @@ fn intervals(cli: &Cli, model: &str, format: Format, out: &mut dyn Write) -> Res
         crate::sources::Ingest::Temp,
     )?;
     let key = ws.dag.nodes[node].name.key().to_string();
-    let decisions = crate::state::read_decisions(session.as_ref(), &key)?;
+    let decisions = crate::state::read_decisions(session.as_ref(), Some(&key))?
+        .remove(&key)
+        .unwrap_or_default();
     let runs = crate::intervals::run_numbers(session.as_ref())?;
     let mut history = crate::intervals::history(
         &ws,
         node,
-        &prepared.plan,
+        prepared.plan.models.iter().find(|w| w.node == node),
         &prepared.observed.state,
         &decisions,
         &runs,
@@ -538,6 +558,72 @@ fn intervals(cli: &Cli, model: &str, format: Format, out: &mut dyn Write) -> Res
         Format::Json => write_json(out, &crate::intervals::to_json(&history)),
         Format::Text => write_text(out, &crate::intervals::to_text(&history)),
     }
+}
+
+fn docs(cli: &Cli, dir: Option<&Path>, serve: bool, port: u16, out: &mut dyn Write) -> Result<()> {
+    use crate::engine::Engine as _;
+    let ws = load(cli)?;
+    let t = std::time::Instant::now();
+    let options = plan_options(&ws, &Scope::default())?;
+    let engine = open_for_reading(&ws)?;
+    let session = engine.session()?;
+    let prepared = crate::build::prepare(
+        session.as_ref(),
+        &ws,
+        &options,
+        crate::sources::Ingest::Temp,
+    )?;
+    let mut built = crate::docs::Built::default();
+    if ws.project.warehouse_path().exists() {
+        let s = session.as_ref();
+        built.types = crate::docs::published_types(s)?;
+        built.runs = crate::state::read_runs(s, Some(200), None)?;
+        let numbers = crate::intervals::run_numbers(s)?;
+        let mut decisions = crate::state::read_decisions(s, None)?;
+        let work: std::collections::HashMap<NodeId, &crate::plan::ModelWork> =
+            prepared.plan.models.iter().map(|w| (w.node, w)).collect();
+        for id in 0..ws.dag.len() {
+            if !ws.dag.nodes[id].kind.is_model() {
+                continue;
+            }
+            let key = ws.dag.nodes[id].name.key().to_string();
+            let history = crate::intervals::history(
+                &ws,
+                id,
+                work.get(&id).copied(),
+                &prepared.observed.state,
+                &decisions.remove(&key).unwrap_or_default(),
+                &numbers,
+                &prepared.versions[id].fingerprint,
+                options.now,
+            );
+            built
+                .intervals
+                .insert(key, crate::intervals::to_json(&history));
+        }
+    }
+    let dir = dir.map_or_else(
+        || ws.project.root.join("target").join("docs"),
+        Path::to_path_buf,
+    );
+    let files = crate::docs::generate(&ws, &prepared.versions, &built, options.now, &dir)?;
+    crate::progress::timing("docs", t.elapsed());
+    let index = dir.join("index.html");
+    if !crate::progress::is_quiet() || !serve {
+        write_text(
+            out,
+            &format!(
+                "Wrote {} ({files} files, {} nodes); open it in a browser: file://{}\n",
+                display_path(&dir),
+                ws.dag.len(),
+                std::fs::canonicalize(&index).unwrap_or(index).display()
+            ),
+        )?;
+    }
+    if serve {
+        crate::docs::serve(&dir, port, out)?;
+    }
+    Ok(())
 }
 
 fn runs(

@@ -15,10 +15,11 @@ use crate::engine::Session;
 use crate::error::Result;
 use crate::graph::NodeId;
 use crate::interval::{Interval, IntervalSet, Unit};
-use crate::plan::{ModelWork, Plan};
+use crate::plan::ModelWork;
 use crate::state::{DecisionRecord, IntervalRecord, State};
 use crate::workspace::Workspace;
 
+/// What a range of a model's history is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Status {
     Current,
@@ -93,11 +94,13 @@ pub struct History {
     pub ranges: Vec<Range>,
 }
 
-/// The history of `node` as the planner sees it.
+#[allow(clippy::too_many_arguments)]
+/// The history of `node` as the planner sees it (`work`: the model's work in
+/// a plan of the whole project).
 pub fn history(
     ws: &Workspace,
     node: NodeId,
-    plan: &Plan,
+    work: Option<&ModelWork>,
     state: &State,
     decisions: &[DecisionRecord],
     runs: &BTreeMap<String, i64>,
@@ -116,7 +119,6 @@ pub fn history(
     let empty = Vec::new();
     let records: &Vec<IntervalRecord> = state.intervals.get(key).unwrap_or(&empty);
     let built = IntervalSet::from_intervals(records.iter().map(|r| r.interval));
-    let work: Option<&ModelWork> = plan.models.iter().find(|w| w.node == node);
     let reasons: Vec<(StaleReason, IntervalSet)> = work
         .map(|w| {
             w.reasons

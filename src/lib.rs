@@ -8,6 +8,7 @@ pub mod change;
 pub mod cli;
 pub mod config;
 pub mod diagnostics;
+pub mod docs;
 pub mod engine;
 pub mod error;
 pub mod fingerprint;

@@ -509,37 +509,41 @@ pub struct DecisionRecord {
     pub note: String,
 }
 
-/// The decisions recorded about `model` (lowercase), oldest first.
-pub fn read_decisions(s: &dyn Session, model: &str) -> Result<Vec<DecisionRecord>> {
+/// The decisions recorded about `model` (lowercase; every model when None),
+/// by model, oldest first.
+pub fn read_decisions(
+    s: &dyn Session,
+    model: Option<&str>,
+) -> Result<BTreeMap<String, Vec<DecisionRecord>>> {
+    let mut out: BTreeMap<String, Vec<DecisionRecord>> = BTreeMap::new();
     if stored_version(s)?.is_none() {
-        return Ok(Vec::new());
+        return Ok(out);
     }
+    let filter = model
+        .map(|m| format!("WHERE model = {}", quote_str(m)))
+        .unwrap_or_default();
     let q = format!(
-        "SELECT run_id, {}, {}, action, fingerprint, user_name, {}, note FROM {SCHEMA}.decisions WHERE model = {} ORDER BY decided_at, start_ts",
+        "SELECT run_id, {}, {}, action, fingerprint, user_name, {}, note, model FROM {SCHEMA}.decisions {filter} ORDER BY decided_at, start_ts",
         ts("start_ts"),
         ts("end_ts"),
         ts("decided_at"),
-        quote_str(model)
     );
-    s.query(&q)?
-        .rows
-        .iter()
-        .map(|row| {
-            Ok(DecisionRecord {
-                id: text(&row[0]),
-                interval: if row[1] == Value::Null {
-                    None
-                } else {
-                    Some(interval(&row[1], &row[2])?)
-                },
-                action: text(&row[3]),
-                fingerprint: text(&row[4]),
-                user: text(&row[5]),
-                decided_at: text(&row[6]),
-                note: text(&row[7]),
-            })
-        })
-        .collect()
+    for row in s.query(&q)?.rows {
+        out.entry(text(&row[8])).or_default().push(DecisionRecord {
+            id: text(&row[0]),
+            interval: if row[1] == Value::Null {
+                None
+            } else {
+                Some(interval(&row[1], &row[2])?)
+            },
+            action: text(&row[3]),
+            fingerprint: text(&row[4]),
+            user: text(&row[5]),
+            decided_at: text(&row[6]),
+            note: text(&row[7]),
+        });
+    }
+    Ok(out)
 }
 
 pub use crate::engine::ts_literal;
