@@ -506,6 +506,17 @@ fn build(
 fn intervals(cli: &Cli, model: &str, format: Format, out: &mut dyn Write) -> Result<()> {
     use crate::engine::Engine as _;
     let ws = load(cli)?;
+    if let Some(n) = ws.dag.lookup(model)
+        && !ws.dag.nodes[n].kind.is_model()
+    {
+        return Err(invalid_argument(
+            format!(
+                "`{model}` is a {}: hubforge keeps built intervals for models",
+                ws.dag.nodes[n].kind.as_str()
+            ),
+            format!("`hubforge ls --select {model}+` lists the models that read it"),
+        ));
+    }
     let node = ws
         .dag
         .lookup(model)

@@ -145,6 +145,13 @@ fn intervals_and_runs_after_backfill_decision_kill_and_failure() {
     let out = hubforge(p, &["runs", "99"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("no run `99`"), "{}", stderr(&out));
+    let out = hubforge(p, &["intervals", "raw_orders"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("`raw_orders` is a source"),
+        "{}",
+        stderr(&out)
+    );
     let out = hubforge(p, &["intervals", "revenue_daly"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(

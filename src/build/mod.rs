@@ -135,6 +135,8 @@ pub fn build(
     options: &BuildOptions,
     interrupted: &AtomicBool,
 ) -> Result<BuildSummary> {
+    // The run log times the whole command: observing and planning too.
+    let started = now();
     let progress = Progress::new(options.quiet);
     progress.phase("opening the warehouse");
     let main = engine.session()?;
@@ -160,7 +162,6 @@ pub fn build(
         return Ok(summary);
     }
     let run_id = new_run_id();
-    let started = now();
     summary.run_id = Some(run_id.clone());
     let seq = prepared.observed.state.next_run_seq();
     let plan_json = crate::render::plan_json(ws, &prepared.plan);

@@ -269,6 +269,27 @@
     });
   }
 
+  function overview() {
+    var kinds = {};
+    nodes.forEach(function (n) { kinds[n.k] = (kinds[n.k] || 0) + 1; });
+    var h = ['<h2>' + esc(G.project) + '</h2><p>' + Object.keys(kinds).sort().map(function (k) {
+      return kinds[k] + ' ' + esc(k); }).join(', ') + '.</p><p class="hint">Search or pick a model; click a column for its lineage.</p>'];
+    var products = nodes.filter(function (n) { return n.pr; });
+    if (products.length) {
+      h.push('<h3>Products</h3><p>' + products.map(function (n) {
+        return '<a href="#model=' + encodeURIComponent(n.n) + '">' + esc(n.n) + '</a>'; }).join(', ') + '</p>');
+    }
+    if (G.runs && G.runs.length) {
+      h.push('<h3>Last runs</h3>' + table(G.runs.map(function (r) {
+        return ['#' + esc(r.run), esc(String(r.started_at).replace('T', ' ')), esc(r.user), '<span class="status-' + (r.outcome === 'published' ? 'current' : 'missing') + '">' +
+          esc(r.outcome) + '</span>', esc(r.models), esc(r.intervals), esc(r.rows == null ? '' : r.rows), '<code>' + esc(r.command) + '</code>'];
+      }), ['run', 'started', 'user', 'outcome', 'models', 'intervals', 'rows', 'command']));
+    } else if (!G.warehouse) {
+      h.push('<p class="hint">No warehouse yet: build to see intervals and runs here.</p>');
+    }
+    $('details').innerHTML = h.join('');
+  }
+
   function show() {
     var h = parseHash();
     var i = current();
@@ -276,8 +297,9 @@
     document.body.dataset.state = 'loading';
     if (i === undefined) {
       drawGraph(undefined);
-      if (h.model) showError('No model named ' + h.model + ' in this project.');
-      else document.body.dataset.state = 'ready';
+      if (h.model) { showError('No model named ' + h.model + ' in this project.'); return; }
+      overview();
+      document.body.dataset.state = 'ready';
       return;
     }
     withChunk(nodes[i].c, function (data) {
