@@ -76,7 +76,7 @@ pub fn generate(
         std::fs::remove_dir_all(&data)
             .map_err(|e| Error::io(format!("removing {}", data.display()), e))?;
     }
-    let order: Vec<NodeId> = ws.dag.order.clone();
+    let order: &[NodeId] = &ws.dag.order;
     let position: BTreeMap<NodeId, usize> =
         order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
     let runs_by_model = runs_by_model(&built.runs);
@@ -116,7 +116,7 @@ pub fn generate(
     files += 1;
     // Column lineage: each column's direct inputs; the page walks it both ways.
     let mut lineage: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for &id in &order {
+    for &id in order {
         let v = &versions[id];
         for c in &v.columns {
             if c.inputs.is_empty() {

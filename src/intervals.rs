@@ -172,12 +172,11 @@ pub fn history(
         if !covered.contains_point(piece.start()) {
             continue;
         }
+        let record = records.partition_point(|r| r.interval.end() <= piece.start());
         let record = records
-            .partition_point(|r| r.interval.end() <= piece.start())
-            .min(records.len());
-        let record = (record < records.len()
-            && records[record].interval.contains_point(piece.start()))
-        .then_some(record);
+            .get(record)
+            .is_some_and(|r| r.interval.contains_point(piece.start()))
+            .then_some(record);
         let why: Vec<StaleReason> = reasons
             .iter()
             .filter(|(_, set)| set.contains_point(piece.start()))
