@@ -223,13 +223,25 @@ fn details(
 ) -> Value {
     let node = &ws.dag.nodes[id];
     let key = node.name.key();
-    let types: BTreeMap<String, String> = built
+    let mut types: BTreeMap<String, String> = built
         .types
         .get(key)
         .into_iter()
         .flatten()
         .map(|(c, t)| (c.to_lowercase(), t.clone()))
         .collect();
+    // A source's declared schema gives its types without a warehouse.
+    if let Some(declared) = ws
+        .project
+        .config
+        .sources
+        .get(node.name.as_str())
+        .and_then(|c| c.columns.as_ref())
+    {
+        for (c, t) in declared {
+            types.entry(c.to_lowercase()).or_insert_with(|| t.clone());
+        }
+    }
     let columns: Vec<Value> = if version.columns.is_empty() {
         built
             .types
