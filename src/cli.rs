@@ -26,6 +26,15 @@ pub struct Cli {
     /// Override a [vars] entry for templates (repeatable).
     #[arg(long = "var", global = true, value_name = "NAME=VALUE", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
+    /// Who is recorded in state for runs and decisions (default: $USER, else the OS account name).
+    #[arg(long, global = true, env = "HUBFORGE_USER", value_name = "NAME")]
+    pub user: Option<String>,
+    /// Print only errors and the result.
+    #[arg(long, short = 'q', global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print more: what is being done, and how long each stage and batch took.
+    #[arg(long, short = 'v', global = true)]
+    pub verbose: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -137,6 +146,43 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// A model's built history as merged ranges: current, stale (and why),
+    /// marked current (by whom, when, why) or missing, with fingerprint, run and rows.
+    Intervals {
+        /// The model.
+        model: String,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// The run log: when, who, command, scope, what was built, rows, duration and
+    /// outcome (published, failed, interrupted); or one run in detail with its plan.
+    Runs {
+        /// One run in detail: its number (as listed) or id.
+        run: Option<String>,
+        /// How many of the latest runs to list.
+        #[arg(long, short = 'n', default_value_t = 20, value_name = "N")]
+        limit: usize,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Write a static HTML site of the project (DAG, SQL, columns, column-level
+    /// lineage, intervals and runs) that opens from disk; --serve shows it on localhost.
+    Docs {
+        /// Where to write the site (default: target/docs in the project).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Serve the site on 127.0.0.1 after writing it.
+        #[arg(long)]
+        serve: bool,
+        /// The port --serve listens on (0: any free port).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
+    /// Print a shell completion script: `hubforge completions bash > ~/.local/share/bash-completion/completions/hubforge`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// What a plan or build covers.
@@ -211,18 +257,44 @@ impl Cli {
             | Command::Validation { format, .. }
             | Command::Fulfillment { format, .. }
             | Command::Diff { format, .. }
-            | Command::MarkCurrent { format, .. } => *format == Format::Json,
+            | Command::MarkCurrent { format, .. }
+            | Command::Intervals { format, .. }
+            | Command::Runs { format, .. } => *format == Format::Json,
             Command::Dag { format, .. } => *format == GraphFormat::Json,
-            Command::Init { .. } => false,
+            Command::Init { .. } | Command::Completions { .. } | Command::Docs { .. } => false,
         }
     }
 }
 
 /// Run a parsed command line, writing its output to `out`.
 pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<()> {
+    crate::progress::set_verbosity(if cli.quiet {
+        crate::progress::Verbosity::Quiet
+    } else if cli.verbose {
+        crate::progress::Verbosity::Verbose
+    } else {
+        crate::progress::Verbosity::Normal
+    });
+    if let Some(user) = &cli.user {
+        crate::build::set_user(user);
+    }
     match &cli.command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            let mut buf = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "hubforge", &mut buf);
+            out.write_all(&buf)
+                .map_err(|e| Error::io("writing output", e))
+        }
         Command::Init { dir } => crate::init::init(dir.as_deref().unwrap_or(Path::new(".")), out),
         Command::Check { format } => check(cli, *format, out),
+        Command::Docs {
+            out: dir,
+            serve,
+            port,
+        } => docs(cli, dir.as_deref(), *serve, *port, out),
+        Command::Intervals { model, format } => intervals(cli, model, *format, out),
+        Command::Runs { run, limit, format } => runs(cli, run.as_deref(), *limit, *format, out),
         Command::Dag { format, selection } => dag(cli, *format, selection, out),
         Command::Ls { selection, format } => ls(cli, selection, *format, out),
         Command::Plan { scope, format } => plan(cli, scope, *format, out),
@@ -495,7 +567,10 @@ fn build(
         dry_run: false,
         threads,
         quiet: format == Format::Json,
-        command: std::env::args().collect::<Vec<_>>().join(" "),
+        command: std::iter::once("hubforge".to_string())
+            .chain(std::env::args().skip(1))
+            .collect::<Vec<_>>()
+            .join(" "),
         accept_schema: scope.accept_schema.clone(),
         skip_audits: checks.skip_audits.clone(),
         skip_validation: checks.skip_validation,
@@ -512,7 +587,189 @@ fn build(
     let summary = summary?;
     match format {
         Format::Json => write_json(out, &crate::render::build_json(&ws, &summary)),
-        Format::Text => write_text(out, &crate::render::build_text(&ws, &summary)),
+        Format::Text => {
+            let text = crate::render::build_text(&ws, &summary);
+            // Quiet: the summary lines, without a line per model.
+            let text = if crate::progress::is_quiet() {
+                text.lines()
+                    .filter(|l| !l.starts_with("  "))
+                    .map(|l| format!("{l}\n"))
+                    .collect()
+            } else {
+                text
+            };
+            write_text(out, &text)
+        }
+    }
+}
+
+fn intervals(cli: &Cli, model: &str, format: Format, out: &mut dyn Write) -> Result<()> {
+    use crate::engine::Engine as _;
+    let ws = load(cli)?;
+    if let Some(n) = ws.dag.lookup(model)
+        && !ws.dag.nodes[n].kind.is_model()
+    {
+        return Err(invalid_argument(
+            format!(
+                "`{model}` is a {}: hubforge keeps built intervals for models",
+                ws.dag.nodes[n].kind.as_str()
+            ),
+            format!("`hubforge ls --select {model}+` lists the models that read it"),
+        ));
+    }
+    let node = ws
+        .dag
+        .lookup(model)
+        .filter(|&n| ws.dag.nodes[n].kind.is_model())
+        .ok_or_else(|| {
+            let names = ws
+                .dag
+                .nodes
+                .iter()
+                .filter(|n| n.kind.is_model())
+                .map(|n| n.name.as_str());
+            let help = match crate::diagnostics::did_you_mean(model, names) {
+                Some(s) => format!("did you mean `{s}`? (`hubforge ls` lists the models)"),
+                None => "`hubforge ls --select kind:model` lists the models".to_string(),
+            };
+            invalid_argument(format!("no model named `{model}`"), help)
+        })?;
+    let options = plan_options(&ws, &Scope::default())?;
+    let engine = open_for_reading(&ws)?;
+    let session = engine.session()?;
+    let prepared = crate::build::prepare(
+        session.as_ref(),
+        &ws,
+        &options,
+        crate::sources::Ingest::Temp,
+    )?;
+    let key = ws.dag.nodes[node].name.key().to_string();
+    let decisions = crate::state::read_decisions(session.as_ref(), Some(&key))?
+        .remove(&key)
+        .unwrap_or_default();
+    let runs = crate::intervals::run_numbers(session.as_ref())?;
+    let mut history = crate::intervals::history(
+        &ws,
+        node,
+        prepared.plan.models.iter().find(|w| w.node == node),
+        &prepared.observed.state,
+        &decisions,
+        &runs,
+        &prepared.versions[node].fingerprint,
+        options.now,
+    );
+    crate::intervals::count_rows(
+        session.as_ref(),
+        &ws,
+        node,
+        &prepared.observed.state,
+        &mut history,
+    );
+    match format {
+        Format::Json => write_json(out, &crate::intervals::to_json(&history)),
+        Format::Text => write_text(out, &crate::intervals::to_text(&history)),
+    }
+}
+
+fn docs(cli: &Cli, dir: Option<&Path>, serve: bool, port: u16, out: &mut dyn Write) -> Result<()> {
+    use crate::engine::Engine as _;
+    let ws = load(cli)?;
+    let t = std::time::Instant::now();
+    let options = plan_options(&ws, &Scope::default())?;
+    let engine = open_for_reading(&ws)?;
+    let session = engine.session()?;
+    let prepared = crate::build::prepare(
+        session.as_ref(),
+        &ws,
+        &options,
+        crate::sources::Ingest::Temp,
+    )?;
+    let mut built = crate::docs::Built::default();
+    if ws.project.warehouse_path().exists() {
+        let s = session.as_ref();
+        built.types = crate::docs::published_types(s)?;
+        built.runs = crate::state::read_runs(s, Some(200), None)?;
+        let numbers = crate::intervals::run_numbers(s)?;
+        let mut decisions = crate::state::read_decisions(s, None)?;
+        let work: std::collections::HashMap<NodeId, &crate::plan::ModelWork> =
+            prepared.plan.models.iter().map(|w| (w.node, w)).collect();
+        for id in 0..ws.dag.len() {
+            if !ws.dag.nodes[id].kind.is_model() {
+                continue;
+            }
+            let key = ws.dag.nodes[id].name.key().to_string();
+            let history = crate::intervals::history(
+                &ws,
+                id,
+                work.get(&id).copied(),
+                &prepared.observed.state,
+                &decisions.remove(&key).unwrap_or_default(),
+                &numbers,
+                &prepared.versions[id].fingerprint,
+                options.now,
+            );
+            built
+                .intervals
+                .insert(key, crate::intervals::to_json(&history));
+        }
+    }
+    let dir = dir.map_or_else(
+        || ws.project.root.join("target").join("docs"),
+        Path::to_path_buf,
+    );
+    let files = crate::docs::generate(&ws, &prepared.versions, &built, options.now, &dir)?;
+    crate::progress::timing("docs", t.elapsed());
+    let index = dir.join("index.html");
+    if !crate::progress::is_quiet() || !serve {
+        write_text(
+            out,
+            &format!(
+                "Wrote {} ({files} files, {} nodes); open it in a browser: file://{}\n",
+                display_path(&dir),
+                ws.dag.len(),
+                std::fs::canonicalize(&index).unwrap_or(index).display()
+            ),
+        )?;
+    }
+    if serve {
+        crate::docs::serve(&dir, port, out)?;
+    }
+    Ok(())
+}
+
+fn runs(
+    cli: &Cli,
+    run: Option<&str>,
+    limit: usize,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<()> {
+    use crate::engine::Engine as _;
+    let ws = load(cli)?;
+    let engine = open_for_reading(&ws)?;
+    let session = engine.session()?;
+    let log = crate::state::read_runs(session.as_ref(), run.is_none().then_some(limit), run)?;
+    match run {
+        Some(id) => {
+            let Some(one) = log.first() else {
+                return Err(invalid_argument(
+                    format!("no run `{id}` in the run log"),
+                    "`hubforge runs` lists the runs with their numbers and ids",
+                ));
+            };
+            match format {
+                Format::Json => {
+                    let mut v = crate::runs::run_json(one, true);
+                    v["schema_version"] = serde_json::json!(1);
+                    write_json(out, &v)
+                }
+                Format::Text => write_text(out, &crate::runs::detail_text(one)),
+            }
+        }
+        None => match format {
+            Format::Json => write_json(out, &crate::runs::list_json(&log)),
+            Format::Text => write_text(out, &crate::runs::list_text(&log)),
+        },
     }
 }
 

@@ -99,7 +99,9 @@ pub fn observe(s: &dyn Session, ws: &Workspace, mode: Ingest) -> Result<Observed
             _ => {
                 let ingested = sources::ingest(s, &ws.project, &node.name, config, &files, mode)?;
                 for w in &ingested.warnings {
-                    eprint!("{}", w.render());
+                    if !crate::progress::is_quiet() {
+                        eprint!("{}", w.render());
+                    }
                 }
                 if ingested.rejected > 0 {
                     out.rejected.insert(key.to_string(), ingested.rejected);
@@ -142,7 +144,9 @@ pub fn observe(s: &dyn Session, ws: &Workspace, mode: Ingest) -> Result<Observed
             let (warning, error) =
                 sources::drift(s, &ws.project, &node.name, config, &recorded, &now)?;
             if let Some(w) = warning {
-                eprint!("{}", w.render());
+                if !crate::progress::is_quiet() {
+                    eprint!("{}", w.render());
+                }
             }
             if let Some(e) = error {
                 out.drift.insert(key.to_string(), e);

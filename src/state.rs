@@ -199,10 +199,10 @@ pub struct State {
     /// (empty when recorded by a hubforge that did not keep types).
     pub schema_types: BTreeMap<String, Vec<String>>,
     pub pending: BTreeMap<String, Vec<PendingRecord>>,
+    /// The last run that published.
     pub last_run: Option<RunRecord>,
-    /// The last run that published (staged tables are named after it: a run
-    /// that failed or was stopped leaves its staged batches to the next).
-    pub last_published: Option<String>,
+    /// The highest run number in the run log (failed and interrupted runs too).
+    pub max_run_seq: i64,
 }
 
 impl State {
@@ -218,7 +218,9 @@ impl State {
     }
 
     pub fn next_run_seq(&self) -> i64 {
-        self.last_run.as_ref().map_or(1, |r| r.seq + 1)
+        self.max_run_seq
+            .max(self.last_run.as_ref().map_or(0, |r| r.seq))
+            + 1
     }
 }
 
@@ -437,17 +439,12 @@ pub fn read(s: &dyn Session) -> Result<State> {
                 run_id: text(&row[5]),
             });
     }
+    // Runs that failed or were interrupted published nothing: the last run is
+    // the last that published.
     let q = format!(
-        "SELECT run_id, seq, {}, status FROM {SCHEMA}.runs ORDER BY seq DESC LIMIT 1",
+        "SELECT run_id, seq, {}, status FROM {SCHEMA}.runs WHERE status IN ('published', 'success') ORDER BY seq DESC LIMIT 1",
         ts("started_at")
     );
-    state.last_published = s
-        .query(&format!(
-            "SELECT run_id FROM {SCHEMA}.runs WHERE status = 'success' ORDER BY seq DESC LIMIT 1"
-        ))?
-        .rows
-        .first()
-        .map(|r| text(&r[0]));
     state.last_run = match s.query(&q)?.rows.first() {
         Some(row) => Some(RunRecord {
             run_id: text(&row[0]),
@@ -457,7 +454,125 @@ pub fn read(s: &dyn Session) -> Result<State> {
         }),
         None => None,
     };
+    state.max_run_seq = match s
+        .query(&format!("SELECT max(seq) FROM {SCHEMA}.runs"))?
+        .rows
+        .first()
+    {
+        Some(row) if row[0] != Value::Null => number(&row[0], "run number")?,
+        _ => 0,
+    };
     Ok(state)
+}
+
+/// One run of the run log.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RunLog {
+    pub run_id: String,
+    pub seq: i64,
+    pub started_at: String,
+    pub finished_at: String,
+    /// published, failed or interrupted (a run whose process died shows as interrupted).
+    pub status: String,
+    pub command: String,
+    pub user: String,
+    pub plan: serde_json::Value,
+    pub summary: serde_json::Value,
+}
+
+/// The run log, newest first: `limit` runs, or the one run `id` (its id or number).
+pub fn read_runs(s: &dyn Session, limit: Option<usize>, id: Option<&str>) -> Result<Vec<RunLog>> {
+    if stored_version(s)?.is_none() {
+        return Ok(Vec::new());
+    }
+    let filter = match id {
+        Some(id) => match id.parse::<i64>() {
+            Ok(n) => format!("WHERE seq = {n} OR run_id = {}", quote_str(id)),
+            Err(_) => format!("WHERE run_id = {}", quote_str(id)),
+        },
+        None => String::new(),
+    };
+    let limit = limit.map(|n| format!("LIMIT {n}")).unwrap_or_default();
+    let q = format!(
+        "SELECT run_id, seq, {}, {}, status, command, user_name, plan, summary FROM {SCHEMA}.runs {filter} ORDER BY seq DESC {limit}",
+        ts("started_at"),
+        ts("finished_at")
+    );
+    let json = |v: &Value| serde_json::from_str(&text(v)).unwrap_or(serde_json::Value::Null);
+    s.query(&q)?
+        .rows
+        .iter()
+        .map(|row| {
+            let status = match text(&row[4]).as_str() {
+                "success" => "published".to_string(),
+                // Only one process writes a warehouse at a time: a run still
+                // marked running when the log can be read has died.
+                "running" => "interrupted".to_string(),
+                other => other.to_string(),
+            };
+            Ok(RunLog {
+                run_id: text(&row[0]),
+                seq: number(&row[1], "run number")?,
+                started_at: text(&row[2]),
+                finished_at: text(&row[3]),
+                status,
+                command: text(&row[5]),
+                user: text(&row[6]),
+                plan: json(&row[7]),
+                summary: json(&row[8]),
+            })
+        })
+        .collect()
+}
+
+/// A user's decision about a model's intervals (`mark-current`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionRecord {
+    pub id: String,
+    /// None: the whole table.
+    pub interval: Option<Interval>,
+    pub action: String,
+    pub fingerprint: String,
+    pub user: String,
+    pub decided_at: String,
+    pub note: String,
+}
+
+/// The decisions recorded about `model` (lowercase; every model when None),
+/// by model, oldest first.
+pub fn read_decisions(
+    s: &dyn Session,
+    model: Option<&str>,
+) -> Result<BTreeMap<String, Vec<DecisionRecord>>> {
+    let mut out: BTreeMap<String, Vec<DecisionRecord>> = BTreeMap::new();
+    if stored_version(s)?.is_none() {
+        return Ok(out);
+    }
+    let filter = model
+        .map(|m| format!("WHERE model = {}", quote_str(m)))
+        .unwrap_or_default();
+    let q = format!(
+        "SELECT run_id, {}, {}, action, fingerprint, user_name, {}, note, model FROM {SCHEMA}.decisions {filter} ORDER BY decided_at, start_ts",
+        ts("start_ts"),
+        ts("end_ts"),
+        ts("decided_at"),
+    );
+    for row in s.query(&q)?.rows {
+        out.entry(text(&row[8])).or_default().push(DecisionRecord {
+            id: text(&row[0]),
+            interval: if row[1] == Value::Null {
+                None
+            } else {
+                Some(interval(&row[1], &row[2])?)
+            },
+            action: text(&row[3]),
+            fingerprint: text(&row[4]),
+            user: text(&row[5]),
+            decided_at: text(&row[6]),
+            note: text(&row[7]),
+        });
+    }
+    Ok(out)
 }
 
 pub use crate::engine::ts_literal;
@@ -869,7 +984,7 @@ impl StateWrites {
         summary: &serde_json::Value,
     ) {
         self.sql.push(format!(
-            "INSERT INTO {SCHEMA}.runs VALUES ({}, {seq}, {}, {}, {}, {}, {}, {}, {});",
+            "INSERT OR REPLACE INTO {SCHEMA}.runs VALUES ({}, {seq}, {}, {}, {}, {}, {}, {}, {});",
             quote_str(run_id),
             ts_literal(started_at),
             ts_literal(finished_at),

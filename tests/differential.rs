@@ -1373,11 +1373,12 @@ impl Db {
         Ok(rows)
     }
 
-    /// Every row users see (`main`) and of hubforge's state, as text.
+    /// Every row users see (`main`) and of hubforge's state, as text. The run
+    /// log is left out: it records failed and interrupted runs too.
     fn snapshot(&self) -> Result<Vec<String>, String> {
         let tables = self.rows(
             "SELECT table_schema, table_name FROM information_schema.tables \
-             WHERE table_schema = 'main' OR (table_schema = '_hubforge' AND table_type = 'BASE TABLE') ORDER BY 1, 2",
+             WHERE table_schema = 'main' OR (table_schema = '_hubforge' AND table_type = 'BASE TABLE' AND table_name <> 'runs') ORDER BY 1, 2",
         )?;
         let mut out = Vec::new();
         for t in tables {

@@ -149,3 +149,103 @@ fn init_creates_a_project_that_checks() {
     let out = hubforge(dir.path(), &["init", target.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn the_user_recorded_falls_back_to_the_account_name_and_can_be_given() {
+    let dir = common::example_copy();
+    let account = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .expect("id -un");
+    let account = String::from_utf8_lossy(&account.stdout).trim().to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hubforge"))
+        .args(["build", "-q"])
+        .current_dir(dir.path())
+        .env("HUBFORGE_PLAIN", "1")
+        .env_remove("USER")
+        .env_remove("USERNAME")
+        .env_remove("HUBFORGE_USER")
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    // Quiet: no progress on stderr, one summary line on stdout.
+    assert_eq!(common::stderr(&out), "");
+    let text = common::stdout(&out);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.starts_with("Built 21 models"), "{text}");
+    let users = common::query(dir.path(), "SELECT user_name FROM _hubforge.runs");
+    assert_eq!(users, [[account.clone()]]);
+    assert_ne!(account, "unknown");
+
+    // --user and HUBFORGE_USER win over $USER.
+    common::edit(
+        dir.path(),
+        "models/intermediate/int_order_lines_priced.sql",
+        "CAST(l.quantity * p.unit_price - l.discount_amount AS DECIMAL(18,2)) AS line_net_amount",
+        "CAST(l.quantity * p.unit_price - l.discount_amount * 0.5 AS DECIMAL(18,2)) AS line_net_amount",
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hubforge"))
+        .args([
+            "mark-current",
+            "--select",
+            "int_order_lines_priced",
+            "--note",
+            "checked by hand",
+        ])
+        .current_dir(dir.path())
+        .env("USER", "someone-else")
+        .env("HUBFORGE_USER", "ana")
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert!(
+        common::stdout(&out).contains("by ana"),
+        "{}",
+        common::stdout(&out)
+    );
+    let users = common::query(
+        dir.path(),
+        "SELECT DISTINCT user_name FROM _hubforge.decisions",
+    );
+    assert_eq!(users, [["ana"]]);
+    let out = hubforge(dir.path(), &["--user", "bo", "build"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let users = common::query(
+        dir.path(),
+        "SELECT user_name FROM _hubforge.runs ORDER BY seq DESC LIMIT 1",
+    );
+    assert_eq!(users, [["bo"]]);
+}
+
+#[test]
+fn verbose_says_what_it_does_and_how_long_it_took() {
+    let dir = common::example_copy();
+    let out = hubforge(dir.path(), &["build", "-v"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("reading state and observing sources…"),
+        "{err}"
+    );
+    assert!(err.contains("timing: load project"), "{err}");
+    // Per batch timing, e.g. "timing: revenue_daily 2024-01-01..2024-02-01 (…)".
+    assert!(err.contains("timing: revenue_daily"), "{err}");
+    assert!(!err.contains("0/0"), "{err}");
+    let out = hubforge(dir.path(), &["plan", "-q", "-v"]);
+    assert!(!out.status.success(), "-q and -v conflict");
+}
+
+#[test]
+fn completions_for_every_shell() {
+    for (shell, marker) in [
+        ("bash", "complete -F _hubforge"),
+        ("zsh", "#compdef hubforge"),
+        ("fish", "complete -c hubforge"),
+    ] {
+        let out = hubforge(&example(), &["completions", shell]);
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        let script = common::stdout(&out);
+        assert!(script.contains(marker), "{shell}: {script}");
+        assert!(script.contains("mark-current"), "{shell}");
+    }
+}

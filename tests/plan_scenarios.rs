@@ -293,3 +293,57 @@ fn state_written_by_a_newer_hubforge_is_refused() {
         );
     }
 }
+
+#[test]
+fn staleness_at_a_window_edge_is_per_unit_after_a_backfill_and_mark_current() {
+    // The sequence: a pricing fix backfilled for Q4 only, then the
+    // engineer vouches for everything before October.
+    let dir = built_example();
+    edit(
+        dir.path(),
+        "models/intermediate/int_order_lines_priced.sql",
+        "CAST(l.quantity * p.unit_price - l.discount_amount AS DECIMAL(18,2)) AS line_net_amount",
+        "CAST(l.quantity * p.unit_price - l.discount_amount * 0.5 AS DECIMAL(18,2)) AS line_net_amount",
+    );
+    let out = hubforge(
+        dir.path(),
+        &[
+            "build",
+            "--backfill",
+            "--start",
+            "2025-10-01",
+            "--end",
+            "2026-01-01",
+            "--select",
+            "int_order_lines_priced+",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = hubforge(
+        dir.path(),
+        &[
+            "mark-current",
+            "--select",
+            "int_order_lines_priced+",
+            "--end",
+            "2025-10-01",
+            "--note",
+            "the bug only touched Q4",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan = plan_json(dir.path(), &[]);
+    // Only the 7-day window model, and only the six October days whose window
+    // reads September (built before the decision): per unit, not per batch.
+    assert_eq!(names(&plan, "models"), ["customer_activity_7d"], "{plan}");
+    let e = entry(&plan, "models", "customer_activity_7d");
+    assert_eq!(e["intervals"], json!([["2025-10-01", "2025-10-07"]]), "{e}");
+    assert_eq!(e["units"], 6);
+    assert_eq!(plan["summary"]["intervals"], 6);
+    // October 7th onwards reads October only: current.
+    let october = plan_json(
+        dir.path(),
+        &["--start", "2025-10-07", "--end", "2025-11-01"],
+    );
+    assert_eq!(october["models"], json!([]), "{october}");
+}

@@ -102,12 +102,31 @@ pub fn prepare(
     options: &PlanOptions,
     ingest: Ingest,
 ) -> Result<Prepared> {
+    prepare_with(s, ws, options, ingest, None)
+}
+
+/// [`prepare`], saying on `progress` what it is doing.
+pub fn prepare_with(
+    s: &dyn Session,
+    ws: &Workspace,
+    options: &PlanOptions,
+    ingest: Ingest,
+    progress: Option<&Progress>,
+) -> Result<Prepared> {
+    let phase = |what: &str| {
+        if let Some(p) = progress {
+            p.phase(what);
+        }
+    };
+    phase("reading state and observing sources");
     let t = std::time::Instant::now();
     let observed = observe::observe(s, ws, ingest)?;
     crate::progress::timing("observe sources and state", t.elapsed());
+    phase("fingerprinting models and column lineage");
     let t = std::time::Instant::now();
     let versions = fingerprint::versions(ws, &observed.schemas, &observed.state);
     crate::progress::timing("fingerprints and lineage", t.elapsed());
+    phase("planning");
     let t = std::time::Instant::now();
     let plan = plan::plan(ws, &versions, &observed.state, &observed.sources, options);
     crate::progress::timing("plan", t.elapsed());
@@ -126,7 +145,10 @@ pub fn build(
     options: &BuildOptions,
     interrupted: &AtomicBool,
 ) -> Result<BuildSummary> {
+    // The run log times the whole command: observing and planning too.
+    let started = now();
     let progress = Progress::new(options.quiet);
+    progress.phase("opening the warehouse");
     let main = engine.session()?;
     let ingest = if options.dry_run {
         Ingest::Temp
@@ -135,7 +157,7 @@ pub fn build(
         setup_schemas(main.as_ref())?;
         Ingest::Warehouse
     };
-    let prepared = prepare(main.as_ref(), ws, &options.plan, ingest)?;
+    let prepared = prepare_with(main.as_ref(), ws, &options.plan, ingest, Some(&progress))?;
     observe::check_drift(&prepared.observed, &options.accept_schema)?;
     let mut summary = BuildSummary {
         plan: prepared.plan.clone(),
@@ -151,15 +173,110 @@ pub fn build(
         return Ok(summary);
     }
     let run_id = new_run_id();
-    let started = now();
     summary.run_id = Some(run_id.clone());
+    let seq = prepared.observed.state.next_run_seq();
+    let plan_json = crate::render::plan_json(ws, &prepared.plan);
+    // The run log records every run, whatever its outcome: the run is logged
+    // as running now (a run whose process dies stays so, and is shown as
+    // interrupted); publishing records it as published in the same
+    // transaction as its data, and a failure is recorded after the rollback.
+    let log = |status: &str, summary: &serde_json::Value| {
+        let mut w = state::StateWrites::default();
+        w.run(
+            &run_id,
+            seq,
+            started,
+            now(),
+            status,
+            &options.command,
+            &user(),
+            &plan_json,
+            summary,
+        );
+        w.sql.concat()
+    };
+    main.execute(&format!(
+        "UPDATE {}.runs SET status = 'interrupted' WHERE status = 'running';\n{}",
+        state::SCHEMA,
+        log(
+            "running",
+            &serde_json::json!({ "scope": scope_json(ws, &options.plan) })
+        )
+    ))?;
+    let outcome = execute(
+        ws,
+        engine,
+        options,
+        interrupted,
+        &progress,
+        main.as_ref(),
+        &prepared,
+        &seeds,
+        summary,
+        (&run_id, seq, started),
+    );
+    if let Err(e) = &outcome {
+        let status = if matches!(e, Error::Interrupted) {
+            "interrupted"
+        } else {
+            "failed"
+        };
+        let error = e.to_string();
+        let record = log(
+            status,
+            &serde_json::json!({
+                "scope": scope_json(ws, &options.plan),
+                "error": error.trim(),
+            }),
+        );
+        // Written on its own session, after the publish transaction rolled
+        // back; a run log that cannot be written does not hide the error.
+        if let Ok(s) = engine.session() {
+            let _ = s.execute("ROLLBACK");
+            let _ = s.execute(&record);
+        }
+    }
+    outcome
+}
 
+/// What a run was asked to cover, for the run log.
+fn scope_json(ws: &Workspace, options: &PlanOptions) -> serde_json::Value {
+    serde_json::json!({
+        "start": options.range.map(|r| crate::interval::format_point(r.start())),
+        "end": options.range.map(|r| crate::interval::format_point(r.end())),
+        "backfill": options.backfill,
+        "selected": options.selected.as_ref().map(|s| s.len()),
+        "models": options.selected.as_ref().map(|s| {
+            s.iter().take(50).map(|&id| ws.dag.nodes[id].name.to_string()).collect::<Vec<_>>()
+        }),
+    })
+}
+
+/// Stage and publish the work of a run that has started.
+#[allow(clippy::too_many_arguments)]
+fn execute(
+    ws: &Workspace,
+    engine: &dyn Engine,
+    options: &BuildOptions,
+    interrupted: &AtomicBool,
+    progress: &Progress,
+    main: &dyn Session,
+    prepared: &Prepared,
+    seeds: &[NodeId],
+    mut summary: BuildSummary,
+    (run_id, seq, started): (&str, i64, NaiveDateTime),
+) -> Result<BuildSummary> {
     let mut work: BTreeMap<NodeId, &ModelWork> =
         prepared.plan.models.iter().map(|w| (w.node, w)).collect();
-    let last_run = prepared.observed.state.last_published.as_deref();
-    let mut staging = stage::plan_staging(ws, &prepared, &work, &seeds, last_run);
-    stage::cleanup(ws, main.as_ref(), &staging, &prepared.observed.state)?;
-    let reusable = stage::finished_batches(main.as_ref())?;
+    let last_run = prepared
+        .observed
+        .state
+        .last_run
+        .as_ref()
+        .map(|r| r.run_id.as_str());
+    let mut staging = stage::plan_staging(ws, prepared, &work, &seeds, last_run);
+    stage::cleanup(ws, main, &staging, &prepared.observed.state)?;
+    let reusable = stage::finished_batches(main)?;
     summary.reused = staging
         .tasks
         .iter()
@@ -182,7 +299,7 @@ pub fn build(
         &reusable,
         options,
         interrupted,
-        &progress,
+        progress,
         &mut cutoff,
     )?;
     if interrupted.load(Ordering::SeqCst) {
@@ -224,22 +341,14 @@ pub fn build(
     if !options.skip_validation {
         let t = std::time::Instant::now();
         progress.note("validating before publish");
-        let mut report = validate_run(ws, &prepared, &staging, main.as_ref(), options)?;
+        let mut report = validate_run(ws, prepared, &staging, main, options)?;
         report.rejected_rows = prepared.observed.rejected.clone();
         crate::progress::timing("validate", t.elapsed());
         if interrupted.load(Ordering::SeqCst) {
             return Err(Error::Interrupted);
         }
         if !report.blocking().is_empty() {
-            record_failed_run(
-                ws,
-                &prepared,
-                main.as_ref(),
-                &run_id,
-                started,
-                options,
-                &report,
-            )?;
+            record_findings(main, run_id, &report)?;
             progress.finish();
             return Err(crate::validate::blocking_error(&report, ws));
         }
@@ -249,15 +358,17 @@ pub fn build(
     let t = std::time::Instant::now();
     let mut statements = publish::statements(
         ws,
-        &prepared,
+        prepared,
         &work,
         &staging,
         &results,
         &publish::RunInfo {
-            run_id: &run_id,
+            run_id,
+            seq,
             started,
             command: &options.command,
             cutoffs: &summary.cutoffs,
+            scope: &scope_json(ws, &options.plan),
             settled: &settled,
             accepted: &options.accept_schema,
             validation: summary.validation.as_ref(),
@@ -267,17 +378,17 @@ pub fn build(
                 options.skip_audits.clone()
             },
         },
-        main.as_ref(),
+        main,
     )?;
     let manifest = manifest(
         ws,
-        &prepared,
+        prepared,
         &work,
         &staging,
         &results,
         summary.validation.as_ref(),
-        main.as_ref(),
-        (&run_id, started, &options.command),
+        main,
+        (run_id, started, &options.command),
     )?;
     if let Some(m) = &manifest {
         statements.extend(crate::fulfill::state_statements(m, &m.finished_at));
@@ -530,33 +641,11 @@ fn validate_run(
     )
 }
 
-/// A run stopped by validation: nothing is published, and the run with its
-/// findings is recorded on its own.
-fn record_failed_run(
-    ws: &Workspace,
-    prepared: &Prepared,
-    s: &dyn Session,
-    run_id: &str,
-    started: NaiveDateTime,
-    options: &BuildOptions,
-    report: &crate::validate::Report,
-) -> Result<()> {
+/// A run stopped by validation publishes nothing; its findings are kept on
+/// their own (the run log records the run as failed).
+fn record_findings(s: &dyn Session, run_id: &str, report: &crate::validate::Report) -> Result<()> {
     let mut w = state::StateWrites::default();
     w.validation(run_id, report);
-    w.run(
-        run_id,
-        prepared.observed.state.next_run_seq(),
-        started,
-        now(),
-        "failed",
-        &options.command,
-        &user(),
-        &crate::render::plan_json(ws, &prepared.plan),
-        &serde_json::json!({
-            "failed": "validation",
-            "skipped_audits": options.skip_audits,
-        }),
-    );
     let sql = format!("BEGIN TRANSACTION;\n{}\nCOMMIT;", w.sql.join("\n"));
     s.execute(&sql).inspect_err(|_| {
         let _ = s.execute("ROLLBACK");
@@ -624,12 +713,55 @@ fn new_run_id() -> String {
     format!("{}-{}", t.format("%Y%m%dT%H%M%S"), &salt.to_hex()[..6])
 }
 
-/// Who runs hubforge, for state: `HUBFORGE_USER`, else the login name.
+static USER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Record who runs hubforge (`--user` / `HUBFORGE_USER`), for state.
+pub fn set_user(name: &str) {
+    let name = name.trim();
+    if !name.is_empty() {
+        let _ = USER.set(name.to_string());
+    }
+}
+
+/// Who runs hubforge, for state: `--user` / `HUBFORGE_USER`, else `$USER`
+/// (`%USERNAME%`), else the operating system's account name.
 pub fn user() -> String {
-    std::env::var("HUBFORGE_USER")
-        .or_else(|_| std::env::var("USER"))
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "unknown".to_string())
+    if let Some(u) = USER.get() {
+        return u.clone();
+    }
+    ["HUBFORGE_USER", "USER", "USERNAME"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .map(|v| v.trim().to_string())
+        .find(|v| !v.is_empty())
+        .or_else(os_account_name)
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// The name of the account this process runs as (as `id -un` says).
+#[cfg(unix)]
+fn os_account_name() -> Option<String> {
+    // SAFETY: getpwuid_r writes into the buffers given, whose sizes it is told;
+    // the name it points to lives in `buf`, read before `buf` is dropped.
+    unsafe {
+        let uid = libc::geteuid();
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let mut buf = vec![0 as libc::c_char; 16 * 1024];
+        let rc = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result);
+        if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
+            return None;
+        }
+        let name = std::ffi::CStr::from_ptr(pwd.pw_name)
+            .to_string_lossy()
+            .into_owned();
+        (!name.is_empty()).then_some(name)
+    }
+}
+
+#[cfg(not(unix))]
+fn os_account_name() -> Option<String> {
+    None
 }
 
 /// hubforge's schemas and the staging registry.

@@ -22,9 +22,13 @@ use crate::workspace::Workspace;
 /// What identifies the run in state.
 pub(super) struct RunInfo<'a> {
     pub run_id: &'a str,
+    /// The run's number in the run log.
+    pub seq: i64,
     pub started: NaiveDateTime,
     pub command: &'a str,
     pub cutoffs: &'a [super::CutOff],
+    /// What the run was asked to cover, for the run log.
+    pub scope: &'a serde_json::Value,
     /// Models outside the scope that early cutoff found not stale.
     pub settled: &'a BTreeSet<NodeId>,
     /// Sources whose schema drift the user accepted (`--accept-schema`).
@@ -400,22 +404,39 @@ fn state_writes(
             }
         }
     }
-    let rows: i64 = results.values().map(|r| r.rows).sum();
+    let mut rows_by_model: BTreeMap<String, i64> = BTreeMap::new();
+    for t in &staging.tasks {
+        if let Some(r) = results.get(&t.key) {
+            *rows_by_model
+                .entry(ws.dag.nodes[t.node].name.to_string())
+                .or_default() += r.rows;
+        }
+    }
+    let built: Vec<ModelWork> = prepared
+        .plan
+        .models
+        .iter()
+        .filter(|m| work.contains_key(&m.node))
+        .cloned()
+        .collect();
     w.run(
         run.run_id,
-        state.next_run_seq(),
+        run.seq,
         run.started,
         now(),
-        "success",
+        "published",
         run.command,
         &user(),
         &crate::render::plan_json(ws, &prepared.plan),
         &serde_json::json!({
             "models": work.len(),
+            "intervals": prepared.plan.interval_count(&built, ws),
             "batches": staging.tasks.len(),
-            "rows": rows,
+            "rows": rows_by_model.values().sum::<i64>(),
+            "rows_by_model": rows_by_model,
             "cutoff": crate::render::cutoffs_json(run.cutoffs),
             "skipped_audits": run.skipped,
+            "scope": run.scope,
         }),
     );
     if let Some(report) = run.validation {

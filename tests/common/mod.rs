@@ -258,11 +258,12 @@ pub fn kill_at(dir: &Path, point: &str, args: &[&str]) {
 }
 
 /// Every row of every published view of `main` and of hubforge's state, as text.
+/// The run log is left out: it records failed and interrupted runs too.
 pub fn snapshot(dir: &Path) -> Vec<String> {
     let tables = query(
         dir,
         "SELECT table_schema, table_name FROM information_schema.tables \
-         WHERE table_schema = 'main' OR (table_schema = '_hubforge' AND table_type = 'BASE TABLE') ORDER BY 1, 2",
+         WHERE table_schema = 'main' OR (table_schema = '_hubforge' AND table_type = 'BASE TABLE' AND table_name <> 'runs') ORDER BY 1, 2",
     );
     let mut out = Vec::new();
     for t in tables {
