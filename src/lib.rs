@@ -13,6 +13,7 @@ pub mod error;
 pub mod fingerprint;
 pub mod graph;
 pub mod hash;
+pub mod impact;
 pub mod init;
 pub mod interrupt;
 pub mod interval;
