@@ -498,7 +498,8 @@ fn schemas_for(
     state: &State,
     known: &mut KnownSchemas,
 ) -> Result<()> {
-    let mut engine: Option<crate::engine::duckdb::DuckDbEngine> = None;
+    use rayon::prelude::*;
+    let mut to_read: Vec<(String, String)> = Vec::new();
     for (id, node) in ws.dag.nodes.iter().enumerate() {
         let key = node.name.key();
         if !needed[id] || node.kind.is_model() || known.contains_key(key) {
@@ -518,17 +519,14 @@ fn schemas_for(
                     );
                     continue;
                 }
+                // Files of the project only: a pull request cannot make
+                // hubforge read files elsewhere on the machine.
                 let inside = config.path.as_deref().is_some_and(|p| {
                     let p = Path::new(p);
                     p.is_relative() && !p.components().any(|c| c == std::path::Component::ParentDir)
                 });
-                if !inside
-                    || crate::sources::source_paths(
-                        &ws.project.root,
-                        config.path.as_deref().unwrap_or_default(),
-                    )
-                    .is_empty()
-                {
+                let pattern = config.path.as_deref().unwrap_or_default();
+                if !inside || crate::sources::source_paths(&ws.project.root, pattern).is_empty() {
                     continue;
                 }
                 crate::sources::relation(&ws.project.root, config)
@@ -541,14 +539,29 @@ fn schemas_for(
             },
             NodeKind::Model(_) => continue,
         };
-        if engine.is_none() {
-            engine = Some(crate::engine::duckdb::DuckDbEngine::in_memory()?);
-        }
-        use crate::engine::Engine as _;
-        let session = engine.as_ref().expect("opened").session()?;
-        // A file that cannot be read leaves the lineage of its readers unknown.
-        if let Ok(cols) = crate::sources::describe(session.as_ref(), &relation) {
-            known.insert(key.to_string(), cols);
+        to_read.push((key.to_string(), relation));
+    }
+    if to_read.is_empty() {
+        return Ok(());
+    }
+    use crate::engine::Engine as _;
+    let engine = crate::engine::duckdb::DuckDbEngine::in_memory()?;
+    // One session per file, side by side: DuckDB's sniffing of a file's
+    // columns is most of the cost.
+    let read: Vec<(String, Option<Vec<String>>)> = to_read
+        .into_par_iter()
+        .map(|(key, relation)| {
+            let cols = engine
+                .session()
+                .ok()
+                .and_then(|s| crate::sources::describe(s.as_ref(), &relation).ok());
+            (key, cols)
+        })
+        .collect();
+    // A file that cannot be read leaves the lineage of its readers unknown.
+    for (key, cols) in read {
+        if let Some(cols) = cols {
+            known.insert(key, cols);
         }
     }
     Ok(())
@@ -684,6 +697,7 @@ pub fn impact(
     let empty = State::default();
     let st = state.as_ref().unwrap_or(&empty);
     crate::progress::timing("read state", t.elapsed());
+    let t = std::time::Instant::now();
 
     let changed_files: BTreeSet<PathBuf> = base_files.files.keys().cloned().collect();
     let (changed_sources, changed_seeds) = changed_inputs(&head, &base, &changed_files);
@@ -704,14 +718,19 @@ pub fn impact(
     let wanted_head = with_ancestors(&head, &reach_head);
     let wanted_base = with_ancestors(&base, &reach_base);
 
+    crate::progress::timing("what the change reaches", t.elapsed());
+    let t = std::time::Instant::now();
     let mut schemas = KnownSchemas::new();
     schemas_for(&head, &wanted_head, st, &mut schemas)?;
     schemas_for(&base, &wanted_base, st, &mut schemas)?;
+    crate::progress::timing("schemas of sources and seeds", t.elapsed());
+    let t = std::time::Instant::now();
     let no_state = State::default();
     let head_v = crate::fingerprint::versions_of(&head, &schemas, &no_state, &wanted_head);
     let base_v = crate::fingerprint::versions_of(&base, &schemas, &no_state, &wanted_base);
     crate::progress::timing("fingerprints and lineage", t.elapsed());
 
+    let t = std::time::Instant::now();
     let both = Both {
         versions: head_v
             .iter()
@@ -737,6 +756,7 @@ pub fn impact(
     report.macros = macro_changes(&head, &base);
     report.vars = var_changes(&head, &base);
     report.summary = summarise(&report);
+    crate::progress::timing("compare and report", t.elapsed());
     Ok(report)
 }
 
