@@ -103,6 +103,10 @@ kind = "view"
 SELECT order_id, amount FROM stg_orders WHERE amount > {{ cents_to_units("10000") }}
 "#;
 
+const REGIONS: &str = "customer_id,region\nc1,north\nc2,south\nc3,north\n";
+
+const CUSTOMER_REGIONS: &str = "SELECT customer_id, upper(region) AS region FROM regions\n";
+
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .args(args)
@@ -152,6 +156,8 @@ fn repo() -> (tempfile::TempDir, String) {
     write(d, "models/marts/vat_daily.sql", VAT_DAILY);
     write(d, "models/marts/customer_orders.sql", CUSTOMER_ORDERS);
     write(d, "models/marts/big_orders.sql", BIG_ORDERS);
+    write(d, "seeds/regions.csv", REGIONS);
+    write(d, "models/marts/customer_regions.sql", CUSTOMER_REGIONS);
     git(d, &["init", "-q", "-b", "main"]);
     git(d, &["add", "-A"]);
     git(d, &["commit", "-q", "-m", "base"]);
@@ -381,6 +387,17 @@ fn changed_var() {
     // The tax destination is paused: the report says its deliveries are held.
     assert_eq!(json["destinations"][0]["name"], "tax");
     assert_eq!(json["destinations"][0]["paused"], true);
+}
+
+#[test]
+fn changed_seed_rebuilds_its_readers() {
+    let (dir, sha) = repo();
+    edit(dir.path(), "seeds/regions.csv", "c2,south", "c2,west");
+    let json = check("seed", dir.path(), &sha);
+    assert!(names(&json, "changed").is_empty());
+    assert_eq!(names(&json, "affected"), ["customer_regions"]);
+    assert_eq!(json["affected"][0]["change"], "source_changed");
+    assert_eq!(json["affected"][0]["full"], true);
 }
 
 /// Every file under `dir` with its contents, except git's own.
