@@ -490,13 +490,14 @@ fn with_descendants(ws: &Workspace, marked: &BTreeSet<NodeId>) -> BTreeSet<NodeI
 }
 
 /// Columns of sources and seeds for lineage: from state, from the declared
-/// schema, else by reading the file's header (in memory; files inside the
-/// project only). Only the nodes in `needed`.
+/// schema, else (with `read_files`) by reading the files' columns in an
+/// in-memory DuckDB (files inside the project only). Only the nodes in `needed`.
 fn schemas_for(
     ws: &Workspace,
     needed: &[bool],
     state: &State,
     known: &mut KnownSchemas,
+    read_files: bool,
 ) -> Result<()> {
     use rayon::prelude::*;
     let mut to_read: Vec<(String, String)> = Vec::new();
@@ -541,7 +542,7 @@ fn schemas_for(
         };
         to_read.push((key.to_string(), relation));
     }
-    if to_read.is_empty() {
+    if !read_files || to_read.is_empty() {
         return Ok(());
     }
     use crate::engine::Engine as _;
@@ -565,6 +566,19 @@ fn schemas_for(
         }
     }
     Ok(())
+}
+
+/// The sources and seeds read by a model whose column lineage is unknown.
+fn unknown_readers(ws: &Workspace, versions: &[Option<ModelVersion>]) -> Vec<bool> {
+    let mut marked = vec![false; ws.dag.len()];
+    for (id, v) in versions.iter().enumerate() {
+        if v.as_ref().is_some_and(|v| v.lineage_unknown.is_some()) {
+            for p in ws.dag.parents(id) {
+                marked[p] |= !ws.dag.nodes[p].kind.is_model();
+            }
+        }
+    }
+    marked
 }
 
 /// State of the warehouse when there is one, read-only; never creates it.
@@ -720,14 +734,39 @@ pub fn impact(
 
     crate::progress::timing("what the change reaches", t.elapsed());
     let t = std::time::Instant::now();
+    // Columns of sources and seeds from state and declarations first. Lineage
+    // never guesses a column's source when one is unknown (it says the lineage
+    // is unknown instead), so the files are read only when some version needs them.
     let mut schemas = KnownSchemas::new();
-    schemas_for(&head, &wanted_head, st, &mut schemas)?;
-    schemas_for(&base, &wanted_base, st, &mut schemas)?;
-    crate::progress::timing("schemas of sources and seeds", t.elapsed());
-    let t = std::time::Instant::now();
+    schemas_for(&head, &wanted_head, st, &mut schemas, false)?;
+    schemas_for(&base, &wanted_base, st, &mut schemas, false)?;
     let no_state = State::default();
-    let head_v = crate::fingerprint::versions_of(&head, &schemas, &no_state, &wanted_head);
-    let base_v = crate::fingerprint::versions_of(&base, &schemas, &no_state, &wanted_base);
+    let mut head_v = crate::fingerprint::versions_of(&head, &schemas, &no_state, &wanted_head);
+    let mut base_v = crate::fingerprint::versions_of(&base, &schemas, &no_state, &wanted_base);
+    // Read the files of the sources and seeds that models of unknown lineage
+    // read, until no more columns are learnt.
+    loop {
+        let before = schemas.len();
+        schemas_for(
+            &head,
+            &unknown_readers(&head, &head_v),
+            st,
+            &mut schemas,
+            true,
+        )?;
+        schemas_for(
+            &base,
+            &unknown_readers(&base, &base_v),
+            st,
+            &mut schemas,
+            true,
+        )?;
+        if schemas.len() == before {
+            break;
+        }
+        head_v = crate::fingerprint::versions_of(&head, &schemas, &no_state, &wanted_head);
+        base_v = crate::fingerprint::versions_of(&base, &schemas, &no_state, &wanted_base);
+    }
     crate::progress::timing("fingerprints and lineage", t.elapsed());
 
     let t = std::time::Instant::now();
