@@ -225,7 +225,7 @@ impl Report {
                 .expect("default delimiters"),
         );
         env.add_filter("cell", |s: String| s.replace('|', "\\|").replace('\n', " "));
-        env.add_filter("thousands", |n: i64| thousands(n));
+        env.add_filter("thousands", thousands);
         env.add_filter("json", |v: minijinja::Value| {
             serde_json::to_string(&v).unwrap_or_default()
         });
