@@ -521,3 +521,69 @@ fn a_custom_template_overrides_the_markdown() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "order_revenue: breaking (revenue)\n");
 }
+
+#[test]
+fn fail_on_any_fails_only_when_a_model_changes() {
+    let (dir, sha) = repo();
+    let d = dir.path();
+    let clean = hubforge(d, &["impact", "--base", &sha, "--fail-on", "any"]);
+    assert!(clean.status.success(), "{}", stderr(&clean));
+    assert!(stdout(&clean).contains("No model changes"));
+    // A non-breaking change passes --fail-on breaking and fails --fail-on any.
+    edit(
+        d,
+        "models/intermediate/order_revenue.sql",
+        "amount AS revenue,",
+        "amount AS revenue, status,",
+    );
+    let breaking = hubforge(d, &["impact", "--base", &sha, "--fail-on", "breaking"]);
+    assert!(breaking.status.success(), "{}", stderr(&breaking));
+    let any = hubforge(
+        d,
+        &[
+            "impact",
+            "--base",
+            &sha,
+            "--fail-on",
+            "any",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(any.status.code(), Some(1));
+    // The report is still printed in full before the exit code says no.
+    let json: serde_json::Value = serde_json::from_str(&stdout(&any)).unwrap();
+    assert_eq!(json["changed"][0]["name"], "order_revenue");
+}
+
+#[test]
+fn a_base_version_that_does_not_load_says_so() {
+    let (dir, sha) = repo();
+    let d = dir.path();
+    // The base commit breaks a model; the working tree repairs it.
+    edit(
+        d,
+        "models/marts/vat_daily.sql",
+        "FROM order_revenue",
+        "FROM order_revenu",
+    );
+    git(d, &["commit", "-qam", "broken"]);
+    let broken = git(d, &["rev-parse", "HEAD"]);
+    edit(
+        d,
+        "models/marts/vat_daily.sql",
+        "FROM order_revenu",
+        "FROM order_revenue",
+    );
+    let out = hubforge(d, &["impact", "--base", &broken]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("unknown reference `order_revenu`"), "{err}");
+    assert!(
+        err.contains(&format!("in the project at {broken}")),
+        "{err}"
+    );
+    // Against the sound base commit, the repair is no change at all.
+    let ok = hubforge(d, &["impact", "--base", &sha]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+}
