@@ -183,6 +183,33 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Report what a change (the working tree against a git ref) will rebuild,
+    /// for which dates, and who downstream receives new data; for a pull request.
+    Impact {
+        /// The git ref to compare with, e.g. origin/main.
+        #[arg(long, value_name = "REF")]
+        base: String,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Markdown)]
+        format: ReportFormat,
+        /// A minijinja template for the Markdown report (default: templates/impact.md.j2).
+        #[arg(long, value_name = "FILE")]
+        template: Option<PathBuf>,
+        /// Exit with code 1 on breaking changes (or removed models), or on any change.
+        #[arg(long, value_enum, value_name = "WHAT")]
+        fail_on: Option<FailOn>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Markdown,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    Breaking,
+    Any,
 }
 
 /// What a plan or build covers.
@@ -261,6 +288,7 @@ impl Cli {
             | Command::Intervals { format, .. }
             | Command::Runs { format, .. } => *format == Format::Json,
             Command::Dag { format, .. } => *format == GraphFormat::Json,
+            Command::Impact { format, .. } => *format == ReportFormat::Json,
             Command::Init { .. } | Command::Completions { .. } | Command::Docs { .. } => false,
         }
     }
@@ -343,6 +371,12 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<()> {
                 Format::Text => write_text(out, &crate::validate::diff::render_text(&report)),
             }
         }
+        Command::Impact {
+            base,
+            format,
+            template,
+            fail_on,
+        } => impact(cli, base, *format, template.as_deref(), *fail_on, out),
         Command::MarkCurrent {
             selection,
             start,
@@ -878,6 +912,49 @@ fn validation(cli: &Cli, run: Option<&str>, format: Format, out: &mut dyn Write)
             text.push_str(&body);
             write_text(out, &text)
         }
+    }
+}
+
+fn impact(
+    cli: &Cli,
+    base: &str,
+    format: ReportFormat,
+    template: Option<&Path>,
+    fail_on: Option<FailOn>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let root = Project::find_root(cli.project.as_deref())?;
+    // Read before any work: a template that cannot be read is an argument error.
+    let template_text = match template {
+        Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+            invalid_argument(
+                format!("--template: cannot read {}: {e}", display_path(path)),
+                "give the path of a minijinja Markdown template",
+            )
+        })?),
+        None => None,
+    };
+    let report = crate::impact::impact(&root, &cli.vars, base, chrono::Utc::now().naive_utc())?;
+    match format {
+        ReportFormat::Json => write_json(out, &report.to_json())?,
+        ReportFormat::Markdown => {
+            let (text, name) = match (&template_text, template) {
+                (Some(t), Some(p)) => (t.as_str(), display_path(p)),
+                _ => (
+                    crate::impact::DEFAULT_TEMPLATE,
+                    "templates/impact.md.j2".to_string(),
+                ),
+            };
+            write_text(out, &report.to_markdown(text, &name)?)?
+        }
+    }
+    let fail_on = fail_on.map(|f| match f {
+        FailOn::Breaking => crate::impact::FailOn::Breaking,
+        FailOn::Any => crate::impact::FailOn::Any,
+    });
+    match fail_on.and_then(|f| report.failure(f)) {
+        Some(why) => Err(Error::Data(why)),
+        None => Ok(()),
     }
 }
 

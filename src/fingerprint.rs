@@ -98,20 +98,39 @@ pub type KnownSchemas = BTreeMap<String, Vec<String>>;
 /// A model whose logic is stored in `state` with the same upstream columns is
 /// not analysed again: its stored lineage is reused.
 pub fn versions(ws: &Workspace, schemas: &KnownSchemas, state: &State) -> Vec<ModelVersion> {
+    versions_of(ws, schemas, state, &vec![true; ws.dag.len()])
+        .into_iter()
+        .map(|v| v.expect("every node visited"))
+        .collect()
+}
+
+/// The versions of the nodes marked in `wanted` (indexed by node id), which
+/// must hold every parent of a node it holds; the others are `None`. The same
+/// versions [`versions`] computes, for a part of the graph.
+pub fn versions_of(
+    ws: &Workspace,
+    schemas: &KnownSchemas,
+    state: &State,
+    wanted: &[bool],
+) -> Vec<Option<ModelVersion>> {
     use rayon::prelude::*;
     // What does not depend on parents, for every model at once.
     let mut own: Vec<Option<OwnLogic>> = (0..ws.dag.len())
         .into_par_iter()
-        .map(|id| ws.dag.nodes[id].model.map(|m| own_logic(ws, m, state)))
+        .map(|id| {
+            if wanted[id] {
+                ws.dag.nodes[id].model.map(|m| own_logic(ws, m, state))
+            } else {
+                None
+            }
+        })
         .collect();
     let mut out: Vec<Option<ModelVersion>> = vec![None; ws.dag.len()];
-    for &id in &ws.dag.order {
+    for &id in ws.dag.order.iter().filter(|&&id| wanted[id]) {
         let v = node_version(ws, id, schemas, state, own[id].take(), &out);
         out[id] = Some(v);
     }
-    out.into_iter()
-        .map(|v| v.expect("every node visited"))
-        .collect()
+    out
 }
 
 fn node_version(

@@ -15,6 +15,7 @@ pub mod fingerprint;
 pub mod fulfill;
 pub mod graph;
 pub mod hash;
+pub mod impact;
 pub mod init;
 pub mod interrupt;
 pub mod interval;

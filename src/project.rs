@@ -147,6 +147,83 @@ impl Project {
         })
     }
 
+    /// This project with some of its files replaced (another version of it,
+    /// say at a git ref): `files` maps a path relative to the root to its
+    /// text, or to `None` where the file is absent; `config_text` replaces
+    /// `hubforge.toml`. Only the files given are read and parsed again.
+    pub fn with_files(
+        &self,
+        config_text: Option<String>,
+        files: &BTreeMap<PathBuf, Option<String>>,
+    ) -> Result<Project, Diagnostics> {
+        let mut problems = Diagnostics::default();
+        let (config, config_text) = match config_text {
+            Some(text) => {
+                let config = config::parse_project_config(&TomlSource {
+                    file: Path::new(CONFIG_FILE),
+                    file_text: &text,
+                    offset: 0,
+                    toml: &text,
+                })
+                .map_err(Diagnostics)?;
+                (config, text)
+            }
+            None => (self.config.clone(), self.config_text.clone()),
+        };
+        let kept = |p: &PathBuf| !files.contains_key(p);
+        let mut models: Vec<ModelFile> = self
+            .models
+            .iter()
+            .filter(|m| kept(&m.path))
+            .cloned()
+            .collect();
+        let mut seeds: Vec<SeedFile> = self
+            .seeds
+            .iter()
+            .filter(|s| kept(&s.path))
+            .cloned()
+            .collect();
+        let mut macros: Vec<MacroFile> = self
+            .macros
+            .iter()
+            .filter(|m| kept(&m.path))
+            .cloned()
+            .collect();
+        for (path, text) in files {
+            let Some(text) = text else { continue };
+            match file_role(path) {
+                Some(FileRole::Model) => match parse_model(path, text.clone()) {
+                    Ok(m) => models.push(m),
+                    Err(ds) => problems.extend(ds),
+                },
+                Some(FileRole::Seed) => seeds.push(SeedFile {
+                    name: stem(path),
+                    path: path.clone(),
+                }),
+                Some(FileRole::Macro) => macros.push(MacroFile {
+                    path: path.clone(),
+                    text: text.clone(),
+                }),
+                Some(FileRole::Config) | None => {}
+            }
+        }
+        check_unique_names(&config, &config_text, &models, &seeds, &mut problems);
+        if problems.has_errors() {
+            return Err(problems.sorted());
+        }
+        models.sort_by(|a, b| a.name.cmp(&b.name));
+        seeds.sort_by(|a, b| a.name.cmp(&b.name));
+        macros.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(Project {
+            root: self.root.clone(),
+            config,
+            config_text,
+            models,
+            seeds,
+            macros,
+        })
+    }
+
     /// The seed called `name`.
     pub fn seed(&self, name: &str) -> Option<&SeedFile> {
         self.seeds.iter().find(|s| s.name == name)
@@ -155,6 +232,32 @@ impl Project {
     /// The warehouse file, absolute.
     pub fn warehouse_path(&self) -> PathBuf {
         self.root.join(&self.config.warehouse.path)
+    }
+}
+
+/// What a file is to a project, by its path relative to the root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileRole {
+    Config,
+    Model,
+    Seed,
+    Macro,
+}
+
+/// The role of the file at `rel` (relative to the project root), if it is
+/// one hubforge reads: `hubforge.toml`, `models/**/*.sql`, `seeds/**/*.csv`,
+/// `macros/**/*.sql`.
+pub fn file_role(rel: &Path) -> Option<FileRole> {
+    if rel == Path::new(CONFIG_FILE) {
+        return Some(FileRole::Config);
+    }
+    let top = rel.components().next()?.as_os_str().to_str()?;
+    let ext = |e: &str| rel.extension().is_some_and(|x| x.eq_ignore_ascii_case(e));
+    match top {
+        "models" if ext("sql") => Some(FileRole::Model),
+        "seeds" if ext("csv") => Some(FileRole::Seed),
+        "macros" if ext("sql") => Some(FileRole::Macro),
+        _ => None,
     }
 }
 
@@ -211,6 +314,11 @@ pub fn read_text(root: &Path, rel: &Path) -> Result<String, Diagnostic> {
 
 fn read_model(root: &Path, rel: &Path) -> Result<ModelFile, Vec<Diagnostic>> {
     let text = read_text(root, rel).map_err(|d| vec![d])?;
+    parse_model(rel, text)
+}
+
+/// A model file from its text.
+fn parse_model(rel: &Path, text: String) -> Result<ModelFile, Vec<Diagnostic>> {
     let (config, body) = split_header(rel, &text)?;
     if is_blank_sql(&body) {
         return Err(vec![

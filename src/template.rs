@@ -149,6 +149,16 @@ impl Templates {
         self.macros.get(name)
     }
 
+    /// Every macro's name, sorted.
+    pub fn macro_names(&self) -> impl Iterator<Item = &str> {
+        self.macros.keys().map(String::as_str)
+    }
+
+    /// Every var with its value, sorted by name.
+    pub fn vars(&self) -> &BTreeMap<String, serde_json::Value> {
+        &self.vars
+    }
+
     pub fn var_value(&self, name: &str) -> Option<&serde_json::Value> {
         self.vars.get(name)
     }

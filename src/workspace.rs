@@ -14,7 +14,7 @@ use crate::sql::{self, SqlErrorKind, TableRef};
 use crate::template::{Templates, Usage, Window};
 
 /// How a model's SQL was understood.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Parsed {
     /// Parsed by hubforge's SQL parser: dependencies, canonical form and
     /// column lineage are all known. The syntax tree is not kept (it is large);
@@ -33,7 +33,7 @@ pub struct ResolvedRef {
 }
 
 /// Everything known about one model after analysis.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ModelAnalysis {
     /// The model rendered for the fixed analysis window.
     pub rendered: String,
@@ -67,7 +67,18 @@ impl Workspace {
     /// Load the project at `root`. `var_overrides` replace `[vars]` entries
     /// (`--var name=value`; values are read as TOML when they parse, else as text).
     pub fn load(root: &Path, var_overrides: &[(String, String)]) -> Result<Workspace, Diagnostics> {
-        let project = Project::load(root)?;
+        Workspace::from_project(Project::load(root)?, var_overrides, None)
+    }
+
+    /// Analyse a project read already. With `reuse`, a model whose file, and
+    /// the macros and vars it uses, are the same as in that workspace keeps its
+    /// analysis there (its references resolved again): another version of a
+    /// project costs only the files that differ.
+    pub fn from_project(
+        project: Project,
+        var_overrides: &[(String, String)],
+        reuse: Option<&Workspace>,
+    ) -> Result<Workspace, Diagnostics> {
         let mut vars: BTreeMap<String, serde_json::Value> = project
             .config
             .vars
@@ -84,7 +95,11 @@ impl Workspace {
         let results: Vec<Result<ModelAnalysis, Vec<Diagnostic>>> = project
             .models
             .par_iter()
-            .map(|m| analyse_model(m, &templates, &names))
+            .map(|m| {
+                reuse
+                    .and_then(|other| reused_analysis(other, m, &templates, &names))
+                    .map_or_else(|| analyse_model(m, &templates, &names), Ok)
+            })
             .collect();
         let mut problems = Diagnostics::default();
         let mut models = Vec::with_capacity(results.len());
@@ -289,6 +304,48 @@ fn resolve_ref(
         [schema, name] | [_, schema, name] => by_source_table(&format!("{schema}.{name}")),
         _ => None,
     }
+}
+
+/// The analysis of the same model file in `other`, when it is valid here: the
+/// same text, the same macros and vars, every reference resolving.
+fn reused_analysis(
+    other: &Workspace,
+    model: &ModelFile,
+    templates: &Templates,
+    names: &NameTable,
+) -> Option<ModelAnalysis> {
+    let node = other.dag.lookup(&model.name)?;
+    let (file, analysis) = other.model(node)?;
+    if file.text != model.text || file.path != model.path {
+        return None;
+    }
+    let same_macros = analysis.usage.macros.iter().all(|m| {
+        other.templates.macro_def(m).map(|d| &d.source) == templates.macro_def(m).map(|d| &d.source)
+    });
+    let same_vars = analysis
+        .usage
+        .vars
+        .iter()
+        .all(|v| other.templates.var_value(v) == templates.var_value(v));
+    // A macro defined only here could be called where the other version had none.
+    let same_macro_names = other.templates.macro_names().eq(templates.macro_names());
+    if !(same_macros && same_vars && same_macro_names) {
+        return None;
+    }
+    let refs = analysis
+        .refs
+        .iter()
+        .map(|r| {
+            Some(ResolvedRef {
+                node: names.resolve(&r.table)?,
+                table: r.table.clone(),
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(ModelAnalysis {
+        refs,
+        ..analysis.clone()
+    })
 }
 
 fn analyse_model(
