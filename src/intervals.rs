@@ -429,11 +429,8 @@ pub fn to_text(h: &History) -> String {
                 let _ = write!(line, " (built as {})", short(built));
             }
         }
-        match r.rows {
-            Some(rows) => {
-                let _ = write!(line, "  {rows} rows");
-            }
-            None => {}
+        if let Some(rows) = r.rows {
+            let _ = write!(line, "  {rows} rows");
         }
         out.push_str(line.trim_end());
         out.push('\n');

@@ -143,10 +143,10 @@ pub fn observe(s: &dyn Session, ws: &Workspace, mode: Ingest) -> Result<Observed
                 columns.iter().cloned().zip(types.iter().cloned()).collect();
             let (warning, error) =
                 sources::drift(s, &ws.project, &node.name, config, &recorded, &now)?;
-            if let Some(w) = warning {
-                if !crate::progress::is_quiet() {
-                    eprint!("{}", w.render());
-                }
+            if let Some(w) = warning
+                && !crate::progress::is_quiet()
+            {
+                eprint!("{}", w.render());
             }
             if let Some(e) = error {
                 out.drift.insert(key.to_string(), e);

@@ -274,7 +274,7 @@ fn execute(
         .last_run
         .as_ref()
         .map(|r| r.run_id.as_str());
-    let mut staging = stage::plan_staging(ws, prepared, &work, &seeds, last_run);
+    let mut staging = stage::plan_staging(ws, prepared, &work, seeds, last_run);
     stage::cleanup(ws, main, &staging, &prepared.observed.state)?;
     let reusable = stage::finished_batches(main)?;
     summary.reused = staging
