@@ -104,6 +104,19 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Write what local destinations have pending: exactly the changed
+    /// partitions of each product, each replaced atomically.
+    Deliver {
+        /// Destinations to deliver (default: every destination not held).
+        destinations: Vec<String>,
+        /// Print what would be written.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Record that another system delivered what run RUN changed to DEST.
+    Ack { run: String, destination: String },
     /// Show what validation found in a run: metrics before → after per model
     /// and unit, audits and thresholds (default: the last validated run).
     Validation {
@@ -283,13 +296,17 @@ impl Cli {
             | Command::Build { format, .. }
             | Command::Validation { format, .. }
             | Command::Fulfillment { format, .. }
+            | Command::Deliver { format, .. }
             | Command::Diff { format, .. }
             | Command::MarkCurrent { format, .. }
             | Command::Intervals { format, .. }
             | Command::Runs { format, .. } => *format == Format::Json,
             Command::Dag { format, .. } => *format == GraphFormat::Json,
             Command::Impact { format, .. } => *format == ReportFormat::Json,
-            Command::Init { .. } | Command::Completions { .. } | Command::Docs { .. } => false,
+            Command::Init { .. }
+            | Command::Completions { .. }
+            | Command::Docs { .. }
+            | Command::Ack { .. } => false,
         }
     }
 }
@@ -334,6 +351,46 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<()> {
             format,
         } => build(cli, scope, *dry_run, *threads, checks, *format, out),
         Command::Validation { run, format } => validation(cli, run.as_deref(), *format, out),
+        Command::Deliver {
+            destinations,
+            dry_run,
+            format,
+        } => {
+            let ws = load(cli)?;
+            let engine = if *dry_run {
+                open_for_reading(&ws)?
+            } else {
+                crate::engine::duckdb::DuckDbEngine::open(
+                    &ws.project.warehouse_path(),
+                    &warehouse_options(&ws),
+                )?
+            };
+            let s = crate::engine::Engine::session(&engine)?;
+            let delivered = crate::deliver::deliver(s.as_ref(), &ws, destinations, *dry_run)?;
+            match format {
+                Format::Json => write_json(
+                    out,
+                    &serde_json::json!({ "schema_version": 1, "dry_run": dry_run, "delivered": delivered }),
+                ),
+                Format::Text => write_text(out, &crate::deliver::render(&delivered, *dry_run)),
+            }
+        }
+        Command::Ack { run, destination } => {
+            let ws = load(cli)?;
+            let engine = crate::engine::duckdb::DuckDbEngine::open(
+                &ws.project.warehouse_path(),
+                &warehouse_options(&ws),
+            )?;
+            let s = crate::engine::Engine::session(&engine)?;
+            let n = crate::deliver::ack(s.as_ref(), run, destination)?;
+            write_text(
+                out,
+                &format!(
+                    "Recorded {n} pending deliver{} of run {run} to {destination} as delivered.\n",
+                    if n == 1 { "y" } else { "ies" }
+                ),
+            )
+        }
         Command::Fulfillment {
             schema,
             pause,

@@ -120,9 +120,12 @@ pub fn destinations_of<'a>(
         .collect()
 }
 
-/// Destinations paused from the command line (`fulfillment --pause`), with
-/// who paused them and why.
-pub fn paused_in_state(s: &dyn Session) -> Result<BTreeMap<String, (String, String)>> {
+/// Destinations paused or resumed from the command line (`fulfillment
+/// --pause/--resume`): paused or not, who and why. This overrides `paused`
+/// in hubforge.toml.
+pub type PauseDecisions = BTreeMap<String, (bool, String, String)>;
+
+pub fn paused_in_state(s: &dyn Session) -> Result<PauseDecisions> {
     let exists = s.query(&format!(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = '{SCHEMA}' AND table_name = 'destinations'"
     ))?;
@@ -130,7 +133,7 @@ pub fn paused_in_state(s: &dyn Session) -> Result<BTreeMap<String, (String, Stri
         return Ok(BTreeMap::new());
     }
     let rows = s.query(&format!(
-        "SELECT destination, user_name, note FROM {SCHEMA}.destinations WHERE paused"
+        "SELECT destination, paused, user_name, note FROM {SCHEMA}.destinations"
     ))?;
     Ok(rows
         .rows
@@ -139,8 +142,9 @@ pub fn paused_in_state(s: &dyn Session) -> Result<BTreeMap<String, (String, Stri
             (
                 r[0].to_text().unwrap_or_default(),
                 (
-                    r[1].to_text().unwrap_or_default(),
+                    matches!(r[1], crate::engine::Value::Bool(true)),
                     r[2].to_text().unwrap_or_default(),
+                    r[3].to_text().unwrap_or_default(),
                 ),
             )
         })
@@ -165,21 +169,21 @@ pub fn unit_count(set: &IntervalSet, unit: Option<crate::interval::Unit>) -> usi
         .sum()
 }
 
-/// Why a destination holds deliveries now, if it does.
+/// Why a destination holds deliveries now, if it does: a pause or resume
+/// from the command line wins over `paused` in hubforge.toml.
 pub fn held_reason(
     dest: &crate::config::DestinationConfig,
-    paused: &BTreeMap<String, (String, String)>,
+    decisions: &PauseDecisions,
 ) -> Option<String> {
-    if dest.paused {
-        return Some("paused in hubforge.toml".to_string());
-    }
-    paused.get(&dest.name).map(|(who, note)| {
-        if note.is_empty() {
+    match decisions.get(&dest.name) {
+        Some((true, who, note)) => Some(if note.is_empty() {
             format!("paused by {who}")
         } else {
             format!("paused by {who}: {note}")
-        }
-    })
+        }),
+        Some((false, _, _)) => None,
+        None => dest.paused.then(|| "paused in hubforge.toml".to_string()),
+    }
 }
 
 /// The project's git commit and whether the working tree has changes; `None`

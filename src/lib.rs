@@ -7,6 +7,7 @@ pub mod build;
 pub mod change;
 pub mod cli;
 pub mod config;
+pub mod deliver;
 pub mod diagnostics;
 pub mod docs;
 pub mod engine;

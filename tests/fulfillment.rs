@@ -175,3 +175,129 @@ fn a_failed_audit_writes_no_manifest_and_no_pending_delivery() {
         pending
     );
 }
+
+/// Modification times of every file under `dir`.
+fn mtimes(dir: &Path) -> std::collections::BTreeMap<String, std::time::SystemTime> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            (
+                e.path()
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .to_string(),
+                e.metadata().unwrap().modified().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn deliver_rewrites_exactly_the_corrected_partitions_throttled_and_held_until_resumed() {
+    let dir = built_example();
+    let run = |args: &[&str]| {
+        let out = hubforge(dir.path(), args);
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+        stdout(&out)
+    };
+    // The first delivery writes every product in full; partner_bi is paused.
+    run(&["deliver"]);
+    let finance = dir.path().join("exports/finance");
+    assert!(!dir.path().join("exports/partner_bi").exists());
+    let before = mtimes(&finance);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    edit(
+        dir.path(),
+        "models/intermediate/int_order_lines_priced.sql",
+        "CAST(l.quantity * p.unit_price - l.discount_amount AS DECIMAL(18,2)) AS line_net_amount",
+        "CAST(l.quantity * p.unit_price - l.discount_amount * 0.5 AS DECIMAL(18,2)) AS line_net_amount",
+    );
+    run(&[
+        "build",
+        "--backfill",
+        "--start",
+        "2025-10-01",
+        "--end",
+        "2026-01-01",
+        "--select",
+        "int_order_lines_priced+",
+    ]);
+    // finance takes 90 days per delivery: Q4 (92 days) takes two.
+    let first = run(&["deliver", "finance"]);
+    assert!(
+        first.contains("Delivered revenue_daily → finance: 2025-10-01..2025-12-30, 90 files"),
+        "{first}"
+    );
+    assert!(
+        first.contains("left for the next delivery (throttled): 2025-12-30..2026-01-01"),
+        "{first}"
+    );
+    let second = run(&["deliver", "finance"]);
+    assert!(
+        second.contains("Delivered revenue_daily → finance: 2025-12-30..2026-01-01, 2 files"),
+        "{second}"
+    );
+    assert_eq!(run(&["deliver", "finance"]), "Nothing to deliver.\n");
+    // Exactly the corrected partitions were rewritten, nothing else.
+    let after = mtimes(&finance);
+    let changed: Vec<&String> = after
+        .iter()
+        .filter(|(f, t)| before.get(*f) != Some(t))
+        .map(|(f, _)| f)
+        .collect();
+    let daily = changed
+        .iter()
+        .filter(|f| f.starts_with("revenue_daily/"))
+        .count();
+    let monthly: Vec<&str> = changed
+        .iter()
+        .filter(|f| f.starts_with("revenue_monthly/"))
+        .map(|f| f.as_str())
+        .collect();
+    assert_eq!(daily, 92, "{changed:?}");
+    assert_eq!(
+        monthly,
+        [
+            "revenue_monthly/month=2025-10/part.parquet",
+            "revenue_monthly/month=2025-11/part.parquet",
+            "revenue_monthly/month=2025-12/part.parquet"
+        ]
+    );
+    assert!(changed.iter().all(|f| !f.starts_with("payments_daily/")));
+    // A partition holds exactly the published rows of its day (Parquet has
+    // no 128-bit integers: sums of integers are compared as numbers).
+    let file = finance.join("revenue_daily/day=2025-11-15/part.parquet");
+    let delivered = format!(
+        "SELECT * FROM read_parquet('{}', hive_partitioning = false)",
+        file.display()
+    );
+    let published = "SELECT * FROM main.revenue_daily WHERE order_date = DATE '2025-11-15'";
+    assert_eq!(
+        query(
+            dir.path(),
+            &format!(
+                "SELECT (SELECT count(*) FROM ({delivered}))::VARCHAR, \
+                 (SELECT count(*) FROM ({published}))::VARCHAR, \
+                 (SELECT count(*) FROM ({delivered} EXCEPT {published}))::VARCHAR, \
+                 (SELECT count(*) FROM ({published} EXCEPT {delivered}))::VARCHAR"
+            )
+        ),
+        [["11", "11", "0", "0"]]
+    );
+    // partner_bi held everything; resumed, it receives it.
+    assert!(!dir.path().join("exports/partner_bi").exists());
+    run(&["fulfillment", "--resume", "partner_bi"]);
+    let out = run(&["deliver", "partner_bi"]);
+    assert!(
+        out.contains("Delivered revenue_monthly → partner_bi: in full"),
+        "{out}"
+    );
+    assert!(
+        dir.path()
+            .join("exports/partner_bi/revenue_monthly/month=2025-12/part.parquet")
+            .exists()
+    );
+}

@@ -149,10 +149,25 @@ pub(super) fn statements(
                 let target = data_table(&old_table);
                 let published: BTreeSet<String> =
                     state.models[key].columns.iter().cloned().collect();
+                // Types as the table has them now: a column whose type the new
+                // logic changed takes the new type (all rows of a table share
+                // one; the rows of other intervals are cast, and stay stale).
+                let table_types: BTreeMap<String, String> =
+                    crate::sources::describe_typed(s, &target)?
+                        .into_iter()
+                        .collect();
                 for (col, ty) in &staged_columns[&id] {
                     if !published.contains(&col.to_lowercase()) {
                         sql.push(format!(
                             "ALTER TABLE {target} ADD COLUMN {} {ty};",
+                            quote_ident(col)
+                        ));
+                    } else if table_types
+                        .get(&col.to_lowercase())
+                        .is_some_and(|old| old != ty)
+                    {
+                        sql.push(format!(
+                            "ALTER TABLE {target} ALTER COLUMN {} SET DATA TYPE {ty};",
                             quote_ident(col)
                         ));
                     }

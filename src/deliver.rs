@@ -1,0 +1,358 @@
+//! `hubforge deliver`: a reference delivery for local destinations. Exactly
+//! the pending intervals of each product are written, partitioned by the
+//! product's time unit (`<path>/<product>/<unit>=<start>/part.<ext>`); each
+//! partition file is written beside its old version and renamed over it, so a
+//! killed delivery leaves every partition old or new. Unchanged partitions are
+//! never rewritten.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::config::{DestinationConfig, DestinationFormat};
+use crate::engine::{Session, quote_ident, quote_str, window_predicate};
+use crate::error::{Error, Result};
+use crate::fulfill::Pending;
+use crate::interval::{Interval, IntervalSet};
+use crate::state::SCHEMA;
+use crate::workspace::Workspace;
+
+/// What one delivery of one product writes.
+#[derive(Debug, Clone, Serialize)]
+pub struct Delivered {
+    pub destination: String,
+    pub product: String,
+    pub full: bool,
+    /// The units written (empty when `full`).
+    pub intervals: IntervalSet,
+    /// Units left for later deliveries (throttled).
+    pub left: IntervalSet,
+    pub files: Vec<String>,
+}
+
+/// The units of `set` for a product's unit, oldest first.
+fn units(set: &IntervalSet, unit: crate::interval::Unit) -> Vec<Interval> {
+    let mut out = Vec::new();
+    for iv in set.iter() {
+        let mut t = iv.start();
+        while t < iv.end() {
+            let u = Interval::unit_at(unit, t);
+            out.push(u);
+            t = u.end();
+        }
+    }
+    out
+}
+
+/// Deliver what `destinations` (all when empty) have pending.
+pub fn deliver(
+    s: &dyn Session,
+    ws: &Workspace,
+    destinations: &[String],
+    dry_run: bool,
+) -> Result<Vec<Delivered>> {
+    for d in destinations {
+        if !ws.project.config.destinations.iter().any(|x| &x.name == d) {
+            return Err(crate::cli::invalid_argument(
+                format!("no destination `{d}`"),
+                "destinations are declared as [[destinations]] in hubforge.toml",
+            ));
+        }
+    }
+    let pending = crate::fulfill::pending(s, ws)?;
+    let mut out = Vec::new();
+    for p in &pending {
+        if !destinations.is_empty() && !destinations.contains(&p.destination) {
+            continue;
+        }
+        if p.held.is_some() {
+            continue;
+        }
+        let dest = ws
+            .project
+            .config
+            .destinations
+            .iter()
+            .find(|d| d.name == p.destination)
+            .expect("pending for a declared destination");
+        out.push(deliver_one(s, ws, dest, p, dry_run)?);
+    }
+    Ok(out)
+}
+
+fn deliver_one(
+    s: &dyn Session,
+    ws: &Workspace,
+    dest: &DestinationConfig,
+    p: &Pending,
+    dry_run: bool,
+) -> Result<Delivered> {
+    let Some(base) = &dest.path else {
+        return Err(crate::cli::invalid_argument(
+            format!(
+                "destination `{}` has no `path`: hubforge cannot deliver to it",
+                dest.name
+            ),
+            format!(
+                "give it a path in hubforge.toml, or let the system that delivers it read the manifests and record its deliveries with `hubforge ack RUN {}`",
+                dest.name
+            ),
+        ));
+    };
+    let root = ws.project.root.join(base);
+    let file = ws
+        .project
+        .models
+        .iter()
+        .find(|m| m.name.eq_ignore_ascii_case(&p.product));
+    let time = file.and_then(|f| Some((f.config.time_column.clone()?, f.config.unit?)));
+    let relation = format!("main.{}", quote_ident(&p.product));
+    // The units to write now, oldest first, within the destination's limit.
+    let (write, left): (Vec<Option<Interval>>, IntervalSet) = match (&time, p.full) {
+        (None, _) => (vec![None], IntervalSet::new()),
+        (Some((tc, unit)), true) => {
+            let range = s.query(&format!(
+                "SELECT strftime(min({c}), '%Y-%m-%dT%H:%M:%S'), strftime(max({c}), '%Y-%m-%dT%H:%M:%S') FROM {relation}",
+                c = quote_ident(tc)
+            ))?;
+            let row = &range.rows[0];
+            match (
+                row[0]
+                    .as_str()
+                    .and_then(|t| crate::interval::parse_point(t).ok()),
+                row[1]
+                    .as_str()
+                    .and_then(|t| crate::interval::parse_point(t).ok()),
+            ) {
+                (Some(a), Some(b)) => {
+                    let all = IntervalSet::from(
+                        Interval::new(a, Interval::unit_at(*unit, b).end())
+                            .map_err(|e| Error::Engine(e.to_string()))?,
+                    );
+                    (
+                        units(&all, *unit).into_iter().map(Some).collect(),
+                        IntervalSet::new(),
+                    )
+                }
+                _ => (Vec::new(), IntervalSet::new()),
+            }
+        }
+        (Some((_, unit)), false) => {
+            let all = units(&p.intervals, *unit);
+            let n = dest
+                .max_intervals_per_delivery
+                .map_or(all.len(), |m| (m as usize).min(all.len()));
+            let left = IntervalSet::from_intervals(all[n..].iter().copied());
+            (all[..n].iter().copied().map(Some).collect(), left)
+        }
+    };
+    let ext = match dest.format {
+        DestinationFormat::Parquet => "parquet",
+        DestinationFormat::Csv => "csv",
+        DestinationFormat::Duckdb => "duckdb",
+    };
+    let mut files = Vec::new();
+    if dest.format == DestinationFormat::Duckdb {
+        let path = root.join(format!("{}.duckdb", p.product));
+        files.push(display(&ws.project.root, &path));
+        if !dry_run {
+            write_duckdb(
+                s,
+                &path,
+                &p.product,
+                &relation,
+                time.as_ref().map(|(c, _)| c.as_str()),
+                &write,
+            )?;
+        }
+    } else {
+        for unit in &write {
+            let dir = match (unit, &time) {
+                (Some(iv), Some((_, u))) => root
+                    .join(&p.product)
+                    .join(format!("{u}={}", iv.start().format(partition_format(*u)))),
+                _ => root.join(&p.product),
+            };
+            let path = dir.join(format!("part.{ext}"));
+            files.push(display(&ws.project.root, &path));
+            if dry_run {
+                continue;
+            }
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+            let filter = match (unit, &time) {
+                (Some(iv), Some((tc, _))) => format!(" WHERE {}", window_predicate(None, tc, iv)),
+                _ => String::new(),
+            };
+            let tmp = dir.join(format!(".part.{ext}.tmp"));
+            let options = match dest.format {
+                DestinationFormat::Csv => "FORMAT csv, HEADER true",
+                _ => "FORMAT parquet",
+            };
+            s.execute(&format!(
+                "COPY (SELECT * FROM {relation}{filter}) TO {} ({options})",
+                quote_str(&tmp.to_string_lossy())
+            ))?;
+            std::fs::rename(&tmp, &path)
+                .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        }
+    }
+    let delivered = IntervalSet::from_intervals(write.iter().flatten().copied());
+    if !dry_run {
+        record(s, dest, p, &left)?;
+    }
+    Ok(Delivered {
+        destination: dest.name.clone(),
+        product: p.product.clone(),
+        full: p.full,
+        intervals: if p.full {
+            IntervalSet::new()
+        } else {
+            delivered
+        },
+        left,
+        files,
+    })
+}
+
+fn partition_format(unit: crate::interval::Unit) -> &'static str {
+    match unit {
+        crate::interval::Unit::Hour => "%Y-%m-%dT%H",
+        crate::interval::Unit::Month => "%Y-%m",
+        crate::interval::Unit::Year => "%Y",
+        _ => "%Y-%m-%d",
+    }
+}
+
+fn display(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .replace('\\', "/")
+}
+
+/// Replace the units in a DuckDB file's table in one transaction.
+fn write_duckdb(
+    s: &dyn Session,
+    path: &PathBuf,
+    product: &str,
+    relation: &str,
+    time_column: Option<&str>,
+    write: &[Option<Interval>],
+) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    }
+    let table = format!("hubforge_dest.{}", quote_ident(product));
+    let filter = match time_column {
+        Some(tc) => write
+            .iter()
+            .flatten()
+            .map(|iv| format!("({})", window_predicate(None, tc, iv)))
+            .collect::<Vec<_>>()
+            .join(" OR "),
+        None => "true".to_string(),
+    };
+    let filter = if filter.is_empty() {
+        "false".to_string()
+    } else {
+        filter
+    };
+    s.execute(&format!(
+        "ATTACH {} AS hubforge_dest; \
+         CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM {relation} WHERE false; \
+         BEGIN TRANSACTION; DELETE FROM {table} WHERE {filter}; \
+         INSERT INTO {table} SELECT * FROM {relation} WHERE {filter}; COMMIT; DETACH hubforge_dest",
+        quote_str(&path.to_string_lossy())
+    ))
+    .inspect_err(|_| {
+        let _ = s.execute("ROLLBACK; DETACH DATABASE IF EXISTS hubforge_dest");
+    })
+}
+
+/// The pending rows of a product for a destination are delivered; what the
+/// throttle left stays pending.
+fn record(
+    s: &dyn Session,
+    dest: &DestinationConfig,
+    p: &Pending,
+    left: &IntervalSet,
+) -> Result<()> {
+    let mut sql = format!(
+        "BEGIN TRANSACTION; UPDATE {SCHEMA}.fulfillment SET status = 'delivered', released_at = now()::TIMESTAMP \
+         WHERE destination = {} AND product = {} AND status = 'pending';",
+        quote_str(&dest.name),
+        quote_str(&p.product)
+    );
+    if !left.is_empty() {
+        sql.push_str(&format!(
+            "INSERT INTO {SCHEMA}.fulfillment VALUES ({}, {}, {}, 'deliver', 'throttled', {}, 'pending', now()::TIMESTAMP, NULL);",
+            quote_str(p.runs.last().map_or("", String::as_str)),
+            quote_str(&p.product),
+            quote_str(&dest.name),
+            quote_str(&serde_json::to_string(left).expect("json"))
+        ));
+    }
+    sql.push_str("COMMIT;");
+    s.execute(&sql).inspect_err(|_| {
+        let _ = s.execute("ROLLBACK");
+    })
+}
+
+/// `hubforge ack RUN DEST`: another system delivered what run `RUN` changed.
+pub fn ack(s: &dyn Session, run: &str, destination: &str) -> Result<usize> {
+    let n = s.query(&format!(
+        "SELECT count(*) FROM {SCHEMA}.fulfillment WHERE status = 'pending' AND destination = {} AND (run_id = {} OR run_id LIKE {})",
+        quote_str(destination),
+        quote_str(run),
+        quote_str(&format!("{run}%"))
+    ))?;
+    let n = n.rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0) as usize;
+    s.execute(&format!(
+        "UPDATE {SCHEMA}.fulfillment SET status = 'acknowledged', released_at = now()::TIMESTAMP \
+         WHERE status = 'pending' AND destination = {} AND (run_id = {} OR run_id LIKE {})",
+        quote_str(destination),
+        quote_str(run),
+        quote_str(&format!("{run}%"))
+    ))?;
+    Ok(n)
+}
+
+/// What a delivery wrote, for people.
+pub fn render(delivered: &[Delivered], dry_run: bool) -> String {
+    use std::fmt::Write as _;
+    if delivered.is_empty() {
+        return "Nothing to deliver.\n".to_string();
+    }
+    let mut out = String::new();
+    for d in delivered {
+        let what = if d.full {
+            "in full".to_string()
+        } else {
+            d.intervals.to_string()
+        };
+        let _ = writeln!(
+            out,
+            "{} {} → {}: {what}, {} file{}",
+            if dry_run {
+                "Would deliver"
+            } else {
+                "Delivered"
+            },
+            d.product,
+            d.destination,
+            d.files.len(),
+            crate::diagnostics::plural(d.files.len())
+        );
+        if dry_run {
+            for f in &d.files {
+                let _ = writeln!(out, "  {f}");
+            }
+        }
+        if !d.left.is_empty() {
+            let _ = writeln!(out, "  left for the next delivery (throttled): {}", d.left);
+        }
+    }
+    out
+}
