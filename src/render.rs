@@ -275,7 +275,10 @@ pub fn build_json(ws: &Workspace, summary: &crate::build::BuildSummary) -> serde
 /// A build's result for people.
 pub fn build_text(ws: &Workspace, summary: &crate::build::BuildSummary) -> String {
     let mut text = build_result_text(ws, summary);
-    if let Some(report) = &summary.validation {
+    // Quiet output keeps validation only when it found something.
+    if let Some(report) = &summary.validation
+        && (!crate::progress::is_quiet() || report.models.iter().any(|m| !m.findings.is_empty()))
+    {
         text.push_str(&crate::validate::render_text(report));
     }
     for (source, rows) in &summary.rejected {

@@ -301,3 +301,20 @@ fn deliver_rewrites_exactly_the_corrected_partitions_throttled_and_held_until_re
             .exists()
     );
 }
+
+#[test]
+fn a_manifest_file_lost_after_the_commit_is_written_again_from_state() {
+    let dir = built_example();
+    let files = manifests(dir.path());
+    assert_eq!(files.len(), 1);
+    let path = std::fs::read_dir(dir.path().join("target/manifests"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::remove_file(&path).unwrap();
+    let out = hubforge(dir.path(), &["build"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(manifests(dir.path()), files);
+}

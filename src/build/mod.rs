@@ -155,6 +155,8 @@ pub fn build(
     } else {
         state::migrate(main.as_ref())?;
         setup_schemas(main.as_ref())?;
+        // A run killed between its commit and writing its manifest file.
+        crate::fulfill::restore_files(main.as_ref(), &ws.project.root)?;
         Ingest::Warehouse
     };
     let prepared = prepare_with(main.as_ref(), ws, &options.plan, ingest, Some(&progress))?;
