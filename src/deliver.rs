@@ -5,7 +5,7 @@
 //! killed delivery leaves every partition old or new. Unchanged partitions are
 //! never rewritten.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -234,7 +234,7 @@ fn display(root: &Path, path: &Path) -> String {
 /// Replace the units in a DuckDB file's table in one transaction.
 fn write_duckdb(
     s: &dyn Session,
-    path: &PathBuf,
+    path: &Path,
     product: &str,
     relation: &str,
     time_column: Option<&str>,
