@@ -195,6 +195,8 @@ fn deliver_one(
             ))?;
             std::fs::rename(&tmp, &path)
                 .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+            // A test hook: stop after this partition until killed.
+            crate::build::pause_point("deliver", files.len());
         }
     }
     let delivered = IntervalSet::from_intervals(write.iter().flatten().copied());

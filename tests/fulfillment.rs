@@ -318,3 +318,178 @@ fn a_manifest_file_lost_after_the_commit_is_written_again_from_state() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(manifests(dir.path()), files);
 }
+
+#[test]
+fn a_delivery_killed_midway_leaves_each_partition_old_or_new_and_the_rerun_completes() {
+    let dir = built_example();
+    let ok = |args: &[&str]| {
+        let out = hubforge(dir.path(), args);
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+        stdout(&out)
+    };
+    ok(&["deliver", "finance"]);
+    edit(
+        dir.path(),
+        "models/intermediate/int_order_lines_priced.sql",
+        "CAST(l.quantity * p.unit_price - l.discount_amount AS DECIMAL(18,2)) AS line_net_amount",
+        "CAST(l.quantity * p.unit_price - l.discount_amount * 0.5 AS DECIMAL(18,2)) AS line_net_amount",
+    );
+    ok(&[
+        "build",
+        "--backfill",
+        "--start",
+        "2025-12-01",
+        "--end",
+        "2026-01-01",
+        "--select",
+        "int_order_lines_priced+",
+    ]);
+    // Killed after the 10th partition of the first product it writes.
+    common::kill_at(dir.path(), "deliver:10", &["deliver", "finance"]);
+    let root = dir.path().join("exports/finance");
+    let leftovers: Vec<_> = walkdir::WalkDir::new(&root)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.len() <= 1, "{leftovers:?}");
+    // Every partition file reads whole (old or new), and the rerun delivers the rest.
+    let unreadable = query(
+        dir.path(),
+        &format!(
+            "SELECT count(*)::VARCHAR FROM read_parquet('{}/revenue_daily/*/part.parquet', hive_partitioning = false)",
+            root.display()
+        ),
+    );
+    assert_ne!(unreadable, [["0"]]);
+    let out = ok(&["deliver", "finance"]);
+    assert!(
+        out.contains("Delivered revenue_daily → finance: 2025-12-01..2026-01-01"),
+        "{out}"
+    );
+    assert_eq!(ok(&["deliver", "finance"]), "Nothing to deliver.\n");
+    let published = "SELECT * FROM main.revenue_daily WHERE order_date >= DATE '2025-12-01'";
+    let delivered = format!(
+        "SELECT * FROM read_parquet('{}/revenue_daily/day=2025-12-*/part.parquet', hive_partitioning = false)",
+        root.display()
+    );
+    assert_eq!(
+        query(
+            dir.path(),
+            &format!(
+                "SELECT (SELECT count(*) FROM ({delivered} EXCEPT {published}))::VARCHAR, \
+                 (SELECT count(*) FROM ({published} EXCEPT {delivered}))::VARCHAR"
+            )
+        ),
+        [["0", "0"]]
+    );
+}
+
+#[test]
+fn a_throttle_of_n_intervals_delivers_a_twelve_month_backfill_in_ceil_12_over_n_deliveries() {
+    let dir = built_example();
+    edit(
+        dir.path(),
+        "hubforge.toml",
+        "max_intervals_per_delivery = 90",
+        "max_intervals_per_delivery = 5",
+    );
+    let ok = |args: &[&str]| {
+        let out = hubforge(dir.path(), args);
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+        stdout(&out)
+    };
+    ok(&["deliver", "finance"]);
+    ok(&[
+        "build",
+        "--backfill",
+        "--start",
+        "2025-01-01",
+        "--end",
+        "2026-01-01",
+        "--select",
+        "revenue_monthly",
+    ]);
+    let mut deliveries = 0;
+    loop {
+        let out = ok(&["deliver", "finance"]);
+        if out == "Nothing to deliver.\n" {
+            break;
+        }
+        assert!(out.contains("revenue_monthly → finance"), "{out}");
+        deliveries += 1;
+        assert!(deliveries <= 3, "{out}");
+    }
+    assert_eq!(deliveries, 3); // ceil(12 / 5)
+}
+
+#[test]
+fn a_manifest_snapshot() {
+    let dir = built_example();
+    let run = build_json(
+        dir.path(),
+        &[
+            "--backfill",
+            "--start",
+            "2025-12-01",
+            "--end",
+            "2026-01-01",
+            "--select",
+            "revenue_monthly",
+        ],
+    );
+    let m = manifests(dir.path())
+        .into_iter()
+        .find(|m| m["run_id"] == run["run_id"])
+        .expect("this run's manifest");
+    assert_valid(dir.path(), &m);
+    let text = serde_json::to_string_pretty(&m).unwrap();
+    insta::with_settings!({ filters => vec![
+        (r#""run_id": "[^"]+""#, r#""run_id": "[run]""#),
+        (r#""(started_at|finished_at)": "[^"]+""#, r#""$1": "[time]""#),
+        (r#""command": "[^"]+""#, r#""command": "[command]""#),
+        (r#""fingerprint": "[^"]+""#, r#""fingerprint": "[fp]""#),
+        (r#""checksum": "[^"]+""#, r#""checksum": "[checksum]""#),
+    ]}, {
+        insta::assert_snapshot!(text);
+    });
+}
+
+#[test]
+fn a_killed_build_writes_no_manifest_and_no_pending_delivery() {
+    let dir = built_example();
+    let before = manifests(dir.path()).len();
+    let pending = query(
+        dir.path(),
+        "SELECT count(*)::VARCHAR FROM _hubforge.fulfillment",
+    );
+    common::kill_at(
+        dir.path(),
+        "publish:1",
+        &[
+            "build",
+            "--backfill",
+            "--start",
+            "2025-12-01",
+            "--end",
+            "2026-01-01",
+            "--select",
+            "revenue_daily",
+        ],
+    );
+    assert_eq!(manifests(dir.path()).len(), before);
+    assert_eq!(
+        query(
+            dir.path(),
+            "SELECT count(*)::VARCHAR FROM _hubforge.fulfillment"
+        ),
+        pending
+    );
+    assert_eq!(
+        query(
+            dir.path(),
+            "SELECT count(*)::VARCHAR FROM _hubforge.manifests"
+        ),
+        [[before.to_string()]]
+    );
+}

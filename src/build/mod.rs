@@ -687,7 +687,7 @@ fn state_changes_needed(ws: &Workspace, prepared: &Prepared) -> bool {
 /// A test hook: with `HUBFORGE_PAUSE_AT=point:n`, stop at that point (announced
 /// on stderr) until killed or interrupted, so that a test can stop the process
 /// exactly there.
-fn pause_point(point: &str, n: usize) {
+pub(crate) fn pause_point(point: &str, n: usize) {
     if let Ok(at) = std::env::var("HUBFORGE_PAUSE_AT")
         && at == format!("{point}:{n}")
     {
