@@ -360,10 +360,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<()> {
             let engine = if *dry_run {
                 open_for_reading(&ws)?
             } else {
-                crate::engine::duckdb::DuckDbEngine::open(
-                    &ws.project.warehouse_path(),
-                    &warehouse_options(&ws),
-                )?
+                open_warehouse(&ws)?
             };
             let s = crate::engine::Engine::session(&engine)?;
             let delivered = crate::deliver::deliver(s.as_ref(), &ws, destinations, *dry_run)?;
@@ -377,10 +374,8 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<()> {
         }
         Command::Ack { run, destination } => {
             let ws = load(cli)?;
-            let engine = crate::engine::duckdb::DuckDbEngine::open(
-                &ws.project.warehouse_path(),
-                &warehouse_options(&ws),
-            )?;
+            crate::fulfill::destination(&ws, destination)?;
+            let engine = open_warehouse(&ws)?;
             let s = crate::engine::Engine::session(&engine)?;
             let n = crate::deliver::ack(s.as_ref(), run, destination)?;
             write_text(
@@ -468,10 +463,7 @@ fn mark_current(
     }
     let ws = load(cli)?;
     let options = plan_options(&ws, scope)?;
-    let engine = crate::engine::duckdb::DuckDbEngine::open(
-        &ws.project.warehouse_path(),
-        &warehouse_options(&ws),
-    )?;
+    let engine = open_warehouse(&ws)?;
     let user = crate::build::user();
     let marked = crate::mark::mark_current(
         &ws,
@@ -595,6 +587,31 @@ fn open_for_reading(ws: &Workspace) -> Result<crate::engine::duckdb::DuckDbEngin
     }
 }
 
+/// Plan as `plan` does: the warehouse read-only (or none), sources read into
+/// temporary tables. The engine is returned to keep the session's database open.
+fn plan_read_only(
+    ws: &Workspace,
+    scope: &Scope,
+) -> Result<(
+    crate::plan::PlanOptions,
+    crate::engine::duckdb::DuckDbEngine,
+    Box<dyn crate::engine::Session>,
+    crate::build::Prepared,
+)> {
+    use crate::engine::Engine as _;
+    let options = plan_options(ws, scope)?;
+    let engine = open_for_reading(ws)?;
+    let session = engine.session()?;
+    let prepared =
+        crate::build::prepare(session.as_ref(), ws, &options, crate::sources::Ingest::Temp)?;
+    Ok((options, engine, session, prepared))
+}
+
+/// Open the warehouse to write to it (creating it when absent).
+fn open_warehouse(ws: &Workspace) -> Result<crate::engine::duckdb::DuckDbEngine> {
+    crate::engine::duckdb::DuckDbEngine::open(&ws.project.warehouse_path(), &warehouse_options(ws))
+}
+
 fn warehouse_options(ws: &Workspace) -> crate::engine::duckdb::DuckDbOptions {
     crate::engine::duckdb::DuckDbOptions {
         threads: ws.project.config.warehouse.threads,
@@ -604,17 +621,8 @@ fn warehouse_options(ws: &Workspace) -> crate::engine::duckdb::DuckDbOptions {
 }
 
 fn plan(cli: &Cli, scope: &Scope, format: Format, out: &mut dyn Write) -> Result<()> {
-    use crate::engine::Engine as _;
     let ws = load(cli)?;
-    let options = plan_options(&ws, scope)?;
-    let engine = open_for_reading(&ws)?;
-    let session = engine.session()?;
-    let prepared = crate::build::prepare(
-        session.as_ref(),
-        &ws,
-        &options,
-        crate::sources::Ingest::Temp,
-    )?;
+    let (_, _engine, _, prepared) = plan_read_only(&ws, scope)?;
     crate::observe::check_drift(&prepared.observed, &scope.accept_schema)?;
     match format {
         Format::Json => write_json(out, &crate::render::plan_json(&ws, &prepared.plan)),
@@ -695,7 +703,6 @@ fn build(
 }
 
 fn intervals(cli: &Cli, model: &str, format: Format, out: &mut dyn Write) -> Result<()> {
-    use crate::engine::Engine as _;
     let ws = load(cli)?;
     if let Some(n) = ws.dag.lookup(model)
         && !ws.dag.nodes[n].kind.is_model()
@@ -725,15 +732,7 @@ fn intervals(cli: &Cli, model: &str, format: Format, out: &mut dyn Write) -> Res
             };
             invalid_argument(format!("no model named `{model}`"), help)
         })?;
-    let options = plan_options(&ws, &Scope::default())?;
-    let engine = open_for_reading(&ws)?;
-    let session = engine.session()?;
-    let prepared = crate::build::prepare(
-        session.as_ref(),
-        &ws,
-        &options,
-        crate::sources::Ingest::Temp,
-    )?;
+    let (options, _engine, session, prepared) = plan_read_only(&ws, &Scope::default())?;
     let key = ws.dag.nodes[node].name.key().to_string();
     let decisions = crate::state::read_decisions(session.as_ref(), Some(&key))?
         .remove(&key)
@@ -763,18 +762,9 @@ fn intervals(cli: &Cli, model: &str, format: Format, out: &mut dyn Write) -> Res
 }
 
 fn docs(cli: &Cli, dir: Option<&Path>, serve: bool, port: u16, out: &mut dyn Write) -> Result<()> {
-    use crate::engine::Engine as _;
     let ws = load(cli)?;
     let t = std::time::Instant::now();
-    let options = plan_options(&ws, &Scope::default())?;
-    let engine = open_for_reading(&ws)?;
-    let session = engine.session()?;
-    let prepared = crate::build::prepare(
-        session.as_ref(),
-        &ws,
-        &options,
-        crate::sources::Ingest::Temp,
-    )?;
+    let (options, _engine, session, prepared) = plan_read_only(&ws, &Scope::default())?;
     let mut built = crate::docs::Built::default();
     if ws.project.warehouse_path().exists() {
         let s = session.as_ref();
@@ -879,29 +869,8 @@ fn fulfillment(
     }
     let ws = load(cli)?;
     if let Some(dest) = pause.or(resume) {
-        if !ws
-            .project
-            .config
-            .destinations
-            .iter()
-            .any(|d| d.name == dest)
-        {
-            let names = ws
-                .project
-                .config
-                .destinations
-                .iter()
-                .map(|d| d.name.as_str());
-            let help = crate::diagnostics::did_you_mean(dest, names).map_or(
-                "destinations are declared as [[destinations]] in hubforge.toml".to_string(),
-                |s| format!("did you mean `{s}`?"),
-            );
-            return Err(invalid_argument(format!("no destination `{dest}`"), &help));
-        }
-        let engine = crate::engine::duckdb::DuckDbEngine::open(
-            &ws.project.warehouse_path(),
-            &warehouse_options(&ws),
-        )?;
+        crate::fulfill::destination(&ws, dest)?;
+        let engine = open_warehouse(&ws)?;
         let s = crate::engine::Engine::session(&engine)?;
         crate::state::migrate(s.as_ref())?;
         crate::fulfill::set_paused(

@@ -52,12 +52,7 @@ pub fn deliver(
     dry_run: bool,
 ) -> Result<Vec<Delivered>> {
     for d in destinations {
-        if !ws.project.config.destinations.iter().any(|x| &x.name == d) {
-            return Err(crate::cli::invalid_argument(
-                format!("no destination `{d}`"),
-                "destinations are declared as [[destinations]] in hubforge.toml",
-            ));
-        }
+        crate::fulfill::destination(ws, d)?;
     }
     let pending = crate::fulfill::pending(s, ws)?;
     let mut out = Vec::new();
@@ -68,13 +63,7 @@ pub fn deliver(
         if p.held.is_some() {
             continue;
         }
-        let dest = ws
-            .project
-            .config
-            .destinations
-            .iter()
-            .find(|d| d.name == p.destination)
-            .expect("pending for a declared destination");
+        let dest = crate::fulfill::destination(ws, &p.destination)?;
         out.push(deliver_one(s, ws, dest, p, dry_run)?);
     }
     Ok(out)

@@ -96,6 +96,22 @@ pub struct DestinationAction {
     pub reason: Option<String>,
 }
 
+/// The destination named `name`, or an error that suggests the closest.
+pub fn destination<'a>(
+    ws: &'a Workspace,
+    name: &str,
+) -> Result<&'a crate::config::DestinationConfig> {
+    let all = &ws.project.config.destinations;
+    all.iter().find(|d| d.name == name).ok_or_else(|| {
+        let help = crate::diagnostics::did_you_mean(name, all.iter().map(|d| d.name.as_str()))
+            .map_or(
+                "destinations are declared as [[destinations]] in hubforge.toml".to_string(),
+                |s| format!("did you mean `{s}`?"),
+            );
+        crate::cli::invalid_argument(format!("no destination `{name}`"), help)
+    })
+}
+
 /// The destinations a product goes to: those listing it, and those its
 /// header names.
 pub fn destinations_of<'a>(

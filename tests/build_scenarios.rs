@@ -49,12 +49,7 @@ fn pricing_correction_of_the_last_three_months() {
         "order_month < DATE '2025-10-01'",
     );
     // The bug: discounts were subtracted twice in Q4. The fix changes the line amount.
-    edit(
-        dir.path(),
-        "models/intermediate/int_order_lines_priced.sql",
-        "CAST(l.quantity * p.unit_price - l.discount_amount AS DECIMAL(18,2)) AS line_net_amount",
-        "CAST(l.quantity * p.unit_price - l.discount_amount * 0.5 AS DECIMAL(18,2)) AS line_net_amount",
-    );
+    common::fix_pricing(dir.path());
     let run = build_json(
         dir.path(),
         &[

@@ -178,12 +178,7 @@ fn the_user_recorded_falls_back_to_the_account_name_and_can_be_given() {
     assert_ne!(account, "unknown");
 
     // --user and HUBFORGE_USER win over $USER.
-    common::edit(
-        dir.path(),
-        "models/intermediate/int_order_lines_priced.sql",
-        "CAST(l.quantity * p.unit_price - l.discount_amount AS DECIMAL(18,2)) AS line_net_amount",
-        "CAST(l.quantity * p.unit_price - l.discount_amount * 0.5 AS DECIMAL(18,2)) AS line_net_amount",
-    );
+    common::fix_pricing(dir.path());
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hubforge"))
         .args([
             "mark-current",

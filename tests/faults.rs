@@ -10,15 +10,10 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{build_json, built_example, edit, example_copy, kill_at, query, snapshot, table_rows};
+use common::{build_json, built_example, example_copy, kill_at, query, snapshot, table_rows};
 
 fn fix_pricing(dir: &Path) {
-    edit(
-        dir,
-        "models/intermediate/int_order_lines_priced.sql",
-        "CAST(l.quantity * p.unit_price - l.discount_amount AS DECIMAL(18,2)) AS line_net_amount",
-        "CAST(l.quantity * p.unit_price - l.discount_amount * 0.5 AS DECIMAL(18,2)) AS line_net_amount",
-    );
+    common::fix_pricing(dir);
 }
 
 #[test]

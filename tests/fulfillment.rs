@@ -33,6 +33,13 @@ fn assert_valid(dir: &Path, manifest: &serde_json::Value) {
     assert_eq!(&serde_json::to_value(&typed).unwrap(), manifest);
 }
 
+/// Run hubforge, which must succeed; its standard output.
+fn succeeds(dir: &Path, args: &[&str]) -> String {
+    let out = hubforge(dir, args);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    stdout(&out)
+}
+
 fn product<'a>(m: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
     m["products"]
         .as_array()
@@ -47,12 +54,7 @@ fn a_pricing_correction_manifests_only_the_corrected_months() {
     let first = manifests(dir.path());
     assert_eq!(first.len(), 1, "the first build changed every product");
     assert_valid(dir.path(), &first[0]);
-    edit(
-        dir.path(),
-        "models/intermediate/int_order_lines_priced.sql",
-        "CAST(l.quantity * p.unit_price - l.discount_amount AS DECIMAL(18,2)) AS line_net_amount",
-        "CAST(l.quantity * p.unit_price - l.discount_amount * 0.5 AS DECIMAL(18,2)) AS line_net_amount",
-    );
+    common::fix_pricing(dir.path());
     let run = build_json(
         dir.path(),
         &[
@@ -198,23 +200,14 @@ fn mtimes(dir: &Path) -> std::collections::BTreeMap<String, std::time::SystemTim
 #[test]
 fn deliver_rewrites_exactly_the_corrected_partitions_throttled_and_held_until_resumed() {
     let dir = built_example();
-    let run = |args: &[&str]| {
-        let out = hubforge(dir.path(), args);
-        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-        stdout(&out)
-    };
+    let run = |args: &[&str]| succeeds(dir.path(), args);
     // The first delivery writes every product in full; partner_bi is paused.
     run(&["deliver"]);
     let finance = dir.path().join("exports/finance");
     assert!(!dir.path().join("exports/partner_bi").exists());
     let before = mtimes(&finance);
     std::thread::sleep(std::time::Duration::from_millis(20));
-    edit(
-        dir.path(),
-        "models/intermediate/int_order_lines_priced.sql",
-        "CAST(l.quantity * p.unit_price - l.discount_amount AS DECIMAL(18,2)) AS line_net_amount",
-        "CAST(l.quantity * p.unit_price - l.discount_amount * 0.5 AS DECIMAL(18,2)) AS line_net_amount",
-    );
+    common::fix_pricing(dir.path());
     run(&[
         "build",
         "--backfill",
@@ -322,18 +315,9 @@ fn a_manifest_file_lost_after_the_commit_is_written_again_from_state() {
 #[test]
 fn a_delivery_killed_midway_leaves_each_partition_old_or_new_and_the_rerun_completes() {
     let dir = built_example();
-    let ok = |args: &[&str]| {
-        let out = hubforge(dir.path(), args);
-        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-        stdout(&out)
-    };
+    let ok = |args: &[&str]| succeeds(dir.path(), args);
     ok(&["deliver", "finance"]);
-    edit(
-        dir.path(),
-        "models/intermediate/int_order_lines_priced.sql",
-        "CAST(l.quantity * p.unit_price - l.discount_amount AS DECIMAL(18,2)) AS line_net_amount",
-        "CAST(l.quantity * p.unit_price - l.discount_amount * 0.5 AS DECIMAL(18,2)) AS line_net_amount",
-    );
+    common::fix_pricing(dir.path());
     ok(&[
         "build",
         "--backfill",
@@ -394,11 +378,7 @@ fn a_throttle_of_n_intervals_delivers_a_twelve_month_backfill_in_ceil_12_over_n_
         "max_intervals_per_delivery = 90",
         "max_intervals_per_delivery = 5",
     );
-    let ok = |args: &[&str]| {
-        let out = hubforge(dir.path(), args);
-        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-        stdout(&out)
-    };
+    let ok = |args: &[&str]| succeeds(dir.path(), args);
     ok(&["deliver", "finance"]);
     ok(&[
         "build",

@@ -53,12 +53,7 @@ fn intervals_and_runs_after_backfill_decision_kill_and_failure() {
     let dir = common::example_copy();
     let p = dir.path();
     run(p, &["build"]);
-    edit(
-        p,
-        "models/intermediate/int_order_lines_priced.sql",
-        "CAST(l.quantity * p.unit_price - l.discount_amount AS DECIMAL(18,2)) AS line_net_amount",
-        "CAST(l.quantity * p.unit_price - l.discount_amount * 0.5 AS DECIMAL(18,2)) AS line_net_amount",
-    );
+    common::fix_pricing(p);
     run(
         p,
         &[

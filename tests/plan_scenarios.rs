@@ -299,12 +299,7 @@ fn staleness_at_a_window_edge_is_per_unit_after_a_backfill_and_mark_current() {
     // The sequence: a pricing fix backfilled for Q4 only, then the
     // engineer vouches for everything before October.
     let dir = built_example();
-    edit(
-        dir.path(),
-        "models/intermediate/int_order_lines_priced.sql",
-        "CAST(l.quantity * p.unit_price - l.discount_amount AS DECIMAL(18,2)) AS line_net_amount",
-        "CAST(l.quantity * p.unit_price - l.discount_amount * 0.5 AS DECIMAL(18,2)) AS line_net_amount",
-    );
+    common::fix_pricing(dir.path());
     let out = hubforge(
         dir.path(),
         &[

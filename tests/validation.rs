@@ -285,12 +285,7 @@ fn thresholds_warn_or_stop_the_publish() {
 #[test]
 fn a_pricing_correction_changes_sums_only_in_the_corrected_months() {
     let dir = common::built_example();
-    edit(
-        dir.path(),
-        "models/intermediate/int_order_lines_priced.sql",
-        "CAST(l.quantity * p.unit_price - l.discount_amount AS DECIMAL(18,2)) AS line_net_amount",
-        "CAST(l.quantity * p.unit_price - l.discount_amount * 0.5 AS DECIMAL(18,2)) AS line_net_amount",
-    );
+    common::fix_pricing(dir.path());
     let args = [
         "build",
         "--backfill",

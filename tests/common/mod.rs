@@ -191,6 +191,17 @@ pub fn table_rows(dir: &Path, table: &str, filter: &str) -> Vec<String> {
     .collect()
 }
 
+/// The example's pricing bug fixed: discounts were subtracted twice, so the
+/// line amount of `int_order_lines_priced` changes (the README's story).
+pub fn fix_pricing(dir: &Path) {
+    edit(
+        dir,
+        "models/intermediate/int_order_lines_priced.sql",
+        "CAST(l.quantity * p.unit_price - l.discount_amount AS DECIMAL(18,2)) AS line_net_amount",
+        "CAST(l.quantity * p.unit_price - l.discount_amount * 0.5 AS DECIMAL(18,2)) AS line_net_amount",
+    );
+}
+
 /// A change of one column's expression in a mid-DAG model of the example:
 /// `int_order_revenue.vat_amount` is rounded.
 pub fn change_vat_amount(dir: &Path) {
