@@ -427,6 +427,7 @@ fn execute(
     check_interrupt().map_err(publish_error)?;
     main.execute("COMMIT").map_err(publish_error)?;
     crate::progress::timing("publish", t.elapsed());
+    let t = std::time::Instant::now();
     // Fold the write-ahead log into the warehouse file, so that the file alone
     // holds the published data (it is replayed on the next open otherwise).
     let _ = main.execute("CHECKPOINT");

@@ -447,9 +447,9 @@ pub(super) fn run<'a>(
     for id in staging.by_name.iter().filter(|id| !active.contains(id)) {
         create_ref_view(ws, main.as_ref(), *id, staging)?;
     }
-    let (task_tx, task_rx) = mpsc::channel::<(usize, bool)>();
+    let (task_tx, task_rx) = mpsc::channel::<(Vec<usize>, bool)>();
     let task_rx = Arc::new(Mutex::new(task_rx));
-    let (done_tx, done_rx) = mpsc::channel::<(usize, Result<Staged>)>();
+    let (done_tx, done_rx) = mpsc::channel::<ChainEvent>();
     let failed = AtomicBool::new(false);
     let now = options.plan.now;
     let outcome = std::thread::scope(|scope| -> Result<()> {
@@ -461,20 +461,20 @@ pub(super) fn run<'a>(
             scope.spawn(move || {
                 loop {
                     let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                    let Ok((i, create)) = next else { break };
-                    let result = if failed.load(Ordering::SeqCst)
-                        || interrupted.load(Ordering::SeqCst)
-                    {
-                        Err(Error::Interrupted)
-                    } else {
-                        let started = std::time::Instant::now();
-                        let task = &staging.tasks[i];
-                        let result = stage_task(ws, session.as_ref(), task, staging, create, now);
-                        let rows = result.as_ref().map_or(0, |r| r.rows);
-                        crate::progress::timing(&describe_task(ws, task, rows), started.elapsed());
-                        result
-                    };
-                    if tx.send((i, result)).is_err() {
+                    let Ok((chain, create)) = next else { break };
+                    let stop =
+                        || failed.load(Ordering::SeqCst) || interrupted.load(Ordering::SeqCst);
+                    let end = stage_chain(
+                        ws,
+                        session.as_ref(),
+                        &chain,
+                        staging,
+                        create,
+                        now,
+                        &stop,
+                        &tx,
+                    );
+                    if tx.send(ChainEvent::Finished(chain[0], end)).is_err() {
                         break;
                     }
                 }
@@ -491,26 +491,20 @@ pub(super) fn run<'a>(
         let mut finished: BTreeSet<NodeId> = BTreeSet::new();
         let mut pruned: BTreeSet<NodeId> = BTreeSet::new();
         let mut staged_count = 0usize;
+        // A node's batches run in order on one session, as one chain.
         let dispatch = |id: NodeId,
                         pending: &mut BTreeMap<NodeId, Vec<usize>>,
                         created: &BTreeSet<NodeId>,
                         in_flight: &mut BTreeMap<NodeId, usize>|
          -> Result<()> {
-            let Some(list) = pending.get_mut(&id) else {
+            let Some(list) = pending.get_mut(&id).filter(|l| !l.is_empty()) else {
                 return Ok(());
             };
-            // Without a staged table yet, one batch creates it before the rest run.
-            let take = if created.contains(&id) {
-                list.len()
-            } else {
-                usize::from(in_flight.get(&id).copied().unwrap_or(0) == 0).min(list.len())
-            };
-            for i in list.drain(..take) {
-                task_tx
-                    .send((i, !created.contains(&id)))
-                    .map_err(|_| Error::Engine("staging workers stopped".to_string()))?;
-                *in_flight.entry(id).or_default() += 1;
-            }
+            let chain: Vec<usize> = list.drain(..).collect();
+            task_tx
+                .send((chain, !created.contains(&id)))
+                .map_err(|_| Error::Engine("staging workers stopped".to_string()))?;
+            *in_flight.entry(id).or_default() += 1;
             Ok(())
         };
         loop {
@@ -549,25 +543,35 @@ pub(super) fn run<'a>(
             if in_flight.values().all(|n| *n == 0) {
                 break;
             }
-            let Ok((i, result)) = done_rx.recv() else {
+            let Ok(event) = done_rx.recv() else {
                 break;
             };
-            let id = staging.tasks[i].node;
-            *in_flight.get_mut(&id).expect("in flight") -= 1;
-            match result {
-                Ok(r) => {
-                    progress.step(&describe_task(ws, &staging.tasks[i], r.rows));
-                    results.insert(staging.tasks[i].key.clone(), r);
-                    created.insert(id);
-                    staged_count += 1;
-                    pause_point("stage", staged_count);
-                    // Dispatch the rest of the node, or finish it.
-                    ready.push(id);
+            match event {
+                ChainEvent::Batch(i, rows) => {
+                    progress.step(&describe_task(ws, &staging.tasks[i], rows));
                 }
-                Err(e) => {
-                    failed.store(true, Ordering::SeqCst);
-                    if first_error.is_none() || matches!(first_error, Some(Error::Interrupted)) {
-                        first_error = Some(e);
+                ChainEvent::Committed(batches) => {
+                    for (i, r) in batches {
+                        results.insert(staging.tasks[i].key.clone(), r);
+                        created.insert(staging.tasks[i].node);
+                        staged_count += 1;
+                        pause_point("stage", staged_count);
+                    }
+                }
+                ChainEvent::Finished(first, end) => {
+                    let id = staging.tasks[first].node;
+                    *in_flight.get_mut(&id).expect("in flight") -= 1;
+                    match end {
+                        // Dispatch the rest of the node, or finish it.
+                        Ok(()) => ready.push(id),
+                        Err(e) => {
+                            failed.store(true, Ordering::SeqCst);
+                            if first_error.is_none()
+                                || matches!(first_error, Some(Error::Interrupted))
+                            {
+                                first_error = Some(e);
+                            }
+                        }
                     }
                 }
             }
@@ -674,8 +678,110 @@ fn create_ref_view(ws: &Workspace, s: &dyn Session, id: NodeId, staging: &Stagin
     ))
 }
 
-/// Build one batch, table or seed into its staged table and record it, in one
-/// transaction.
+/// What a staging worker reports while it runs a chain.
+enum ChainEvent {
+    /// A batch is written (not yet committed): its task and rows.
+    Batch(usize, i64),
+    /// Batches now committed, with what they wrote.
+    Committed(Vec<(usize, Staged)>),
+    /// The chain that starts with this task ended.
+    Finished(usize, Result<()>),
+}
+
+/// Rows a transaction of staged batches holds before it commits. A batch
+/// appended to a table that already has rows is written row by row to the
+/// write-ahead log, kept in memory and written again at the checkpoint, unless
+/// its transaction appends at least a row group (DuckDB's 122,880 rows): then
+/// its row groups, compressed and written while the batch ran, are merged into
+/// the table. Each commit leaves one partly filled row group, which the
+/// checkpoint rewrites; ten row groups per commit keep that under a tenth of
+/// the rows. Smaller batches are therefore committed together (redoing them
+/// after a kill costs less than writing them twice), and a batch of ten row
+/// groups or more is still committed, and reused by a rerun, on its own.
+const COMMIT_ROWS: i64 = 10 * 122_880;
+
+/// Build the batches of one node in order, in transactions of at least
+/// [`COMMIT_ROWS`] rows (the last one may hold fewer), each batch recorded in
+/// the registry in the transaction that writes it.
+#[allow(clippy::too_many_arguments)]
+fn stage_chain(
+    ws: &Workspace,
+    s: &dyn Session,
+    chain: &[usize],
+    staging: &Staging,
+    mut create: bool,
+    now: NaiveDateTime,
+    stop: &dyn Fn() -> bool,
+    events: &mpsc::Sender<ChainEvent>,
+) -> Result<()> {
+    let mut open: Vec<(usize, Staged)> = Vec::new();
+    let mut rows = 0i64;
+    let commit = |open: &mut Vec<(usize, Staged)>| -> Result<()> {
+        s.execute("COMMIT")?;
+        let _ = events.send(ChainEvent::Committed(std::mem::take(open)));
+        Ok(())
+    };
+    for &i in chain {
+        if stop() {
+            let _ = s.execute("ROLLBACK");
+            return Err(Error::Interrupted);
+        }
+        if open.is_empty() {
+            s.execute("BEGIN TRANSACTION")?;
+        }
+        let started = std::time::Instant::now();
+        let task = &staging.tasks[i];
+        match stage_task(ws, s, task, staging, create, now) {
+            Ok(r) => {
+                crate::progress::timing(&describe_task(ws, task, r.rows), started.elapsed());
+                let _ = events.send(ChainEvent::Batch(i, r.rows));
+                create = false;
+                rows += r.rows;
+                open.push((i, r));
+            }
+            Err(e) => {
+                let _ = s.execute("ROLLBACK");
+                return Err(explain(ws, s, task, staging, now, e));
+            }
+        }
+        if rows >= COMMIT_ROWS {
+            commit(&mut open)?;
+            rows = 0;
+        }
+    }
+    if !open.is_empty() {
+        commit(&mut open)?;
+    }
+    Ok(())
+}
+
+/// The SELECT a task writes, and whether only DuckDB parses it.
+fn task_select(
+    ws: &Workspace,
+    t: &Task,
+    staging: &Staging,
+    now: NaiveDateTime,
+) -> Result<(String, bool)> {
+    let node = &ws.dag.nodes[t.node];
+    match node.kind {
+        NodeKind::Seed => {
+            let seed = ws.project.seed(&node.name).expect("seed");
+            Ok((
+                format!(
+                    "SELECT * FROM {}",
+                    sources::seed_relation(&ws.project.root, seed)
+                ),
+                false,
+            ))
+        }
+        _ => render_sql(ws, t.node, &window_for(ws, t.node, t.interval, now), &|n| {
+            staging.reader(n)
+        }),
+    }
+}
+
+/// Build one batch, table or seed into its staged table and record it, inside
+/// the caller's transaction.
 fn stage_task(
     ws: &Workspace,
     s: &dyn Session,
@@ -684,33 +790,9 @@ fn stage_task(
     create: bool,
     now: NaiveDateTime,
 ) -> Result<Staged> {
-    let node = &ws.dag.nodes[t.node];
     let stage = &staging.nodes[&t.node];
     let table = data_table(&stage.table);
-    let context = |e: Error| match e {
-        Error::Engine(m) => Error::Engine(format!(
-            "building `{}`{}: {m}",
-            node.name,
-            t.interval.map(|i| format!(" {i}")).unwrap_or_default()
-        )),
-        other => other,
-    };
-    let (select, duck_only) = match node.kind {
-        NodeKind::Seed => {
-            let seed = ws.project.seed(&node.name).expect("seed");
-            (
-                format!(
-                    "SELECT * FROM {}",
-                    sources::seed_relation(&ws.project.root, seed)
-                ),
-                false,
-            )
-        }
-        _ => render_sql(ws, t.node, &window_for(ws, t.node, t.interval, now), &|n| {
-            staging.reader(n)
-        })
-        .map_err(context)?,
-    };
+    let (select, duck_only) = task_select(ws, t, staging, now)?;
     let time_column = ws
         .model(t.node)
         .and_then(|(f, _)| f.config.time_column.clone());
@@ -720,7 +802,7 @@ fn stage_task(
             "SELECT * FROM ({select}) AS __hubforge_batch WHERE CASE WHEN {} THEN true ELSE error('{WINDOW_ERROR}') END",
             window_predicate(Some("__hubforge_batch"), tc, &iv)
         ),
-        _ => select.clone(),
+        _ => select,
     };
     let write = if create {
         format!("CREATE TABLE {table} AS {checked}")
@@ -728,36 +810,54 @@ fn stage_task(
         format!("INSERT INTO {table} BY NAME {checked}")
     };
     if duck_only {
-        s.execute(&format!("SET search_path = '{REF_SCHEMA},main'"))
-            .map_err(context)?;
+        s.execute(&format!("SET search_path = '{REF_SCHEMA},main'"))?;
     }
-    let written = s.execute(&format!("BEGIN TRANSACTION;\n{write};"));
+    let written = s.execute(&write);
     if duck_only {
         let _ = s.execute("SET search_path = 'main'");
     }
-    if let Err(e) = written {
-        let _ = s.execute("ROLLBACK");
-        return Err(match (&e, t.interval, &time_column) {
-            (Error::Engine(m), Some(iv), Some(tc)) if m.contains(WINDOW_ERROR) => {
-                window_violation(s, node.name.as_str(), &select, iv, tc)
-            }
-            (Error::Engine(_), _, _) if !duck_only && node.kind.is_model() => {
-                query_error(ws, s, t.node, &select, time_column.as_deref())
-                    .unwrap_or_else(|| context(e))
-            }
-            _ => context(e),
-        });
-    }
-    let recorded = record(s, t, stage, &table, time_column.as_deref());
-    match recorded {
-        Ok(r) => {
-            s.execute("COMMIT").map_err(context)?;
-            Ok(r)
+    written?;
+    record(s, t, stage, &table, time_column.as_deref())
+}
+
+/// The error a failed task reports, told against the model (after the
+/// rollback): rows outside the window, DuckDB's message at the model's line,
+/// or the engine's message naming the batch.
+fn explain(
+    ws: &Workspace,
+    s: &dyn Session,
+    t: &Task,
+    staging: &Staging,
+    now: NaiveDateTime,
+    e: Error,
+) -> Error {
+    let node = &ws.dag.nodes[t.node];
+    let context = |e: Error| match e {
+        Error::Engine(m) => Error::Engine(format!(
+            "building `{}`{}: {m}",
+            node.name,
+            t.interval.map(|i| format!(" {i}")).unwrap_or_default()
+        )),
+        other => other,
+    };
+    let Error::Engine(message) = &e else {
+        return e;
+    };
+    let Ok((select, duck_only)) = task_select(ws, t, staging, now) else {
+        return context(e);
+    };
+    let time_column = ws
+        .model(t.node)
+        .and_then(|(f, _)| f.config.time_column.clone());
+    match (t.interval, &time_column) {
+        (Some(iv), Some(tc)) if message.contains(WINDOW_ERROR) => {
+            window_violation(s, node.name.as_str(), &select, iv, tc)
         }
-        Err(e) => {
-            let _ = s.execute("ROLLBACK");
-            Err(context(e))
+        _ if !duck_only && node.kind.is_model() => {
+            query_error(ws, s, t.node, &select, time_column.as_deref())
+                .unwrap_or_else(|| context(e))
         }
+        _ => context(e),
     }
 }
 
