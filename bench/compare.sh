@@ -122,7 +122,8 @@ measure() {
     local log tf=$WORK/time.out
     log=$WORK/logs/$(printf '%s_%s' "$case" "$tool" | tr -c 'A-Za-z0-9_.-' '_').log
     say "$case: $tool"
-    if (cd "$dir" && /usr/bin/time -f '%e %M' -o "$tf" "$@") >>"$log" 2>&1; then
+    # No standard input: a tool that prompts fails instead of waiting.
+    if (cd "$dir" && /usr/bin/time -f '%e %M' -o "$tf" "$@") </dev/null >>"$log" 2>&1; then
         local wall rss
         read -r wall rss < <(tail -n 1 "$tf")
         printf '%s\t%s\t%s\t%s\n' "$case" "$tool" "$wall" "$rss" >> "$TSV"
@@ -139,7 +140,7 @@ untimed() {
     local log
     log=$WORK/logs/$(printf 'prep_%s' "$step" | tr -c 'A-Za-z0-9_.-' '_').log
     say "prepare: $step"
-    if ! (cd "$dir" && "$@") >>"$log" 2>&1; then
+    if ! (cd "$dir" && "$@") </dev/null >>"$log" 2>&1; then
         say "FAILED: $step (see $log)"
         tail -n 20 "$log" >&2
         exit 1
