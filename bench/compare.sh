@@ -17,7 +17,7 @@
 #   COMPARE_BATCH366  1 (default): the build sections also build a copy of the
 #                     hubforge project generated with --batch 366 (one batch per model)
 #   COMPARE_DIR       where projects, warehouses and logs go (default /tmp/hubforge-compare;
-#                     the full run needs about 8 GB free there)
+#                     the full run needs about 12 GB free there)
 #   COMPARE_OUT       the markdown table (default $COMPARE_DIR/compare.md)
 #   COMPARE_VENV      Python environment with dbt and SQLMesh (default
 #                     $HOME/.cache/hubforge-bench-venv; created with the pinned
@@ -59,7 +59,8 @@ else
     BUILD10M=(--models 20 --sources 10 --days 365 --rows-per-day 2740)
     BUILD1K=(--models 1000 --sources 10 --days 30 --rows-per-day 100)
 fi
-# The backfill: March 2024 of the models over the first source, in the 10M-row project.
+# The backfill: March 2024 of the models over the first source, in the 10M-row
+# project, then their whole history (the year at full size).
 BF_START=2024-03-01
 BF_END=2024-04-01     # exclusive (hubforge, dbt); SQLMesh's end is inclusive: 2024-03-31
 BF_MODEL=stg_00000
@@ -108,8 +109,8 @@ fi
 
 # Free space: the 10M-row project is ~400 MB of CSV in each of its copies.
 avail_gb=$(df -Pk "$WORK" | awk 'NR == 2 { printf "%d", $4 / 1048576 }')
-if [[ $QUICK != 1 ]] && (( avail_gb < 8 )); then
-    say "warning: only ${avail_gb} GB free under $WORK; the full run needs about 8 GB"
+if [[ $QUICK != 1 ]] && (( avail_gb < 12 )); then
+    say "warning: only ${avail_gb} GB free under $WORK; the full run needs about 12 GB"
 fi
 
 # --- measuring ----------------------------------------------------------------
@@ -287,7 +288,7 @@ section_backfill() {
         touch "$p/.built"
     fi
     local what
-    for what in "March" "whole year"; do
+    for what in "March" "whole history"; do
         local case="backfill $BF_MODEL+: $what"
         for ((r = 1; r <= RUNS; r++)); do
             if [[ $what == March ]]; then
