@@ -4,7 +4,7 @@
 # "Side by side (bench/compare.sh)".
 #
 #   bench/compare.sh                                   # everything, full size, 3 runs
-#   COMPARE_QUICK=1 bench/compare.sh                   # small projects, 1 run (minutes)
+#   COMPARE_QUICK=1 bench/compare.sh                   # small projects, 1 run (10-15 minutes)
 #   COMPARE_SECTIONS=build100,backfill bench/compare.sh
 #
 # Environment:
@@ -26,8 +26,8 @@
 #                     with `cargo build --bins` into $CARGO_TARGET_DIR or target/)
 #
 # Every command is timed with /usr/bin/time (wall, max RSS); its output goes to
-# $COMPARE_DIR/logs. Nothing here has a timeout: the full run takes hours on
-# 2 cores, most of it SQLMesh.
+# $COMPARE_DIR/logs. Nothing here has a timeout: the full run should take one to
+# two hours on 2 cores (an estimate), most of it SQLMesh.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
