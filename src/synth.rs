@@ -16,6 +16,10 @@ pub struct SynthSpec {
     /// Source rows per day per source.
     pub rows_per_day: usize,
     pub seed: u64,
+    /// Days per batch of the incremental models (hubforge's `batch`, SQLMesh's
+    /// `batch_size`). `None` writes no batch key: each tool's default (hubforge:
+    /// 31 days for a daily model; SQLMesh: the whole range in one query).
+    pub batch: Option<u32>,
 }
 
 impl Default for SynthSpec {
@@ -26,6 +30,7 @@ impl Default for SynthSpec {
             days: 0,
             rows_per_day: 0,
             seed: 42,
+            batch: None,
         }
     }
 }
@@ -112,8 +117,13 @@ impl Flavor {
         match self {
             Flavor::Hubforge => {
                 let mut lines = vec![if kind.incremental {
-                    "kind = \"incremental\"\ntime_column = \"event_date\"\nunit = \"day\"\nbatch = 366"
-                        .to_string()
+                    let mut l =
+                        "kind = \"incremental\"\ntime_column = \"event_date\"\nunit = \"day\""
+                            .to_string();
+                    if let Some(b) = spec.batch {
+                        let _ = write!(l, "\nbatch = {b}");
+                    }
+                    l
                 } else {
                     "kind = \"table\"".to_string()
                 }];
@@ -146,10 +156,12 @@ impl Flavor {
             Flavor::Sqlmesh => {
                 let mut props = vec![format!("name synthetic.{name}")];
                 if kind.incremental {
-                    props.push(
-                        "kind INCREMENTAL_BY_TIME_RANGE (time_column event_date, batch_size 366)"
-                            .to_string(),
-                    );
+                    props.push(match spec.batch {
+                        Some(b) => format!(
+                            "kind INCREMENTAL_BY_TIME_RANGE (time_column event_date, batch_size {b})"
+                        ),
+                        None => "kind INCREMENTAL_BY_TIME_RANGE (time_column event_date)".to_string(),
+                    });
                     props.push(format!("end '{}'", last_day(spec)));
                 } else {
                     props.push("kind FULL".to_string());

@@ -32,6 +32,12 @@ struct GenerateArgs {
     days: usize,
     #[arg(long, default_value_t = 10)]
     rows_per_day: usize,
+    /// Days per batch of the incremental models (`batch = N`; SQLMesh's
+    /// `batch_size`). Default: no batch key, so each tool's default applies
+    /// (hubforge: 31 days for a daily model). `--batch 366` gives one batch
+    /// per model over a year, as the projects generated before had.
+    #[arg(long)]
+    batch: Option<u32>,
     #[arg(long)]
     out: PathBuf,
 }
@@ -63,6 +69,44 @@ enum Command {
         #[arg(long)]
         database: PathBuf,
     },
+    /// Rows per relation of one schema of a DuckDB file, read-only: name, row
+    /// count and sum(amount) rounded, one a line, sorted by name. To check
+    /// that hubforge, dbt and SQLMesh built the same rows (bench/compare.sh).
+    Count {
+        database: PathBuf,
+        #[arg(long, default_value = "main")]
+        schema: String,
+    },
+}
+
+/// Print rows per relation of `schema` in `database` (see `Command::Count`).
+fn count(database: &std::path::Path, schema: &str) -> duckdb::Result<()> {
+    let config = duckdb::Config::default().access_mode(duckdb::AccessMode::ReadOnly)?;
+    let conn = duckdb::Connection::open_with_flags(database, config)?;
+    let mut names: Vec<String> = conn
+        .prepare(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = ? \
+             AND table_catalog = current_database() ORDER BY table_name",
+        )?
+        .query_map([schema], |r| r.get(0))?
+        .collect::<duckdb::Result<_>>()?;
+    names.dedup();
+    for name in names {
+        let (rows, amount): (i64, Option<f64>) = conn.query_row(
+            &format!(
+                "SELECT count(*), round(sum(amount), 0)::DOUBLE FROM {}.{}",
+                hubforge::engine::quote_ident(schema),
+                hubforge::engine::quote_ident(&name)
+            ),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        println!(
+            "{name}\t{rows}\t{}",
+            amount.map_or("NULL".into(), |a| a.to_string())
+        );
+    }
+    Ok(())
 }
 
 /// Peak resident memory of this process in MiB (Linux VmHWM).
@@ -193,16 +237,19 @@ fn write_project(a: GenerateArgs, flavor: Flavor) {
         sources: a.sources,
         days: a.days,
         rows_per_day: a.rows_per_day,
+        batch: a.batch,
         ..SynthSpec::default()
     };
     let t = Instant::now();
     generate_as(&a.out, &spec, flavor).expect("generate synthetic project");
     println!(
-        "generated {} models ({flavor:?}), {} sources x {} days x {} rows in {:.2?} at {}",
+        "generated {} models ({flavor:?}), {} sources x {} days x {} rows, batch {} in {:.2?} at {}",
         a.models,
         a.sources,
         a.days,
         a.rows_per_day,
+        a.batch
+            .map_or("default".to_string(), |b| format!("{b} days")),
         t.elapsed(),
         a.out.display()
     );
@@ -216,6 +263,12 @@ fn main() {
         Command::ExportSqlmesh(a) => write_project(a, Flavor::Sqlmesh),
         Command::Baseline { dir, database } => {
             if let Err(e) = baseline(&dir, &database) {
+                eprintln!("{e}");
+                std::process::exit(1);
+            }
+        }
+        Command::Count { database, schema } => {
+            if let Err(e) = count(&database, &schema) {
                 eprintln!("{e}");
                 std::process::exit(1);
             }
