@@ -676,25 +676,77 @@ pub fn read_validation(
 }
 
 /// Statements that record state; run inside the publish transaction.
+///
+/// Rows written one after the other into the same table go into one
+/// statement: DuckDB spends far more on each statement of a transaction than
+/// on each row of it (a first build of 1,000 models writes several thousand
+/// rows of state).
 #[derive(Debug, Default)]
 pub struct StateWrites {
     pub sql: Vec<String>,
+    /// The statement rows are being added to: its head, the index of the
+    /// statement in `sql`, and the keys of its rows (a key twice in one
+    /// `INSERT OR REPLACE` is an error, so a repeated key starts a new one).
+    open: Option<(String, usize, std::collections::HashSet<String>)>,
 }
 
 impl StateWrites {
+    /// Add a row `values` (a parenthesised tuple) to an insert of `head`
+    /// (`INSERT … INTO t VALUES `), identified by `key` where the table has one.
+    fn row(&mut self, head: String, key: Option<&str>, values: String) {
+        if let Some((open_head, at, keys)) = &mut self.open
+            && *open_head == head
+            && *at + 1 == self.sql.len()
+            && key.is_none_or(|k| keys.insert(k.to_string()))
+        {
+            let statement = &mut self.sql[*at];
+            statement.pop(); // the closing `;`
+            statement.push_str(", ");
+            statement.push_str(&values);
+            statement.push(';');
+            return;
+        }
+        self.sql.push(format!("{head}{values};"));
+        self.open = Some((
+            head,
+            self.sql.len() - 1,
+            key.map(str::to_string).into_iter().collect(),
+        ));
+    }
+
+    /// `DELETE FROM t WHERE column = key` for each key, as one statement.
+    fn delete_keys<'k>(
+        &mut self,
+        table: &str,
+        column: &str,
+        keys: impl IntoIterator<Item = &'k str>,
+    ) {
+        let list: Vec<String> = keys.into_iter().map(quote_str).collect();
+        if !list.is_empty() {
+            self.sql.push(format!(
+                "DELETE FROM {SCHEMA}.{table} WHERE {column} IN ({});",
+                list.join(", ")
+            ));
+        }
+    }
+
     /// Store a version (idempotent).
     pub fn version(&mut self, v: &ModelVersion, run_id: &str) {
         let json = serde_json::to_string(v).expect("version serialises");
-        self.sql.push(format!(
-            "INSERT OR IGNORE INTO {SCHEMA}.model_versions VALUES ({}, {}, {}, {}, {}, {}, {});",
-            quote_str(v.name.key()),
-            quote_str(&v.fingerprint),
-            quote_str(&v.own),
-            quote_str(&v.metadata),
-            quote_str(&json),
-            quote_str(&v.sql),
-            quote_str(run_id)
-        ));
+        self.row(
+            format!("INSERT OR IGNORE INTO {SCHEMA}.model_versions VALUES "),
+            Some(&format!("{}\n{}", v.name.key(), v.fingerprint)),
+            format!(
+                "({}, {}, {}, {}, {}, {}, {})",
+                quote_str(v.name.key()),
+                quote_str(&v.fingerprint),
+                quote_str(&v.own),
+                quote_str(&v.metadata),
+                quote_str(&json),
+                quote_str(&v.sql),
+                quote_str(run_id)
+            ),
+        );
     }
 
     /// Record `v` as the published version of its model.
@@ -705,16 +757,20 @@ impl StateWrites {
         data_table: &str,
         run_id: &str,
     ) {
-        self.sql.push(format!(
-            "INSERT OR REPLACE INTO {SCHEMA}.models VALUES ({}, {}, {}, {}, {}, {}, {});",
-            quote_str(v.name.key()),
-            quote_str(&v.kind),
-            quote_str(&v.fingerprint),
-            quote_str(&v.metadata),
-            quote_str(&serde_json::to_string(columns).expect("json")),
-            quote_str(data_table),
-            quote_str(run_id)
-        ));
+        self.row(
+            format!("INSERT OR REPLACE INTO {SCHEMA}.models VALUES "),
+            Some(v.name.key()),
+            format!(
+                "({}, {}, {}, {}, {}, {}, {})",
+                quote_str(v.name.key()),
+                quote_str(&v.kind),
+                quote_str(&v.fingerprint),
+                quote_str(&v.metadata),
+                quote_str(&serde_json::to_string(columns).expect("json")),
+                quote_str(data_table),
+                quote_str(run_id)
+            ),
+        );
     }
 
     /// Forget a model, source or seed the project no longer has.
@@ -744,13 +800,11 @@ impl StateWrites {
         ));
     }
 
-    /// Forget every built interval and pending work of `model` (a full rebuild).
-    pub fn clear_all_intervals(&mut self, model: &str) {
+    /// Forget every built interval and pending work of `models` (full rebuilds).
+    pub fn clear_all_intervals<'m>(&mut self, models: impl IntoIterator<Item = &'m str>) {
+        let models: Vec<&str> = models.into_iter().collect();
         for table in ["intervals", "pending"] {
-            self.sql.push(format!(
-                "DELETE FROM {SCHEMA}.{table} WHERE model = {};",
-                quote_str(model)
-            ));
+            self.delete_keys(table, "model", models.iter().copied());
         }
     }
 
@@ -795,17 +849,21 @@ impl StateWrites {
     }
 
     pub fn interval(&mut self, model: &str, r: &IntervalRecord) {
-        self.sql.push(format!(
-            "INSERT INTO {SCHEMA}.intervals VALUES ({}, {}, {}, {}, {}, {}, {}, {});",
-            quote_str(model),
-            ts_literal(r.interval.start()),
-            ts_literal(r.interval.end()),
-            quote_str(&r.fingerprint),
-            quote_str(&r.built_fingerprint),
-            quote_str(&r.run_id),
-            r.rows,
-            quote_str(&r.checksum)
-        ));
+        self.row(
+            format!("INSERT INTO {SCHEMA}.intervals VALUES "),
+            None,
+            format!(
+                "({}, {}, {}, {}, {}, {}, {}, {})",
+                quote_str(model),
+                ts_literal(r.interval.start()),
+                ts_literal(r.interval.end()),
+                quote_str(&r.fingerprint),
+                quote_str(&r.built_fingerprint),
+                quote_str(&r.run_id),
+                r.rows,
+                quote_str(&r.checksum)
+            ),
+        );
     }
 
     /// Mark every interval of `model` as current under `fingerprint` (the change
@@ -922,51 +980,52 @@ impl StateWrites {
 
     /// A run's validation: one row per model and unit, one per finding.
     pub fn validation(&mut self, run_id: &str, report: &crate::validate::Report) {
-        let json = |v: &Option<crate::validate::Metrics>| match v {
-            Some(m) => quote_str(&serde_json::to_string(m).expect("json")),
-            None => "NULL".to_string(),
+        // One JSON literal for every row: a VALUES list of thousands of rows
+        // with JSON text in them takes DuckDB seconds to parse.
+        let json = |v: &Option<crate::validate::Metrics>| {
+            v.as_ref().map(|m| serde_json::to_string(m).expect("json"))
         };
+        let mut rows: Vec<serde_json::Value> = Vec::new();
+        let mut findings: Vec<serde_json::Value> = Vec::new();
         for m in &report.models {
-            let mut rows = Vec::new();
+            let row = |iv: Option<Interval>, before, after| {
+                let at = |t: NaiveDateTime| t.format("%Y-%m-%d %H:%M:%S").to_string();
+                serde_json::json!({
+                    "m": m.model, "s": iv.map(|iv| at(iv.start())), "e": iv.map(|iv| at(iv.end())),
+                    "f": m.full, "u": m.unit, "b": before, "a": after,
+                })
+            };
             for u in &m.units {
-                let (start, end) = match u
+                let iv = u
                     .interval
                     .as_deref()
-                    .and_then(|i| i.parse::<Interval>().ok())
-                {
-                    Some(iv) => (ts_literal(iv.start()), ts_literal(iv.end())),
-                    None => ("NULL".to_string(), "NULL".to_string()),
-                };
-                rows.push(format!(
-                    "({}, {}, {start}, {end}, {}, {}, {}, {})",
-                    quote_str(run_id),
-                    quote_str(&m.model),
-                    m.full,
-                    m.unit.as_deref().map_or("NULL".to_string(), quote_str),
-                    json(&u.before),
-                    json(&u.after)
-                ));
+                    .and_then(|i| i.parse::<Interval>().ok());
+                rows.push(row(iv, json(&u.before), json(&u.after)));
             }
-            if rows.is_empty() {
-                rows.push(format!(
-                    "({}, {}, NULL, NULL, {}, NULL, NULL, NULL)",
-                    quote_str(run_id),
-                    quote_str(&m.model),
-                    m.full
-                ));
+            if m.units.is_empty() {
+                rows.push(row(None, None, None));
             }
-            self.sql.push(format!(
-                "INSERT INTO {SCHEMA}.validations VALUES {};",
-                rows.join(", ")
-            ));
             for f in &m.findings {
-                self.sql.push(format!(
-                    "INSERT INTO {SCHEMA}.validation_findings VALUES ({}, {}, {});",
-                    quote_str(run_id),
-                    quote_str(&m.model),
-                    quote_str(&serde_json::to_string(f).expect("json"))
-                ));
+                findings.push(serde_json::json!({
+                    "m": m.model, "f": serde_json::to_string(f).expect("json"),
+                }));
             }
+        }
+        if !rows.is_empty() {
+            self.sql.push(format!(
+                "INSERT INTO {SCHEMA}.validations SELECT {}, r.m, CAST(r.s AS TIMESTAMP), CAST(r.e AS TIMESTAMP), r.f, r.u, r.b, r.a \
+                 FROM (SELECT unnest(from_json({}, '[{{\"m\": \"VARCHAR\", \"s\": \"VARCHAR\", \"e\": \"VARCHAR\", \"f\": \"BOOLEAN\", \"u\": \"VARCHAR\", \"b\": \"VARCHAR\", \"a\": \"VARCHAR\"}}]')) AS r);",
+                quote_str(run_id),
+                quote_str(&serde_json::Value::Array(rows).to_string())
+            ));
+        }
+        if !findings.is_empty() {
+            self.sql.push(format!(
+                "INSERT INTO {SCHEMA}.validation_findings SELECT {}, r.m, r.f \
+                 FROM (SELECT unnest(from_json({}, '[{{\"m\": \"VARCHAR\", \"f\": \"VARCHAR\"}}]')) AS r);",
+                quote_str(run_id),
+                quote_str(&serde_json::Value::Array(findings).to_string())
+            ));
         }
     }
 

@@ -343,7 +343,7 @@ fn execute(
     if !options.skip_validation {
         let t = std::time::Instant::now();
         progress.note("validating before publish");
-        let mut report = validate_run(ws, prepared, &staging, main, options)?;
+        let mut report = validate_run(ws, prepared, &staging, engine, options)?;
         report.rejected_rows = prepared.observed.rejected.clone();
         crate::progress::timing("validate", t.elapsed());
         if interrupted.load(Ordering::SeqCst) {
@@ -583,7 +583,7 @@ fn validate_run(
     ws: &Workspace,
     prepared: &Prepared,
     staging: &stage::Staging,
-    s: &dyn Session,
+    engine: &dyn Engine,
     options: &BuildOptions,
 ) -> Result<crate::validate::Report> {
     let state = &prepared.observed.state;
@@ -636,7 +636,8 @@ fn validate_run(
             .then(|| main_name(&ws.dag.nodes[id].name))
     };
     crate::validate::validate(
-        s,
+        engine,
+        options.threads,
         &subjects,
         &options.skip_audits,
         &parent,

@@ -205,11 +205,16 @@ pub(super) fn statements(
         }
     }
     // The staged batches are published: forget them with the same commit.
-    for t in &staging.tasks {
+    if !staging.tasks.is_empty() {
         sql.push(format!(
-            "DELETE FROM {STAGE_SCHEMA}.{} WHERE key = {};",
+            "DELETE FROM {STAGE_SCHEMA}.{} WHERE key IN ({});",
             super::stage::BATCHES,
-            quote_str(&t.key)
+            staging
+                .tasks
+                .iter()
+                .map(|t| quote_str(&t.key))
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     for view in staging.views.values() {
@@ -311,20 +316,31 @@ fn state_writes(
             w.published(v, &columns, &table, run.run_id);
         }
     }
-    for (&id, work) in work {
+    // What each rebuilt model's intervals were is forgotten first (the models'
+    // rows are apart, so all the deletes can go before all the inserts).
+    let full = |id: NodeId, work: &ModelWork| {
+        work.full || staging.nodes.get(&id).is_some_and(|s| s.mode == Mode::Full)
+    };
+    w.clear_all_intervals(
+        work.iter()
+            .filter(|&(&id, mw)| full(id, mw))
+            .map(|(&id, _)| ws.dag.nodes[id].name.key()),
+    );
+    for (&id, work) in work.iter().filter(|&(&id, mw)| !full(id, mw)) {
+        // Exactly the data replaced: the batches, aligned outward to the unit.
+        let replaced = staging
+            .nodes
+            .get(&id)
+            .map_or_else(|| work.intervals.clone(), |s| s.rebuilt.clone());
+        w.clear_intervals(ws.dag.nodes[id].name.key(), &replaced, state);
+    }
+    let mut by_node: BTreeMap<NodeId, Vec<&Task>> = BTreeMap::new();
+    for t in &staging.tasks {
+        by_node.entry(t.node).or_default().push(t);
+    }
+    for &id in work.keys() {
         let key = ws.dag.nodes[id].name.key();
-        let mine: Vec<&Task> = staging.tasks.iter().filter(|t| t.node == id).collect();
-        let full = work.full || staging.nodes.get(&id).is_some_and(|s| s.mode == Mode::Full);
-        if full {
-            w.clear_all_intervals(key);
-        } else {
-            // Exactly the data replaced: the batches, aligned outward to the unit.
-            let replaced = staging
-                .nodes
-                .get(&id)
-                .map_or_else(|| work.intervals.clone(), |s| s.rebuilt.clone());
-            w.clear_intervals(key, &replaced, state);
-        }
+        let mine = by_node.remove(&id).unwrap_or_default();
         if mine.is_empty() {
             // A view: recorded as current over the whole history.
             let fp = prepared.versions[id].fingerprint.clone();

@@ -714,11 +714,13 @@ fn stage_chain(
     stop: &dyn Fn() -> bool,
     events: &mpsc::Sender<ChainEvent>,
 ) -> Result<()> {
-    let mut open: Vec<(usize, Staged)> = Vec::new();
+    let mut open: Vec<usize> = Vec::new();
     let mut rows = 0i64;
-    let commit = |open: &mut Vec<(usize, Staged)>| -> Result<()> {
+    let commit = |open: &mut Vec<usize>| -> Result<()> {
+        let recorded = record(ws, s, open, staging)?;
         s.execute("COMMIT")?;
-        let _ = events.send(ChainEvent::Committed(std::mem::take(open)));
+        open.clear();
+        let _ = events.send(ChainEvent::Committed(recorded));
         Ok(())
     };
     for &i in chain {
@@ -732,12 +734,12 @@ fn stage_chain(
         let started = std::time::Instant::now();
         let task = &staging.tasks[i];
         match stage_task(ws, s, task, staging, create, now) {
-            Ok(r) => {
-                crate::progress::timing(&describe_task(ws, task, r.rows), started.elapsed());
-                let _ = events.send(ChainEvent::Batch(i, r.rows));
+            Ok(n) => {
+                crate::progress::timing(&describe_task(ws, task, n), started.elapsed());
+                let _ = events.send(ChainEvent::Batch(i, n));
                 create = false;
-                rows += r.rows;
-                open.push((i, r));
+                rows += n;
+                open.push(i);
             }
             Err(e) => {
                 let _ = s.execute("ROLLBACK");
@@ -745,12 +747,16 @@ fn stage_chain(
             }
         }
         if rows >= COMMIT_ROWS {
-            commit(&mut open)?;
+            commit(&mut open).inspect_err(|_| {
+                let _ = s.execute("ROLLBACK");
+            })?;
             rows = 0;
         }
     }
     if !open.is_empty() {
-        commit(&mut open)?;
+        commit(&mut open).inspect_err(|_| {
+            let _ = s.execute("ROLLBACK");
+        })?;
     }
     Ok(())
 }
@@ -780,8 +786,8 @@ fn task_select(
     }
 }
 
-/// Build one batch, table or seed into its staged table and record it, inside
-/// the caller's transaction.
+/// Build one batch, table or seed into its staged table, inside the caller's
+/// transaction; the rows it wrote.
 fn stage_task(
     ws: &Workspace,
     s: &dyn Session,
@@ -789,7 +795,7 @@ fn stage_task(
     staging: &Staging,
     create: bool,
     now: NaiveDateTime,
-) -> Result<Staged> {
+) -> Result<i64> {
     let stage = &staging.nodes[&t.node];
     let table = data_table(&stage.table);
     let (select, duck_only) = task_select(ws, t, staging, now)?;
@@ -812,12 +818,16 @@ fn stage_task(
     if duck_only {
         s.execute(&format!("SET search_path = '{REF_SCHEMA},main'"))?;
     }
-    let written = s.execute(&write);
+    let written = s.query(&write);
     if duck_only {
         let _ = s.execute("SET search_path = 'main'");
     }
-    written?;
-    record(s, t, stage, &table, time_column.as_deref())
+    Ok(written?
+        .rows
+        .first()
+        .and_then(|r| r.first())
+        .and_then(|v| v.as_i64())
+        .unwrap_or(0))
 }
 
 /// The error a failed task reports, told against the model (after the
@@ -945,28 +955,98 @@ fn window_violation(s: &dyn Session, model: &str, select: &str, iv: Interval, tc
     ))
 }
 
-/// Row count and checksum of what a task wrote, recorded in the registry.
+/// Row count and checksum of what each of `tasks` (batches of one node, in
+/// the open transaction) wrote, recorded in the registry by one statement.
+/// Computed like [`super::cutoff::checksum`], which reads them back.
 fn record(
+    ws: &Workspace,
     s: &dyn Session,
-    t: &Task,
-    stage: &NodeStage,
-    table: &str,
-    tc: Option<&str>,
-) -> Result<Staged> {
-    let filter = match (t.interval, tc) {
-        (Some(iv), Some(tc)) => format!(" WHERE {}", window_predicate(None, tc, &iv)),
-        _ => String::new(),
+    tasks: &[usize],
+    staging: &Staging,
+) -> Result<Vec<(usize, Staged)>> {
+    let first = &staging.tasks[tasks[0]];
+    let stage = &staging.nodes[&first.node];
+    let tc = ws
+        .model(first.node)
+        .and_then(|(f, _)| f.config.time_column.clone());
+    let windows: Vec<(usize, Interval)> = match &tc {
+        Some(_) => tasks
+            .iter()
+            .enumerate()
+            .filter_map(|(b, &i)| Some((b, staging.tasks[i].interval?)))
+            .collect(),
+        None => Vec::new(),
     };
-    let (rows, checksum) = super::cutoff::checksum(s, table, &filter)?;
-    let (start, end) = match t.interval {
-        Some(iv) => (state::ts_literal(iv.start()), state::ts_literal(iv.end())),
-        None => ("NULL".to_string(), "NULL".to_string()),
+    // Which batch each row belongs to: by its window, or the only one.
+    let (batch, filter) = match (&tc, windows.len() == tasks.len()) {
+        (Some(tc), true) => (
+            format!(
+                "CASE {} END",
+                windows
+                    .iter()
+                    .map(|(b, iv)| format!("WHEN {} THEN {b}", window_predicate(Some("t"), tc, iv)))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            format!(
+                " WHERE {}",
+                windows
+                    .iter()
+                    .map(|(_, iv)| format!("({})", window_predicate(Some("t"), tc, iv)))
+                    .collect::<Vec<_>>()
+                    .join(" OR ")
+            ),
+        ),
+        _ if tasks.len() == 1 => ("0".to_string(), String::new()),
+        _ => unreachable!("batches without windows are one per table"),
     };
-    s.execute(&format!(
-        "INSERT INTO {STAGE_SCHEMA}.{BATCHES} VALUES ({}, {}, {start}, {end}, {rows}, {});",
-        quote_str(&t.key),
+    let values = tasks
+        .iter()
+        .enumerate()
+        .map(|(b, &i)| {
+            let t = &staging.tasks[i];
+            let (start, end) = match t.interval {
+                Some(iv) => (state::ts_literal(iv.start()), state::ts_literal(iv.end())),
+                None => ("NULL".to_string(), "NULL".to_string()),
+            };
+            format!(
+                "({b}, {}, {start}::TIMESTAMP, {end}::TIMESTAMP)",
+                quote_str(&t.key)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rows = s.query(&format!(
+        "INSERT INTO {STAGE_SCHEMA}.{BATCHES} \
+         SELECT b.key, {}, b.s, b.e, coalesce(m.n, 0), coalesce(m.h, '0') \
+         FROM (VALUES {values}) AS b(i, key, s, e) \
+         LEFT JOIN (SELECT {batch} AS i, count(*) AS n, CAST(coalesce(sum(hash(t)), 0) AS VARCHAR) AS h \
+                    FROM {} t{filter} GROUP BY 1) AS m ON m.i = b.i \
+         RETURNING key, row_count, checksum",
         quote_str(&stage.table),
-        quote_str(&checksum)
+        data_table(&stage.table)
     ))?;
-    Ok(Staged { rows, checksum })
+    let by_key: HashMap<String, Staged> = rows
+        .rows
+        .iter()
+        .map(|r| {
+            (
+                r[0].to_text().unwrap_or_default(),
+                Staged {
+                    rows: r[1].as_i64().unwrap_or(0),
+                    checksum: r[2].to_text().unwrap_or_default(),
+                },
+            )
+        })
+        .collect();
+    Ok(tasks
+        .iter()
+        .map(|&i| {
+            let staged = by_key
+                .get(&staging.tasks[i].key)
+                .cloned()
+                .unwrap_or_default();
+            (i, staged)
+        })
+        .collect())
 }

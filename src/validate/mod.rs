@@ -149,20 +149,53 @@ impl Report {
 
 /// Validate every subject: metrics of both sides, thresholds, audits.
 pub fn validate(
-    s: &dyn Session,
+    engine: &dyn crate::engine::Engine,
+    threads: usize,
     subjects: &[Subject],
     skip_audits: &[String],
-    parent: &dyn Fn(&str) -> Option<String>,
+    parent: &(dyn Fn(&str) -> Option<String> + Sync),
     root: &std::path::Path,
 ) -> Result<Report> {
+    // Models are validated side by side, each session taking the next one:
+    // the metrics of a small model are a query too small for DuckDB to spread
+    // over its threads.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done: std::sync::Mutex<Vec<Option<Result<ModelReport>>>> =
+        std::sync::Mutex::new(subjects.iter().map(|_| None).collect());
+    std::thread::scope(|scope| -> Result<()> {
+        for _ in 0..threads.clamp(1, subjects.len().max(1)) {
+            let s = engine.session()?;
+            let (next, done) = (&next, &done);
+            scope.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some(subject) = subjects.get(i) else {
+                        break;
+                    };
+                    let r = validate_model(s.as_ref(), subject, skip_audits, parent, root);
+                    let failed = r.is_err();
+                    done.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r);
+                    if failed {
+                        // The others stop at their next model.
+                        next.store(subjects.len(), std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+            });
+        }
+        Ok(())
+    })?;
     let mut report = Report {
         skipped_audits: skip_audits.to_vec(),
         ..Report::default()
     };
-    for subject in subjects {
-        report
-            .models
-            .push(validate_model(s, subject, skip_audits, parent, root)?);
+    // Models left unvalidated follow one that failed, whose error is returned.
+    for r in done
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .flatten()
+    {
+        report.models.push(r?);
     }
     Ok(report)
 }
