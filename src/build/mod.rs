@@ -343,7 +343,7 @@ fn execute(
     if !options.skip_validation {
         let t = std::time::Instant::now();
         progress.note("validating before publish");
-        let mut report = validate_run(ws, prepared, &staging, engine, options)?;
+        let mut report = validate_run(ws, prepared, &staging, engine, main, options)?;
         report.rejected_rows = prepared.observed.rejected.clone();
         crate::progress::timing("validate", t.elapsed());
         if interrupted.load(Ordering::SeqCst) {
@@ -584,9 +584,23 @@ fn validate_run(
     prepared: &Prepared,
     staging: &stage::Staging,
     engine: &dyn Engine,
+    s: &dyn Session,
     options: &BuildOptions,
 ) -> Result<crate::validate::Report> {
     let state = &prepared.observed.state;
+    // What the runs that wrote the rows being replaced measured of them.
+    let replacing: Vec<&str> = staging
+        .nodes
+        .keys()
+        .map(|&id| ws.dag.nodes[id].name.key())
+        .filter(|key| {
+            state
+                .models
+                .get(*key)
+                .is_some_and(|m| !m.data_table.is_empty())
+        })
+        .collect();
+    let measured = crate::validate::measured(s, &replacing)?;
     let mut subjects = Vec::new();
     for (&id, node_stage) in &staging.nodes {
         let Some((file, _)) = ws.model(id) else {
@@ -609,10 +623,19 @@ fn validate_run(
             Interval::new(ivs[0].start(), ivs[ivs.len() - 1].end()).expect("ordered intervals")
         };
         let window = Window::new(range.start(), range.end(), file.config.unit);
+        let stored_before = before.as_ref().and_then(|_| {
+            crate::validate::stored_before(
+                state.intervals.get(key).map_or(&[][..], Vec::as_slice),
+                measured.get(key),
+                (!full).then_some(&node_stage.rebuilt),
+                file.config.unit,
+            )
+        });
         subjects.push(crate::validate::Subject {
             model: ws.dag.nodes[id].name.to_string(),
             after: data_table(&node_stage.table),
             before,
+            stored_before,
             intervals: (!full).then(|| node_stage.rebuilt.clone()),
             time_column: file.config.time_column.clone(),
             unit: file.config.unit,

@@ -23,6 +23,10 @@ pub struct Subject {
     pub after: String,
     /// The published rows they replace; `None` for a model never built.
     pub before: Option<String>,
+    /// Metrics of those rows as the runs that wrote them measured them, when
+    /// every unit replaced was measured so (see [`stored_before`]); used
+    /// instead of reading `before` again if they have its columns.
+    pub stored_before: Option<BTreeMap<Option<String>, Metrics>>,
     /// The intervals replaced; `None` when the whole model is.
     pub intervals: Option<IntervalSet>,
     pub time_column: Option<String>,
@@ -242,14 +246,34 @@ fn validate_model(
         filter.as_deref(),
     )?;
     let before = match (&subject.before, &before_columns) {
-        (Some(rel), Some(cols)) => side(
-            s,
-            rel,
-            cols,
-            &subject.grain,
-            unit_ts.as_deref(),
-            filter.as_deref(),
-        )?,
+        (Some(rel), Some(cols)) => match subject
+            .stored_before
+            .as_ref()
+            .filter(|stored| measures(stored, cols))
+            .filter(|stored| {
+                // Cheap check that the rows are still those measured: their count.
+                let count = s.query(&format!(
+                    "SELECT count(*) FROM {rel}{}",
+                    filter
+                        .as_ref()
+                        .map(|f| format!(" WHERE {f}"))
+                        .unwrap_or_default()
+                ));
+                count
+                    .ok()
+                    .and_then(|c| c.rows.first().and_then(|r| r[0].as_i64()))
+                    == Some(stored.values().map(|m| m.rows).sum())
+            }) {
+            Some(stored) => stored.clone(),
+            None => side(
+                s,
+                rel,
+                cols,
+                &subject.grain,
+                unit_ts.as_deref(),
+                filter.as_deref(),
+            )?,
+        },
         _ => BTreeMap::new(),
     };
     let keys: BTreeSet<&Option<String>> = before.keys().chain(after.keys()).collect();
@@ -392,6 +416,98 @@ fn audit_finding(
             .map(|r| r.iter().map(crate::engine::Value::to_text).collect())
             .collect(),
     }
+}
+
+/// Whether stored metrics have exactly the columns of the relation now (a
+/// column added or retyped since they were measured makes them stale).
+fn measures(stored: &BTreeMap<Option<String>, Metrics>, columns: &[(String, String)]) -> bool {
+    let names: BTreeSet<&str> = columns.iter().map(|(c, _)| c.as_str()).collect();
+    let numeric: BTreeSet<&str> = columns
+        .iter()
+        .filter(|(_, t)| is_numeric(t))
+        .map(|(c, _)| c.as_str())
+        .collect();
+    stored.values().all(|m| {
+        m.nulls.keys().map(String::as_str).collect::<BTreeSet<_>>() == names
+            && m.sums.keys().map(String::as_str).collect::<BTreeSet<_>>() == numeric
+    })
+}
+
+/// The "after" metrics that earlier runs stored for a model, per run.
+pub type Measured = BTreeMap<String, Vec<(Option<String>, Option<String>, Metrics)>>;
+
+/// What the runs that wrote the current data of `models` measured of it:
+/// model → run → (unit start, unit, metrics), for the runs state records as
+/// having written some interval of the model.
+pub fn measured(s: &dyn Session, models: &[&str]) -> Result<BTreeMap<String, Measured>> {
+    let mut out: BTreeMap<String, Measured> = BTreeMap::new();
+    if models.is_empty() {
+        return Ok(out);
+    }
+    let list = models
+        .iter()
+        .map(|m| crate::engine::quote_str(m))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rows = s.query(&format!(
+        "SELECT v.model, v.run_id, strftime(v.start_ts, '%Y-%m-%dT%H:%M:%S'), v.unit, v.after \
+         FROM {schema}.validations v \
+         JOIN (SELECT DISTINCT model, run_id FROM {schema}.intervals WHERE model IN ({list})) i \
+           ON i.model = v.model AND i.run_id = v.run_id",
+        schema = crate::state::SCHEMA
+    ))?;
+    for r in rows.rows {
+        let runs = out.entry(r[0].to_text().unwrap_or_default()).or_default();
+        let units = runs.entry(r[1].to_text().unwrap_or_default()).or_default();
+        // A run that measured the model has a row for it even without units.
+        let Some(after) = r[4].to_text() else {
+            continue;
+        };
+        let Ok(metrics) = serde_json::from_str::<Metrics>(&after) else {
+            continue;
+        };
+        units.push((r[2].to_text(), r[3].to_text(), metrics));
+    }
+    Ok(out)
+}
+
+/// The "before" side of a model from what was measured when its data was
+/// written: complete only when every interval recorded for it inside `replaced`
+/// (all of them for a whole rebuild) was written by a run that measured it,
+/// in units of `unit`.
+pub fn stored_before(
+    records: &[crate::state::IntervalRecord],
+    measured: Option<&Measured>,
+    replaced: Option<&IntervalSet>,
+    unit: Option<Unit>,
+) -> Option<BTreeMap<Option<String>, Metrics>> {
+    let measured = measured?;
+    if records.is_empty() {
+        return None;
+    }
+    let unit = unit.map(|u| u.to_string());
+    let mut out = BTreeMap::new();
+    for r in records {
+        if replaced.is_some_and(|set| IntervalSet::single(r.interval).intersect(set).is_empty()) {
+            continue;
+        }
+        for (start, u, metrics) in measured.get(&r.run_id)? {
+            if *u != unit {
+                return None;
+            }
+            let inside = match (start, replaced) {
+                (None, _) => true,
+                (Some(start), set) => {
+                    let t = parse_point(start).ok()?;
+                    r.interval.contains_point(t) && set.is_none_or(|set| set.contains_point(t))
+                }
+            };
+            if inside {
+                out.insert(start.clone(), metrics.clone());
+            }
+        }
+    }
+    Some(out)
 }
 
 /// Column names and types of a relation.
