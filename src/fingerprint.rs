@@ -7,6 +7,7 @@
 //! [`ModelVersion`] records both with the model's column lineage, so that a later
 //! version can be compared with the one an interval was built with.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
@@ -113,6 +114,33 @@ pub fn versions_of(
     state: &State,
     wanted: &[bool],
 ) -> Vec<Option<ModelVersion>> {
+    versions_sharing(ws, schemas, state, wanted, None).versions
+}
+
+/// What a model's lineage asked about the tables it reads, with the answers.
+type Asked = Vec<(TableRef, Option<(String, Option<Vec<String>>)>)>;
+
+/// Versions of part of a workspace (as [`versions_of`]), with what the
+/// lineage of each model computed here asked about its inputs: another
+/// version of the project can take the lineage of a model over when its SQL
+/// is the same and every question has the same answer there.
+pub struct Traced {
+    pub versions: Vec<Option<ModelVersion>>,
+    asked: Vec<Option<Asked>>,
+}
+
+/// [`versions_of`], taking over the lineage computed in `other` (another
+/// version of the same project) for every model whose rendered SQL is the
+/// same there and whose inputs have the same columns: lineage depends on
+/// nothing else, and it is most of the cost. Models at the same depth of the
+/// graph are computed side by side.
+pub fn versions_sharing(
+    ws: &Workspace,
+    schemas: &KnownSchemas,
+    state: &State,
+    wanted: &[bool],
+    other: Option<(&Workspace, &Traced)>,
+) -> Traced {
     use rayon::prelude::*;
     // What does not depend on parents, for every model at once.
     let mut own: Vec<Option<OwnLogic>> = (0..ws.dag.len())
@@ -125,12 +153,46 @@ pub fn versions_of(
             }
         })
         .collect();
-    let mut out: Vec<Option<ModelVersion>> = vec![None; ws.dag.len()];
+    // Depth: one more than the deepest parent. A node's parents are all at
+    // smaller depths, so each depth needs only the ones before it.
+    let mut depth = vec![0usize; ws.dag.len()];
+    let mut by_depth: Vec<Vec<NodeId>> = Vec::new();
     for &id in ws.dag.order.iter().filter(|&&id| wanted[id]) {
-        let v = node_version(ws, id, schemas, state, own[id].take(), &out);
-        out[id] = Some(v);
+        let d = ws
+            .dag
+            .parents(id)
+            .into_iter()
+            .map(|p| depth[p] + 1)
+            .max()
+            .unwrap_or(0);
+        depth[id] = d;
+        if by_depth.len() <= d {
+            by_depth.resize_with(d + 1, Vec::new);
+        }
+        by_depth[d].push(id);
     }
-    out
+    let mut out: Vec<Option<ModelVersion>> = vec![None; ws.dag.len()];
+    let mut asked: Vec<Option<Asked>> = vec![None; ws.dag.len()];
+    for ids in by_depth {
+        let todo: Vec<(NodeId, Option<OwnLogic>)> =
+            ids.into_iter().map(|id| (id, own[id].take())).collect();
+        let done = &out;
+        let computed: Vec<(NodeId, ModelVersion, Option<Asked>)> = todo
+            .into_par_iter()
+            .map(|(id, own)| {
+                let (v, a) = node_version(ws, id, schemas, state, own, done, other);
+                (id, v, a)
+            })
+            .collect();
+        for (id, v, a) in computed {
+            out[id] = Some(v);
+            asked[id] = a;
+        }
+    }
+    Traced {
+        versions: out,
+        asked,
+    }
 }
 
 fn node_version(
@@ -140,7 +202,8 @@ fn node_version(
     state: &State,
     own: Option<OwnLogic>,
     done: &[Option<ModelVersion>],
-) -> ModelVersion {
+    other: Option<(&Workspace, &Traced)>,
+) -> (ModelVersion, Option<Asked>) {
     let node = &ws.dag.nodes[id];
     let key = node.name.key();
     let parents: BTreeMap<String, String> = ws
@@ -186,21 +249,35 @@ fn node_version(
     match node.kind {
         NodeKind::Source => {
             let config = &ws.project.config.sources[node.name.as_str()];
-            plain(
+            let v = plain(
                 source_own(key, config),
                 source_header(config),
                 schemas.get(key).cloned().unwrap_or_default(),
-            )
+            );
+            (v, None)
         }
-        NodeKind::Seed => plain(
-            hash_parts("hubforge-seed-v1", [key]),
-            BTreeMap::new(),
-            schemas.get(key).cloned().unwrap_or_default(),
-        ),
+        NodeKind::Seed => {
+            let v = plain(
+                hash_parts("hubforge-seed-v1", [key]),
+                BTreeMap::new(),
+                schemas.get(key).cloned().unwrap_or_default(),
+            );
+            (v, None)
+        }
         NodeKind::Model(_) => {
             let m = node.model.expect("model node");
             let own = own.expect("models have their own logic computed");
-            model_version(ws, m, parents.clone(), &combine, schemas, state, own, done)
+            model_version(
+                ws,
+                m,
+                parents.clone(),
+                &combine,
+                schemas,
+                state,
+                own,
+                done,
+                other,
+            )
         }
     }
 }
@@ -307,9 +384,9 @@ fn model_version(
     state: &State,
     own_logic: OwnLogic,
     done: &[Option<ModelVersion>],
-) -> ModelVersion {
+    other: Option<(&Workspace, &Traced)>,
+) -> (ModelVersion, Option<Asked>) {
     let file = &ws.project.models[m];
-    let analysis = &ws.models[m];
     let config = &file.config;
     let OwnLogic {
         data_header,
@@ -318,24 +395,72 @@ fn model_version(
         stored,
     } = own_logic;
     if let Some(v) = reuse_stored(ws, state, stored, &parents, done) {
-        return ModelVersion {
+        let v = ModelVersion {
             name: file.name.as_str().into(),
             metadata,
             forward_only: config.forward_only,
             ..v
         };
+        return (v, None);
     }
 
+    let provider = Provider { ws, schemas, done };
+    let (lineage, asked) = other
+        .and_then(|other| shared_lineage(ws, m, other, &provider))
+        .unwrap_or_else(|| model_lineage(ws, m, &provider));
+    let LineageParts {
+        columns,
+        row_hash,
+        row_inputs,
+        row_clauses,
+        lineage_unknown,
+        sql,
+    } = lineage;
+    let v = ModelVersion {
+        name: file.name.as_str().into(),
+        kind: config.kind.as_str().to_string(),
+        fingerprint: combine(&own),
+        own,
+        metadata,
+        data_header,
+        parents,
+        columns,
+        row_hash,
+        row_inputs,
+        row_clauses,
+        lineage_unknown,
+        sql,
+        forward_only: config.forward_only,
+    };
+    (v, Some(asked))
+}
+
+/// The parts of a model's version that come from the lineage of its SQL.
+struct LineageParts {
+    columns: Vec<ColumnVersion>,
+    row_hash: String,
+    row_inputs: BTreeSet<(String, String)>,
+    row_clauses: BTreeSet<String>,
+    lineage_unknown: Option<String>,
+    sql: String,
+}
+
+/// The lineage of model `m`, with what it asked `provider`.
+fn model_lineage(ws: &Workspace, m: usize, provider: &Provider) -> (LineageParts, Asked) {
+    let analysis = &ws.models[m];
     // Parsed again here: the workspace does not keep syntax trees.
     let query = match &analysis.parsed {
         Parsed::Sql { .. } => sql::parse_query(&analysis.rendered).ok(),
         Parsed::DuckDb { .. } => None,
     };
+    let recording = Recording {
+        inner: provider,
+        asked: RefCell::new(Vec::new()),
+    };
     let (columns, row_hash, row_inputs, row_clauses, lineage_unknown) =
         match (&query, &analysis.parsed) {
             (Some(query), _) => {
-                let provider = Provider { ws, schemas, done };
-                let lineage = query.lineage(&provider);
+                let lineage = query.lineage(&recording);
                 let pair = |c: &sql::ColumnRef| (c.table.clone(), c.column.clone());
                 (
                     lineage
@@ -364,14 +489,7 @@ fn model_version(
                 }),
             ),
         };
-    ModelVersion {
-        name: file.name.as_str().into(),
-        kind: config.kind.as_str().to_string(),
-        fingerprint: combine(&own),
-        own,
-        metadata,
-        data_header,
-        parents,
+    let parts = LineageParts {
         columns,
         row_hash,
         row_inputs,
@@ -381,7 +499,59 @@ fn model_version(
             Some(query) => query.pretty(),
             None => analysis.rendered.clone(),
         },
-        forward_only: config.forward_only,
+    };
+    (parts, recording.asked.into_inner())
+}
+
+/// The lineage of model `m` as computed in the other version of the project,
+/// when it holds here: the same rendered SQL, parsed by hubforge's parser in
+/// both, and every table its lineage asked about answering the same here.
+fn shared_lineage(
+    ws: &Workspace,
+    m: usize,
+    (other, traced): (&Workspace, &Traced),
+    provider: &Provider,
+) -> Option<(LineageParts, Asked)> {
+    let analysis = &ws.models[m];
+    let id = other.dag.lookup(&ws.project.models[m].name)?;
+    let (_, theirs) = other.model(id)?;
+    let both_sql = matches!(analysis.parsed, Parsed::Sql { .. })
+        && matches!(theirs.parsed, Parsed::Sql { .. });
+    if !both_sql || theirs.rendered != analysis.rendered {
+        return None;
+    }
+    let asked = traced.asked[id].as_ref()?;
+    let v = traced.versions[id].as_ref()?;
+    if !asked
+        .iter()
+        .all(|(table, answer)| provider.resolve(table) == *answer)
+    {
+        return None;
+    }
+    let parts = LineageParts {
+        columns: v.columns.clone(),
+        row_hash: v.row_hash.clone(),
+        row_inputs: v.row_inputs.clone(),
+        row_clauses: v.row_clauses.clone(),
+        lineage_unknown: v.lineage_unknown.clone(),
+        sql: v.sql.clone(),
+    };
+    Some((parts, asked.clone()))
+}
+
+/// A schema provider that notes every question and its answer.
+struct Recording<'a> {
+    inner: &'a dyn SchemaProvider,
+    asked: RefCell<Asked>,
+}
+
+impl SchemaProvider for Recording<'_> {
+    fn resolve(&self, table: &TableRef) -> Option<(String, Option<Vec<String>>)> {
+        let answer = self.inner.resolve(table);
+        self.asked
+            .borrow_mut()
+            .push((table.clone(), answer.clone()));
+        answer
     }
 }
 

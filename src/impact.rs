@@ -741,8 +741,21 @@ pub fn impact(
     schemas_for(&head, &wanted_head, st, &mut schemas, false)?;
     schemas_for(&base, &wanted_base, st, &mut schemas, false)?;
     let no_state = State::default();
-    let mut head_v = crate::fingerprint::versions_of(&head, &schemas, &no_state, &wanted_head);
-    let mut base_v = crate::fingerprint::versions_of(&base, &schemas, &no_state, &wanted_base);
+    // The base takes over the lineage of every model whose SQL and inputs are
+    // the same as in the working tree: most of what a change reaches.
+    let both_versions = |schemas: &KnownSchemas| {
+        use crate::fingerprint::versions_sharing;
+        let head_t = versions_sharing(&head, schemas, &no_state, &wanted_head, None);
+        let base_t = versions_sharing(
+            &base,
+            schemas,
+            &no_state,
+            &wanted_base,
+            Some((&head, &head_t)),
+        );
+        (head_t.versions, base_t.versions)
+    };
+    let (mut head_v, mut base_v) = both_versions(&schemas);
     // Read the files of the sources and seeds that models of unknown lineage
     // read, until no more columns are learnt.
     loop {
@@ -764,8 +777,7 @@ pub fn impact(
         if schemas.len() == before {
             break;
         }
-        head_v = crate::fingerprint::versions_of(&head, &schemas, &no_state, &wanted_head);
-        base_v = crate::fingerprint::versions_of(&base, &schemas, &no_state, &wanted_base);
+        (head_v, base_v) = both_versions(&schemas);
     }
     crate::progress::timing("fingerprints and lineage", t.elapsed());
 
