@@ -264,7 +264,16 @@ fn validate_model(
                     .and_then(|c| c.rows.first().and_then(|r| r[0].as_i64()))
                     == Some(stored.values().map(|m| m.rows).sum())
             }) {
-            Some(stored) => stored.clone(),
+            Some(stored) => {
+                crate::progress::timing(
+                    &format!(
+                        "validate {}: before side from stored metrics",
+                        subject.model
+                    ),
+                    std::time::Duration::ZERO,
+                );
+                stored.clone()
+            }
             None => side(
                 s,
                 rel,
