@@ -500,7 +500,7 @@ pub(super) fn run<'a>(
             let Some(list) = pending.get_mut(&id).filter(|l| !l.is_empty()) else {
                 return Ok(());
             };
-            let chain: Vec<usize> = list.drain(..).collect();
+            let chain: Vec<usize> = std::mem::take(list);
             task_tx
                 .send((chain, !created.contains(&id)))
                 .map_err(|_| Error::Engine("staging workers stopped".to_string()))?;
