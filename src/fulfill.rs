@@ -142,10 +142,7 @@ pub fn destinations_of<'a>(
 pub type PauseDecisions = BTreeMap<String, (bool, String, String)>;
 
 pub fn paused_in_state(s: &dyn Session) -> Result<PauseDecisions> {
-    let exists = s.query(&format!(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = '{SCHEMA}' AND table_name = 'destinations'"
-    ))?;
-    if exists.rows.first().and_then(|r| r[0].as_i64()) != Some(1) {
+    if !crate::engine::relation_exists(s, &format!("{SCHEMA}.destinations")) {
         return Ok(BTreeMap::new());
     }
     let rows = s.query(&format!(
@@ -268,10 +265,7 @@ pub fn write_file(root: &Path, manifest: &Manifest) -> Result<PathBuf> {
 /// Write the files of manifests that are in state but not on disk (a run
 /// killed between its commit and writing the file).
 pub fn restore_files(s: &dyn Session, root: &Path) -> Result<()> {
-    let exists = s.query(&format!(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = '{SCHEMA}' AND table_name = 'manifests'"
-    ))?;
-    if exists.rows.first().and_then(|r| r[0].as_i64()) != Some(1) {
+    if !crate::engine::relation_exists(s, &format!("{SCHEMA}.manifests")) {
         return Ok(());
     }
     let rows = s.query(&format!(

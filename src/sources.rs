@@ -298,27 +298,22 @@ pub fn ingest(
     let warnings = check_declared_columns(s, project, name, config, &paths)?;
     let table = ingested_name(name, config, files);
     let quoted = crate::engine::quote_ident(&table);
-    let (qualified, schema, catalog) = match mode {
-        Ingest::Warehouse => (format!("{SOURCE_SCHEMA}.{quoted}"), SOURCE_SCHEMA, None),
-        Ingest::Temp => (format!("temp.main.{quoted}"), "main", Some("temp")),
+    let qualified = match mode {
+        Ingest::Warehouse => format!("{SOURCE_SCHEMA}.{quoted}"),
+        Ingest::Temp => format!("temp.main.{quoted}"),
     };
     let create = match mode {
         Ingest::Warehouse => format!("CREATE TABLE IF NOT EXISTS {qualified}"),
         Ingest::Temp => format!("CREATE TEMP TABLE IF NOT EXISTS {quoted}"),
     };
     // `CREATE ... IF NOT EXISTS ... AS SELECT` would still read the files.
-    let exists = s.query(&format!(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = {} AND table_name = {}{}",
-        quote_str(schema),
-        quote_str(&table),
-        catalog.map(|c| format!(" AND table_catalog = {}", quote_str(c))).unwrap_or_default()
-    ))?;
+    let exists = crate::engine::relation_exists(s, &qualified);
     let quarantine = config.on_bad_rows == OnBadRows::Quarantine;
     let rejects_table = format!(
         "{REJECTS_SCHEMA}.{}",
         crate::engine::quote_ident(&name.to_lowercase())
     );
-    if exists.rows.first().and_then(|r| r[0].as_i64()) == Some(1) {
+    if exists {
         let rejected = match mode {
             Ingest::Warehouse if quarantine => count_rows(s, REJECTS_SCHEMA, &name.to_lowercase())?,
             _ => 0,
@@ -369,12 +364,8 @@ pub fn ingest(
 }
 
 fn count_rows(s: &dyn Session, schema: &str, table: &str) -> Result<i64> {
-    let exists = s.query(&format!(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = {} AND table_name = {}",
-        quote_str(schema),
-        quote_str(table)
-    ))?;
-    if exists.rows.first().and_then(|r| r[0].as_i64()) != Some(1) {
+    let qualified = format!("{schema}.{}", crate::engine::quote_ident(table));
+    if !crate::engine::relation_exists(s, &qualified) {
         return Ok(0);
     }
     let rows = s.query(&format!(

@@ -234,10 +234,7 @@ impl crate::change::VersionLookup for State {
 
 /// The state schema version in the warehouse, if any.
 pub fn stored_version(s: &dyn Session) -> Result<Option<u32>> {
-    let exists = s.query(&format!(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = '{SCHEMA}' AND table_name = 'meta'"
-    ))?;
-    if exists.rows.first().and_then(|r| r[0].as_i64()) != Some(1) {
+    if !crate::engine::relation_exists(s, &format!("{SCHEMA}.meta")) {
         return Ok(None);
     }
     let rows = s.query(&format!(

@@ -96,6 +96,15 @@ pub fn window_predicate(qualifier: Option<&str>, column: &str, interval: &Interv
     )
 }
 
+/// Whether a table or view exists, by looking its name up: listing
+/// `information_schema.tables` reads the whole catalog, a tenth of a second
+/// in a warehouse of 10,000 models. Not for use inside a transaction (the
+/// failed lookup of a missing relation would abort it).
+pub fn relation_exists(s: &dyn Session, qualified: &str) -> bool {
+    s.query(&format!("SELECT 1 FROM {qualified} LIMIT 0"))
+        .is_ok()
+}
+
 /// A SQL identifier, always quoted.
 pub fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
