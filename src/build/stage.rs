@@ -251,12 +251,15 @@ pub(super) fn plan_staging(
 
 /// Finished batches recorded in the staging registry: key → result.
 pub(super) fn finished_batches(s: &dyn Session) -> Result<HashMap<String, Staged>> {
-    let rows = s.query(&format!(
+    Ok(by_key(&s.query(&format!(
         "SELECT key, row_count, checksum FROM {STAGE_SCHEMA}.{BATCHES}"
-    ))?;
-    Ok(rows
-        .rows
-        .into_iter()
+    ))?))
+}
+
+/// Rows of (key, row_count, checksum) of the registry, by key.
+fn by_key(rows: &crate::engine::Rows) -> HashMap<String, Staged> {
+    rows.rows
+        .iter()
         .map(|r| {
             (
                 r[0].to_text().unwrap_or_default(),
@@ -266,7 +269,7 @@ pub(super) fn finished_batches(s: &dyn Session) -> Result<HashMap<String, Staged
                 },
             )
         })
-        .collect())
+        .collect()
 }
 
 /// Remove what dead runs left that this run will not reuse: registry entries
@@ -1026,19 +1029,7 @@ fn record(
         quote_str(&stage.table),
         data_table(&stage.table)
     ))?;
-    let by_key: HashMap<String, Staged> = rows
-        .rows
-        .iter()
-        .map(|r| {
-            (
-                r[0].to_text().unwrap_or_default(),
-                Staged {
-                    rows: r[1].as_i64().unwrap_or(0),
-                    checksum: r[2].to_text().unwrap_or_default(),
-                },
-            )
-        })
-        .collect();
+    let by_key = by_key(&rows);
     Ok(tasks
         .iter()
         .map(|&i| {
