@@ -77,6 +77,37 @@ enum Command {
         #[arg(long, default_value = "main")]
         schema: String,
     },
+    /// Time queries against a DuckDB file, read-only: the best of `--repeat`
+    /// runs of each, with its row count. To see what a statement hubforge runs
+    /// costs on its own (e.g. a validation pass or an audit).
+    Query {
+        database: PathBuf,
+        #[arg(required = true)]
+        sql: Vec<String>,
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+    },
+}
+
+/// Run each of `sql` `repeat` times on `database` (see `Command::Query`).
+fn query(database: &std::path::Path, sql: &[String], repeat: usize) -> duckdb::Result<()> {
+    let config = duckdb::Config::default().access_mode(duckdb::AccessMode::ReadOnly)?;
+    let conn = duckdb::Connection::open_with_flags(database, config)?;
+    for q in sql {
+        let mut best = std::time::Duration::MAX;
+        let mut rows = 0;
+        for _ in 0..repeat.max(1) {
+            let t = Instant::now();
+            let mut stmt = conn.prepare(q)?;
+            rows = stmt.query_map([], |_| Ok(()))?.count();
+            best = best.min(t.elapsed());
+        }
+        println!(
+            "{:>9.1} ms  {rows:>8} rows  {q}",
+            best.as_secs_f64() * 1000.0
+        );
+    }
+    Ok(())
 }
 
 /// Print rows per relation of `schema` in `database` (see `Command::Count`).
@@ -269,6 +300,16 @@ fn main() {
         }
         Command::Count { database, schema } => {
             if let Err(e) = count(&database, &schema) {
+                eprintln!("{e}");
+                std::process::exit(1);
+            }
+        }
+        Command::Query {
+            database,
+            sql,
+            repeat,
+        } => {
+            if let Err(e) = query(&database, &sql, repeat) {
                 eprintln!("{e}");
                 std::process::exit(1);
             }
