@@ -155,7 +155,7 @@ impl Workspace {
         if problems.has_errors() {
             return Err(problems.sorted());
         }
-        let dag = build_dag(&project, nodes, &names, &models, &mut problems)?;
+        let dag = build_dag(&project, &nodes, &names, &models, &mut problems)?;
         Ok(Workspace {
             project,
             templates,
@@ -188,11 +188,10 @@ impl Workspace {
             .map(|m| {
                 let file = &self.project.models[m];
                 let analysis = &self.models[m];
-                let reused = reuse
-                    .and_then(|other| {
-                        reused_analysis(other, file, &self.templates, &self.names, false)
-                    })
-                    .filter(|a| !matches!(a.parsed, Parsed::Deferred { .. }));
+                // Not `same_names`: a deferred analysis there is no help here.
+                let reused = reuse.and_then(|other| {
+                    reused_analysis(other, file, &self.templates, &self.names, false)
+                });
                 let analysed = reused.map_or_else(
                     || {
                         parse_rendered(
@@ -217,10 +216,9 @@ impl Workspace {
         if problems.has_errors() {
             return Err(problems.sorted());
         }
-        let nodes = self.dag.nodes.clone();
         self.dag = build_dag(
             &self.project,
-            nodes,
+            &self.dag.nodes,
             &self.names,
             &self.models,
             &mut problems,
@@ -331,7 +329,7 @@ fn graph_nodes(project: &Project) -> Vec<Node> {
 /// model reading itself is an error, and so is a cycle.
 fn build_dag(
     project: &Project,
-    nodes: Vec<Node>,
+    nodes: &[Node],
     names: &NameTable,
     models: &[ModelAnalysis],
     problems: &mut Diagnostics,
@@ -367,7 +365,7 @@ fn build_dag(
             &r.table,
         ))
     };
-    Dag::new(nodes.clone(), &edges, &locate).map_err(Diagnostics::from)
+    Dag::new(nodes.to_vec(), &edges, &locate).map_err(Diagnostics::from)
 }
 
 /// Names that table references resolve against.
@@ -375,6 +373,9 @@ fn build_dag(
 struct NameTable {
     /// Hashed: a deferred model's scan looks up every identifier it meets.
     by_key: HashMap<String, NodeId>,
+    /// The lengths of `by_key`'s keys: most identifiers a scan meets are
+    /// keywords and columns, passed over without hashing them.
+    key_lengths: Lengths,
     /// `schema.table` of table sources → source node.
     source_tables: BTreeMap<String, NodeId>,
     model_nodes: Vec<NodeId>,
@@ -405,6 +406,7 @@ impl NameTable {
             .map(|m| by_key[&m.name.to_lowercase()])
             .collect();
         NameTable {
+            key_lengths: Lengths::of(by_key.keys().map(String::len)),
             by_key,
             source_tables,
             model_nodes,
@@ -434,11 +436,14 @@ impl NameTable {
                 std::mem::swap(&mut key, &mut previous);
                 key.clear();
                 if part.is_ascii() {
-                    key.extend(part.bytes().map(|b| b.to_ascii_lowercase() as char));
+                    key.push_str(part);
+                    key.make_ascii_lowercase();
                 } else {
                     key.push_str(&part.to_lowercase());
                 }
-                found.extend(self.by_key.get(key.as_str()));
+                if self.key_lengths.may_hold(key.len()) {
+                    found.extend(self.by_key.get(key.as_str()));
+                }
                 if k > 0 && !self.source_tables.is_empty() {
                     let pair = format!("{previous}.{key}");
                     found.extend(self.source_tables.get(&pair));
@@ -447,6 +452,20 @@ impl NameTable {
         })
         .ok()?;
         Some(found.into_iter().collect())
+    }
+}
+
+/// A set of lengths, up to 63 exactly, longer ones together.
+#[derive(PartialEq)]
+struct Lengths(u64);
+
+impl Lengths {
+    fn of(lengths: impl Iterator<Item = usize>) -> Lengths {
+        Lengths(lengths.fold(0, |bits, n| bits | 1 << n.min(63)))
+    }
+
+    fn may_hold(&self, n: usize) -> bool {
+        self.0 & 1 << n.min(63) != 0
     }
 }
 

@@ -103,17 +103,24 @@ pub fn identifier_chains<'a>(
             }
             _ => {
                 let start = i;
-                while i < b.len() {
-                    let (ch, len) = char_at(sql, i);
-                    let part = if i == start {
-                        ch.is_alphabetic() || ch == '_'
-                    } else {
-                        ch.is_alphabetic() || ch.is_ascii_digit() || ch == '$' || ch == '_'
-                    };
-                    if !part {
-                        break;
-                    }
+                let (first, len) = char_at(sql, i);
+                if first.is_alphabetic() || first == '_' {
                     i += len;
+                    // ASCII a byte at a time; other letters a char at a time.
+                    while i < b.len() {
+                        let x = b[i];
+                        if x.is_ascii_alphanumeric() || x == b'_' || x == b'$' {
+                            i += 1;
+                        } else if x.is_ascii() {
+                            break;
+                        } else {
+                            let (ch, len) = char_at(sql, i);
+                            if !ch.is_alphabetic() {
+                                break;
+                            }
+                            i += len;
+                        }
+                    }
                 }
                 if i == start {
                     let (ch, len) = char_at(sql, i);
