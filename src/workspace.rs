@@ -130,15 +130,16 @@ impl Workspace {
         let templates = Templates::new(&project.macros, vars).map_err(Diagnostics)?;
         let nodes = graph_nodes(&project);
         let names = NameTable::new(&project, &nodes);
-        // Candidates are node ids: they hold here only if every name resolves the same.
-        let same_names = reuse.is_some_and(|other| other.names == names);
+        let carry = reuse.and_then(|other| names.carried_from(&other.names));
 
         let results: Vec<Result<ModelAnalysis, Vec<Diagnostic>>> = project
             .models
             .par_iter()
             .map(|m| {
                 reuse
-                    .and_then(|other| reused_analysis(other, m, &templates, &names, same_names))
+                    .and_then(|other| {
+                        reused_analysis(other, m, &templates, &names, carry.as_deref())
+                    })
                     .map_or_else(|| analyse_model(m, &templates, &names, depth), Ok)
             })
             .collect();
@@ -188,9 +189,9 @@ impl Workspace {
             .map(|m| {
                 let file = &self.project.models[m];
                 let analysis = &self.models[m];
-                // Not `same_names`: a deferred analysis there is no help here.
+                // No candidates carried: a deferred analysis there is no help here.
                 let reused = reuse.and_then(|other| {
-                    reused_analysis(other, file, &self.templates, &self.names, false)
+                    reused_analysis(other, file, &self.templates, &self.names, None)
                 });
                 let analysed = reused.map_or_else(
                     || {
@@ -369,7 +370,6 @@ fn build_dag(
 }
 
 /// Names that table references resolve against.
-#[derive(PartialEq)]
 struct NameTable {
     /// Hashed: a deferred model's scan looks up every identifier it meets.
     by_key: HashMap<String, NodeId>,
@@ -422,6 +422,29 @@ impl NameTable {
         )
     }
 
+    /// How the candidates of a deferred analysis in `other` (node ids there)
+    /// carry over here: each node there → the node of the same name here, if
+    /// any. Only when every name here resolves there to a node of the same
+    /// name (a model new here, or one gone, is fine the one way, not the
+    /// other): then every node the same SQL names here is the counterpart of
+    /// one it names there.
+    fn carried_from(&self, other: &NameTable) -> Option<Vec<Option<NodeId>>> {
+        let names_there = self.by_key.keys().all(|k| other.by_key.contains_key(k));
+        let tables_there = self.source_tables.iter().all(|(t, &id)| {
+            other
+                .source_tables
+                .get(t)
+                .is_some_and(|&o| self.names[id].to_lowercase() == other.names[o].to_lowercase())
+        });
+        (names_there && tables_there).then(|| {
+            other
+                .names
+                .iter()
+                .map(|n| self.by_key.get(&n.to_lowercase()).copied())
+                .collect()
+        })
+    }
+
     /// Every node `sql` names as a reference would, anywhere outside strings
     /// and comments: each part of a dotted name by itself (`x`, and `main.x`,
     /// `db.main.x` through their last part) and each two consecutive parts as a
@@ -456,7 +479,6 @@ impl NameTable {
 }
 
 /// A set of lengths, up to 63 exactly, longer ones together.
-#[derive(PartialEq)]
 struct Lengths(u64);
 
 impl Lengths {
@@ -487,14 +509,13 @@ fn resolve_ref(
 
 /// The analysis of the same model file in `other`, when it is valid here: the
 /// same text, the same macros and vars, every reference resolving.
-/// A deferred analysis holds only when `same_names`: its candidates are node
-/// ids, and a name new here could stand in its SQL.
+/// A deferred analysis holds only with `carry` (see [`NameTable::carried_from`]).
 fn reused_analysis(
     other: &Workspace,
     model: &ModelFile,
     templates: &Templates,
     names: &NameTable,
-    same_names: bool,
+    carry: Option<&[Option<NodeId>]>,
 ) -> Option<ModelAnalysis> {
     let node = other.dag.lookup(&model.name)?;
     let (file, analysis) = other.model(node)?;
@@ -514,8 +535,14 @@ fn reused_analysis(
     if !(same_macros && same_vars && same_macro_names) {
         return None;
     }
-    if matches!(analysis.parsed, Parsed::Deferred { .. }) && !same_names {
-        return None;
+    if let Parsed::Deferred { candidates } = &analysis.parsed {
+        let carry = carry?;
+        let mut here: Vec<NodeId> = candidates.iter().filter_map(|&c| carry[c]).collect();
+        here.sort_unstable();
+        return Some(ModelAnalysis {
+            parsed: Parsed::Deferred { candidates: here },
+            ..analysis.clone()
+        });
     }
     let refs = analysis
         .refs
@@ -900,6 +927,19 @@ mod tests {
         assert_eq!(ws.may_read(b), [a]);
         assert!(matches!(ws.models[mc].parsed, Parsed::Sql { .. }));
         assert!(!ws.analyse([mc], None).unwrap(), "already parsed");
+
+        // Another version without model `aa` (it sorts before `b` and `c`,
+        // whose node ids shift) takes over the deferred analyses by name.
+        std::fs::write(d.join("models/aa.sql"), "SELECT 1 AS x").unwrap();
+        let head = Workspace::load_deferred(d, &[]).unwrap();
+        std::fs::remove_file(d.join("models/aa.sql")).unwrap();
+        let base =
+            Workspace::from_project(Project::load(d).unwrap(), &[], Some(&head), Depth::Deferred)
+                .unwrap();
+        let node = |n: &str| base.dag.lookup(n).unwrap();
+        assert_eq!(base.may_read(node("c")), [node("raw"), node("a")]);
+        assert_eq!(base.may_read(node("b")), [node("a")]);
+        assert_ne!(head.dag.lookup("b"), base.dag.lookup("b"));
     }
 
     #[test]
