@@ -451,7 +451,7 @@ fn model_lineage(ws: &Workspace, m: usize, provider: &Provider) -> (LineageParts
     // Parsed again here: the workspace does not keep syntax trees.
     let query = match &analysis.parsed {
         Parsed::Sql { .. } => sql::parse_query(&analysis.rendered).ok(),
-        Parsed::DuckDb { .. } => None,
+        Parsed::DuckDb { .. } | Parsed::Deferred { .. } => None,
     };
     let recording = Recording {
         inner: provider,
@@ -486,6 +486,7 @@ fn model_lineage(ws: &Workspace, m: usize, provider: &Provider) -> (LineageParts
                 Some(match parsed {
                     Parsed::DuckDb { reason, .. } => reason.clone(),
                     Parsed::Sql { .. } => "the query no longer parses".to_string(),
+                    Parsed::Deferred { .. } => unreachable!("deferred models have no lineage"),
                 }),
             ),
         };

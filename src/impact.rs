@@ -4,7 +4,9 @@
 //!
 //! The base version of the project is read from git objects, never checked
 //! out: only the files that differ are read, and every other model keeps the
-//! analysis of the working tree. Both versions are fingerprinted with the same
+//! analysis of the working tree. Both versions are loaded with their SQL
+//! deferred ([`Depth::Deferred`]): only the models a change can reach, and
+//! their ancestors, are parsed. Both versions are fingerprinted with the same
 //! code as `plan` (only the part of the DAG a change can reach) and compared by
 //! the same [`Comparer`], through column lineage. No model SQL runs; a
 //! warehouse, when there is one, is opened read-only for what is built and how
@@ -27,7 +29,7 @@ use crate::graph::{NodeId, NodeKind};
 use crate::interval::{IntervalSet, Unit};
 use crate::project::{CONFIG_FILE, FileRole, file_role};
 use crate::state::State;
-use crate::workspace::Workspace;
+use crate::workspace::{Depth, Workspace};
 
 /// The version of the JSON report.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -463,30 +465,103 @@ impl VersionLookup for Both {
     }
 }
 
-/// Every node marked, plus every ancestor of one.
-fn with_ancestors(ws: &Workspace, marked: &BTreeSet<NodeId>) -> Vec<bool> {
-    let mut wanted = vec![false; ws.dag.len()];
-    let mut todo: Vec<NodeId> = marked.iter().copied().collect();
-    while let Some(id) = todo.pop() {
-        if !std::mem::replace(&mut wanted[id], true) {
-            todo.extend(ws.dag.parents(id));
-        }
-    }
-    wanted
+/// What each node of a workspace may read, and what may read it: the DAG's
+/// edges, with a deferred model's candidates standing in for its references.
+/// Every true edge is among them, so a walk over them finds at least the
+/// nodes the same walk over the true edges finds.
+struct Reads {
+    parents: Vec<Vec<NodeId>>,
+    children: Vec<Vec<NodeId>>,
 }
 
-/// Every node marked, plus every descendant of one.
-fn with_descendants(ws: &Workspace, marked: &BTreeSet<NodeId>) -> BTreeSet<NodeId> {
-    let mut out = marked.clone();
-    let mut todo: Vec<NodeId> = marked.iter().copied().collect();
-    while let Some(id) = todo.pop() {
-        for c in ws.dag.children(id) {
-            if out.insert(c) {
-                todo.push(c);
+impl Reads {
+    fn of(ws: &Workspace) -> Reads {
+        let parents: Vec<Vec<NodeId>> = (0..ws.dag.len()).map(|id| ws.may_read(id)).collect();
+        let mut children = vec![Vec::new(); parents.len()];
+        for (id, ps) in parents.iter().enumerate() {
+            for &p in ps {
+                children[p].push(id);
             }
         }
+        Reads { parents, children }
     }
-    out
+
+    /// Every node marked, plus every ancestor of one.
+    fn with_ancestors(&self, marked: &BTreeSet<NodeId>) -> Vec<bool> {
+        let mut wanted = vec![false; self.parents.len()];
+        let mut todo: Vec<NodeId> = marked.iter().copied().collect();
+        while let Some(id) = todo.pop() {
+            if !std::mem::replace(&mut wanted[id], true) {
+                todo.extend(&self.parents[id]);
+            }
+        }
+        wanted
+    }
+
+    /// Every node marked, plus every descendant of one.
+    fn with_descendants(&self, marked: &BTreeSet<NodeId>) -> BTreeSet<NodeId> {
+        let mut out = marked.clone();
+        let mut todo: Vec<NodeId> = marked.iter().copied().collect();
+        while let Some(id) = todo.pop() {
+            for &c in &self.children[id] {
+                if out.insert(c) {
+                    todo.push(c);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The part of both versions a change reaches.
+struct Scope {
+    /// Models of the working tree whose own inputs differ.
+    touched_head: BTreeSet<NodeId>,
+    /// Their descendants, and the readers of changed seeds.
+    reach_head: BTreeSet<NodeId>,
+    /// The reach and its ancestors: what needs fingerprints and lineage.
+    wanted_head: Vec<bool>,
+    wanted_base: Vec<bool>,
+}
+
+impl Scope {
+    fn of(
+        head: &Workspace,
+        base: &Workspace,
+        changed_files: &BTreeSet<PathBuf>,
+        changed_nodes: &BTreeSet<String>,
+        changed_seeds: &BTreeSet<String>,
+    ) -> Scope {
+        let (reads_head, reads_base) = (Reads::of(head), Reads::of(base));
+        let touched_head = touched(head, &reads_head, base, changed_files, changed_nodes);
+        let touched_base = touched(base, &reads_base, head, changed_files, changed_nodes);
+        // Sources and seeds that differ reach their readers too.
+        let seeds_head: BTreeSet<NodeId> = changed_seeds
+            .iter()
+            .filter_map(|s| head.dag.lookup(s))
+            .collect();
+        let reach_head =
+            reads_head.with_descendants(&touched_head.union(&seeds_head).copied().collect());
+        let mut reach_base: BTreeSet<NodeId> = reach_head
+            .iter()
+            .filter_map(|&id| base.dag.lookup(head.dag.nodes[id].name.as_str()))
+            .collect();
+        reach_base.extend(reads_base.with_descendants(&touched_base));
+        Scope {
+            wanted_head: reads_head.with_ancestors(&reach_head),
+            wanted_base: reads_base.with_ancestors(&reach_base),
+            touched_head,
+            reach_head,
+        }
+    }
+}
+
+/// The models among `wanted` nodes (indices into `project.models`).
+fn wanted_models(ws: &Workspace, wanted: &[bool]) -> Vec<usize> {
+    (0..ws.dag.len())
+        .filter(|&id| wanted[id])
+        .filter_map(|id| ws.dag.nodes[id].model)
+        .collect()
 }
 
 /// Columns of sources and seeds for lineage: from state, from the declared
@@ -605,6 +680,7 @@ fn read_state(ws: &Workspace) -> Result<Option<State>> {
 /// used, or a source or seed they read.
 fn touched(
     ws: &Workspace,
+    reads: &Reads,
     other: &Workspace,
     changed_files: &BTreeSet<PathBuf>,
     changed_nodes: &BTreeSet<String>,
@@ -626,7 +702,7 @@ fn touched(
             .vars
             .iter()
             .any(|v| ws.templates.var_value(v) != other.templates.var_value(v));
-        let reads_changed = ws.dag.parents(id).iter().any(|&p| {
+        let reads_changed = reads.parents[id].iter().any(|&p| {
             !ws.dag.nodes[p].kind.is_model() && changed_nodes.contains(ws.dag.nodes[p].name.key())
         });
         if !same_in_other
@@ -682,7 +758,7 @@ pub fn impact(
     let base_files = read_base(root, reference)?;
     crate::progress::timing("read base from git", t.elapsed());
     let t = std::time::Instant::now();
-    let head = Workspace::load(root, var_overrides)?;
+    let mut head = Workspace::load_deferred(root, var_overrides)?;
     crate::progress::timing("load project", t.elapsed());
     let t = std::time::Instant::now();
     let short = &base_files.commit[..base_files.commit.len().min(12)];
@@ -701,8 +777,9 @@ pub fn impact(
             &base_files.files,
         )
         .map_err(at_base)?;
-    let base =
-        Workspace::from_project(base_project, var_overrides, Some(&head)).map_err(at_base)?;
+    let mut base =
+        Workspace::from_project(base_project, var_overrides, Some(&head), Depth::Deferred)
+            .map_err(at_base)?;
     crate::progress::timing("load base version", t.elapsed());
 
     let t = std::time::Instant::now();
@@ -716,21 +793,25 @@ pub fn impact(
     let changed_files: BTreeSet<PathBuf> = base_files.files.keys().cloned().collect();
     let (changed_sources, changed_seeds) = changed_inputs(&head, &base, &changed_files);
     let changed_nodes: BTreeSet<String> = changed_sources.union(&changed_seeds).cloned().collect();
-    let touched_head = touched(&head, &base, &changed_files, &changed_nodes);
-    let touched_base = touched(&base, &head, &changed_files, &changed_nodes);
-    // Sources and seeds that differ reach their readers too.
-    let seeds_head: BTreeSet<NodeId> = changed_seeds
-        .iter()
-        .filter_map(|s| head.dag.lookup(s))
-        .collect();
-    let reach_head = with_descendants(&head, &touched_head.union(&seeds_head).copied().collect());
-    let mut reach_base: BTreeSet<NodeId> = reach_head
-        .iter()
-        .filter_map(|&id| base.dag.lookup(head.dag.nodes[id].name.as_str()))
-        .collect();
-    reach_base.extend(with_descendants(&base, &touched_base));
-    let wanted_head = with_ancestors(&head, &reach_head);
-    let wanted_base = with_ancestors(&base, &reach_base);
+    // Over deferred models' candidates the scope holds at least the true one.
+    // Parse every model in it and compute it again, until it holds no deferred
+    // model: then every edge it was computed from is a parsed reference, and
+    // it is exactly the scope of a project loaded fully.
+    let Scope {
+        touched_head,
+        reach_head,
+        wanted_head,
+        wanted_base,
+    } = loop {
+        let scope = Scope::of(&head, &base, &changed_files, &changed_nodes, &changed_seeds);
+        let parsed_head = head.analyse(wanted_models(&head, &scope.wanted_head), None)?;
+        let parsed_base = base
+            .analyse(wanted_models(&base, &scope.wanted_base), Some(&head))
+            .map_err(at_base)?;
+        if !parsed_head && !parsed_base {
+            break scope;
+        }
+    };
 
     crate::progress::timing("what the change reaches", t.elapsed());
     let t = std::time::Instant::now();

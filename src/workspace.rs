@@ -1,7 +1,14 @@
 //! A loaded project: files read, templates rendered, SQL analysed, references
 //! resolved and the DAG built. Every command starts from here.
+//!
+//! `hubforge impact` loads with [`Depth::Deferred`]: parsing every model is most
+//! of the cost of loading, and a change reaches only a small part of the DAG.
+//! There every model is read and rendered, but only a cheap lexical scan of its
+//! SQL is done at first; [`Workspace::analyse`] parses the models that turn out
+//! to matter.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -23,6 +30,24 @@ pub enum Parsed {
     /// Only DuckDB's own parser accepts it: dependencies and the canonical form
     /// come from DuckDB; column lineage is unknown.
     DuckDb { canonical: String, reason: String },
+    /// Not parsed yet ([`Depth::Deferred`]): the model's `refs` are empty and
+    /// `candidates` lists every node its rendered SQL names anywhere, resolved
+    /// like a reference (every identifier and dotted name outside strings and
+    /// comments, CTE names and columns included). That over-approximates the
+    /// nodes it reads, so what a change can reach is bounded without parsing.
+    Deferred { candidates: Vec<NodeId> },
+}
+
+/// How much of each model [`Workspace::from_project`] analyses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// Parse every model: exact references, every error found.
+    Full,
+    /// Render every model (templates' errors and usage are known) but leave its
+    /// SQL [`Parsed::Deferred`], until [`Workspace::analyse`]. The DAG then has
+    /// the edges of analysed models only; deferred models' candidates stand in
+    /// for theirs (see [`Workspace::may_read`]).
+    Deferred,
 }
 
 /// A table reference in a model resolved to a node of the graph.
@@ -44,10 +69,12 @@ pub struct ModelAnalysis {
 }
 
 impl ModelAnalysis {
-    /// The canonical SQL fingerprints are computed from.
+    /// The canonical SQL fingerprints are computed from. Only analysed models
+    /// are fingerprinted: a deferred one panics.
     pub fn canonical(&self) -> String {
         match &self.parsed {
             Parsed::Sql { canonical } | Parsed::DuckDb { canonical, .. } => canonical.clone(),
+            Parsed::Deferred { .. } => panic!("a deferred model has no canonical form"),
         }
     }
 }
@@ -61,23 +88,35 @@ pub struct Workspace {
     pub models: Vec<ModelAnalysis>,
     /// Problems that do not stop the project from loading.
     pub warnings: Vec<Diagnostic>,
+    /// What references resolve against: kept to analyse deferred models later.
+    names: NameTable,
 }
 
 impl Workspace {
     /// Load the project at `root`. `var_overrides` replace `[vars]` entries
     /// (`--var name=value`; values are read as TOML when they parse, else as text).
     pub fn load(root: &Path, var_overrides: &[(String, String)]) -> Result<Workspace, Diagnostics> {
-        Workspace::from_project(Project::load(root)?, var_overrides, None)
+        Workspace::from_project(Project::load(root)?, var_overrides, None, Depth::Full)
+    }
+
+    /// [`Workspace::load`] with every model's SQL left [`Parsed::Deferred`].
+    pub fn load_deferred(
+        root: &Path,
+        var_overrides: &[(String, String)],
+    ) -> Result<Workspace, Diagnostics> {
+        Workspace::from_project(Project::load(root)?, var_overrides, None, Depth::Deferred)
     }
 
     /// Analyse a project read already. With `reuse`, a model whose file, and
     /// the macros and vars it uses, are the same as in that workspace keeps its
     /// analysis there (its references resolved again): another version of a
-    /// project costs only the files that differ.
+    /// project costs only the files that differ. That analysis may be deferred
+    /// there, whatever `depth` says here.
     pub fn from_project(
         project: Project,
         var_overrides: &[(String, String)],
         reuse: Option<&Workspace>,
+        depth: Depth,
     ) -> Result<Workspace, Diagnostics> {
         let mut vars: BTreeMap<String, serde_json::Value> = project
             .config
@@ -91,14 +130,17 @@ impl Workspace {
         let templates = Templates::new(&project.macros, vars).map_err(Diagnostics)?;
         let nodes = graph_nodes(&project);
         let names = NameTable::new(&project, &nodes);
+        let carry = reuse.and_then(|other| names.carried_from(&other.names));
 
         let results: Vec<Result<ModelAnalysis, Vec<Diagnostic>>> = project
             .models
             .par_iter()
             .map(|m| {
                 reuse
-                    .and_then(|other| reused_analysis(other, m, &templates, &names))
-                    .map_or_else(|| analyse_model(m, &templates, &names), Ok)
+                    .and_then(|other| {
+                        reused_analysis(other, m, &templates, &names, carry.as_deref())
+                    })
+                    .map_or_else(|| analyse_model(m, &templates, &names, depth), Ok)
             })
             .collect();
         let mut problems = Diagnostics::default();
@@ -114,47 +156,90 @@ impl Workspace {
         if problems.has_errors() {
             return Err(problems.sorted());
         }
-
-        let model_node = |m: usize| names.model_nodes[m];
-        let mut edges = BTreeSet::new();
-        for (m, analysis) in models.iter().enumerate() {
-            let me = model_node(m);
-            for r in &analysis.refs {
-                if r.node == me {
-                    let file = &project.models[m];
-                    problems.push(
-                        Diagnostic::error(
-                            Code::SelfReference,
-                            format!("model `{}` reads itself", file.name),
-                        )
-                        .at(ref_location(file, &analysis.rendered, &r.table))
-                        .with_help("a model cannot read its own table; read its inputs instead"),
-                    );
-                } else {
-                    edges.insert((r.node, me));
-                }
-            }
-        }
-        if problems.has_errors() {
-            return Err(problems.sorted());
-        }
-        let locate = |reader: NodeId, read: NodeId| {
-            let m = nodes[reader].model?;
-            let r = models[m].refs.iter().find(|r| r.node == read)?;
-            Some(ref_location(
-                &project.models[m],
-                &models[m].rendered,
-                &r.table,
-            ))
-        };
-        let dag = Dag::new(nodes.clone(), &edges, &locate).map_err(Diagnostics::from)?;
+        let dag = build_dag(&project, &nodes, &names, &models, &mut problems)?;
         Ok(Workspace {
             project,
             templates,
             dag,
             models,
             warnings: problems.0,
+            names,
         })
+    }
+
+    /// Parse the deferred models among `models` (indices into
+    /// `project.models`), taking over `reuse`'s analysis of those it has
+    /// analysed (as [`Workspace::from_project`] does), and rebuild the DAG with
+    /// their references. An error is what loading the model fully reports.
+    /// Returns whether any model was deferred.
+    pub fn analyse(
+        &mut self,
+        models: impl IntoIterator<Item = usize>,
+        reuse: Option<&Workspace>,
+    ) -> Result<bool, Diagnostics> {
+        let todo: Vec<usize> = models
+            .into_iter()
+            .filter(|&m| matches!(self.models[m].parsed, Parsed::Deferred { .. }))
+            .collect();
+        if todo.is_empty() {
+            return Ok(false);
+        }
+        let results: Vec<(usize, Result<ModelAnalysis, Vec<Diagnostic>>)> = todo
+            .into_par_iter()
+            .map(|m| {
+                let file = &self.project.models[m];
+                let analysis = &self.models[m];
+                // No candidates carried: a deferred analysis there is no help here.
+                let reused = reuse.and_then(|other| {
+                    reused_analysis(other, file, &self.templates, &self.names, None)
+                });
+                let analysed = reused.map_or_else(
+                    || {
+                        parse_rendered(
+                            file,
+                            analysis.rendered.clone(),
+                            analysis.usage.clone(),
+                            &self.names,
+                        )
+                    },
+                    Ok,
+                );
+                (m, analysed)
+            })
+            .collect();
+        let mut problems = Diagnostics::default();
+        for (m, r) in results {
+            match r {
+                Ok(a) => self.models[m] = a,
+                Err(ds) => problems.extend(ds),
+            }
+        }
+        if problems.has_errors() {
+            return Err(problems.sorted());
+        }
+        self.dag = build_dag(
+            &self.project,
+            &self.dag.nodes,
+            &self.names,
+            &self.models,
+            &mut problems,
+        )?;
+        Ok(true)
+    }
+
+    /// The nodes `node` may read: its parents in the DAG, or for a deferred
+    /// model its candidates (a superset of what it reads).
+    pub fn may_read(&self, node: NodeId) -> Vec<NodeId> {
+        match self.model(node) {
+            Some((
+                _,
+                ModelAnalysis {
+                    parsed: Parsed::Deferred { candidates },
+                    ..
+                },
+            )) => candidates.clone(),
+            _ => self.dag.parents(node),
+        }
     }
 
     /// The node of model `m` (an index into `project.models`).
@@ -241,9 +326,56 @@ fn graph_nodes(project: &Project) -> Vec<Node> {
     nodes
 }
 
+/// The DAG: an edge from every node a model's `refs` name to the model. A
+/// model reading itself is an error, and so is a cycle.
+fn build_dag(
+    project: &Project,
+    nodes: &[Node],
+    names: &NameTable,
+    models: &[ModelAnalysis],
+    problems: &mut Diagnostics,
+) -> Result<Dag, Diagnostics> {
+    let mut edges = BTreeSet::new();
+    for (m, analysis) in models.iter().enumerate() {
+        let me = names.model_nodes[m];
+        for r in &analysis.refs {
+            if r.node == me {
+                let file = &project.models[m];
+                problems.push(
+                    Diagnostic::error(
+                        Code::SelfReference,
+                        format!("model `{}` reads itself", file.name),
+                    )
+                    .at(ref_location(file, &analysis.rendered, &r.table))
+                    .with_help("a model cannot read its own table; read its inputs instead"),
+                );
+            } else {
+                edges.insert((r.node, me));
+            }
+        }
+    }
+    if problems.has_errors() {
+        return Err(std::mem::take(problems).sorted());
+    }
+    let locate = |reader: NodeId, read: NodeId| {
+        let m = nodes[reader].model?;
+        let r = models[m].refs.iter().find(|r| r.node == read)?;
+        Some(ref_location(
+            &project.models[m],
+            &models[m].rendered,
+            &r.table,
+        ))
+    };
+    Dag::new(nodes.to_vec(), &edges, &locate).map_err(Diagnostics::from)
+}
+
 /// Names that table references resolve against.
 struct NameTable {
-    by_key: BTreeMap<String, NodeId>,
+    /// Hashed: a deferred model's scan looks up every identifier it meets.
+    by_key: HashMap<String, NodeId>,
+    /// The lengths of `by_key`'s keys: most identifiers a scan meets are
+    /// keywords and columns, passed over without hashing them.
+    key_lengths: Lengths,
     /// `schema.table` of table sources → source node.
     source_tables: BTreeMap<String, NodeId>,
     model_nodes: Vec<NodeId>,
@@ -252,7 +384,7 @@ struct NameTable {
 
 impl NameTable {
     fn new(project: &Project, nodes: &[Node]) -> Self {
-        let by_key: BTreeMap<String, NodeId> = nodes
+        let by_key: HashMap<String, NodeId> = nodes
             .iter()
             .enumerate()
             .map(|(i, n)| (n.name.key().to_string(), i))
@@ -274,6 +406,7 @@ impl NameTable {
             .map(|m| by_key[&m.name.to_lowercase()])
             .collect();
         NameTable {
+            key_lengths: Lengths::of(by_key.keys().map(String::len)),
             by_key,
             source_tables,
             model_nodes,
@@ -287,6 +420,74 @@ impl NameTable {
             |n| self.by_key.get(n).copied(),
             |t| self.source_tables.get(t).copied(),
         )
+    }
+
+    /// How the candidates of a deferred analysis in `other` (node ids there)
+    /// carry over here: each node there → the node of the same name here, if
+    /// any. Only when every name here resolves there to a node of the same
+    /// name (a model new here, or one gone, is fine the one way, not the
+    /// other): then every node the same SQL names here is the counterpart of
+    /// one it names there.
+    fn carried_from(&self, other: &NameTable) -> Option<Vec<Option<NodeId>>> {
+        let names_there = self.by_key.keys().all(|k| other.by_key.contains_key(k));
+        let tables_there = self.source_tables.iter().all(|(t, &id)| {
+            other
+                .source_tables
+                .get(t)
+                .is_some_and(|&o| self.names[id].to_lowercase() == other.names[o].to_lowercase())
+        });
+        (names_there && tables_there).then(|| {
+            other
+                .names
+                .iter()
+                .map(|n| self.by_key.get(&n.to_lowercase()).copied())
+                .collect()
+        })
+    }
+
+    /// Every node `sql` names as a reference would, anywhere outside strings
+    /// and comments: each part of a dotted name by itself (`x`, and `main.x`,
+    /// `db.main.x` through their last part) and each two consecutive parts as a
+    /// source's `schema.table`. None when the text cannot be scanned with
+    /// certainty.
+    fn mentioned(&self, sql: &str) -> Option<Vec<NodeId>> {
+        let mut found = BTreeSet::new();
+        let mut key = String::new();
+        let mut previous = String::new();
+        sql::identifier_chains(sql, &mut |parts: &[Cow<str>]| {
+            for (k, part) in parts.iter().enumerate() {
+                std::mem::swap(&mut key, &mut previous);
+                key.clear();
+                if part.is_ascii() {
+                    key.push_str(part);
+                    key.make_ascii_lowercase();
+                } else {
+                    key.push_str(&part.to_lowercase());
+                }
+                if self.key_lengths.may_hold(key.len()) {
+                    found.extend(self.by_key.get(key.as_str()));
+                }
+                if k > 0 && !self.source_tables.is_empty() {
+                    let pair = format!("{previous}.{key}");
+                    found.extend(self.source_tables.get(&pair));
+                }
+            }
+        })
+        .ok()?;
+        Some(found.into_iter().collect())
+    }
+}
+
+/// A set of lengths, up to 63 exactly, longer ones together.
+struct Lengths(u64);
+
+impl Lengths {
+    fn of(lengths: impl Iterator<Item = usize>) -> Lengths {
+        Lengths(lengths.fold(0, |bits, n| bits | 1 << n.min(63)))
+    }
+
+    fn may_hold(&self, n: usize) -> bool {
+        self.0 & 1 << n.min(63) != 0
     }
 }
 
@@ -308,11 +509,13 @@ fn resolve_ref(
 
 /// The analysis of the same model file in `other`, when it is valid here: the
 /// same text, the same macros and vars, every reference resolving.
+/// A deferred analysis holds only with `carry` (see [`NameTable::carried_from`]).
 fn reused_analysis(
     other: &Workspace,
     model: &ModelFile,
     templates: &Templates,
     names: &NameTable,
+    carry: Option<&[Option<NodeId>]>,
 ) -> Option<ModelAnalysis> {
     let node = other.dag.lookup(&model.name)?;
     let (file, analysis) = other.model(node)?;
@@ -332,6 +535,15 @@ fn reused_analysis(
     if !(same_macros && same_vars && same_macro_names) {
         return None;
     }
+    if let Parsed::Deferred { candidates } = &analysis.parsed {
+        let carry = carry?;
+        let mut here: Vec<NodeId> = candidates.iter().filter_map(|&c| carry[c]).collect();
+        here.sort_unstable();
+        return Some(ModelAnalysis {
+            parsed: Parsed::Deferred { candidates: here },
+            ..analysis.clone()
+        });
+    }
     let refs = analysis
         .refs
         .iter()
@@ -348,15 +560,38 @@ fn reused_analysis(
     })
 }
 
+/// Render a model and analyse its SQL, to `depth`. SQL the lexical scan
+/// cannot read with certainty is parsed even when deferring.
 fn analyse_model(
     model: &ModelFile,
     templates: &Templates,
     names: &NameTable,
+    depth: Depth,
 ) -> Result<ModelAnalysis, Vec<Diagnostic>> {
     let rendered = templates
         .render(&model.path, &model.text, &model.body, &Window::analysis())
         .map_err(|d| vec![d])?;
     let usage = templates.usage(&model.body);
+    if depth == Depth::Deferred
+        && let Some(candidates) = names.mentioned(&rendered)
+    {
+        return Ok(ModelAnalysis {
+            rendered,
+            parsed: Parsed::Deferred { candidates },
+            refs: Vec::new(),
+            usage,
+        });
+    }
+    parse_rendered(model, rendered, usage, names)
+}
+
+/// Parse a model's rendered SQL: its references, resolved, and canonical form.
+fn parse_rendered(
+    model: &ModelFile,
+    rendered: String,
+    usage: Usage,
+    names: &NameTable,
+) -> Result<ModelAnalysis, Vec<Diagnostic>> {
     let (parsed, tables) = match sql::parse_query(&rendered) {
         Ok(q) => {
             let tables = q.table_refs();
@@ -654,6 +889,57 @@ mod tests {
             parse_var_value("hello world"),
             serde_json::json!("hello world")
         );
+    }
+
+    #[test]
+    fn deferred_candidates_bound_the_references_until_analysed() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(
+            d.join(CONFIG_FILE),
+            "[project]\nname = \"t\"\nstart = \"2024-01-01\"\n\n\
+             [sources.raw]\ntable = \"ext.raw_orders\"\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(d.join("models")).unwrap();
+        let models = [
+            ("a", "SELECT 1 AS x FROM ext.raw_orders"),
+            // `a` only as a CTE, a column and in a string; `b` in a comment.
+            (
+                "c",
+                "WITH a AS (SELECT x AS a FROM \"EXT\" . raw_orders) SELECT a, 'a' FROM a -- b",
+            ),
+            ("b", "SELECT x FROM main.a"),
+        ];
+        for (name, sql) in models {
+            std::fs::write(d.join("models").join(format!("{name}.sql")), sql).unwrap();
+        }
+        let mut ws = Workspace::load_deferred(d, &[]).unwrap();
+        let node = |n: &str| ws.dag.lookup(n).unwrap();
+        let (raw, a, b, c) = (node("raw"), node("a"), node("b"), node("c"));
+        let m = |id: NodeId| ws.dag.nodes[id].model.unwrap();
+        assert!(ws.dag.edges().is_empty(), "no model parsed yet");
+        assert_eq!(ws.may_read(c), [raw, a]);
+        assert_eq!(ws.may_read(b), [a]);
+        let (mc, mb) = (m(c), m(b));
+        assert!(ws.analyse([mc, mb], None).unwrap());
+        assert_eq!(ws.may_read(c), [raw]);
+        assert_eq!(ws.may_read(b), [a]);
+        assert!(matches!(ws.models[mc].parsed, Parsed::Sql { .. }));
+        assert!(!ws.analyse([mc], None).unwrap(), "already parsed");
+
+        // Another version without model `aa` (it sorts before `b` and `c`,
+        // whose node ids shift) takes over the deferred analyses by name.
+        std::fs::write(d.join("models/aa.sql"), "SELECT 1 AS x").unwrap();
+        let head = Workspace::load_deferred(d, &[]).unwrap();
+        std::fs::remove_file(d.join("models/aa.sql")).unwrap();
+        let base =
+            Workspace::from_project(Project::load(d).unwrap(), &[], Some(&head), Depth::Deferred)
+                .unwrap();
+        let node = |n: &str| base.dag.lookup(n).unwrap();
+        assert_eq!(base.may_read(node("c")), [node("raw"), node("a")]);
+        assert_eq!(base.may_read(node("b")), [node("a")]);
+        assert_ne!(head.dag.lookup("b"), base.dag.lookup("b"));
     }
 
     #[test]

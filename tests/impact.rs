@@ -587,3 +587,85 @@ fn a_base_version_that_does_not_load_says_so() {
     let ok = hubforge(d, &["impact", "--base", &sha]);
     assert!(ok.status.success(), "{}", stderr(&ok));
 }
+
+/// The reports of a change made to the shop project, with `extra` models
+/// committed in the base alongside it, or without them.
+fn reports_with_and_without(
+    extra: &[(&str, &str)],
+    change: impl Fn(&Path),
+) -> ((String, serde_json::Value), (String, serde_json::Value)) {
+    let (plain, plain_sha) = repo();
+    change(plain.path());
+    let (with, _) = repo();
+    let d = with.path();
+    for (rel, text) in extra {
+        write(d, rel, text);
+    }
+    git(d, &["add", "-A"]);
+    git(d, &["commit", "-q", "-m", "extra models"]);
+    let sha = git(d, &["rev-parse", "HEAD"]);
+    change(d);
+    (reports(plain.path(), &plain_sha), reports(d, &sha))
+}
+
+fn breaking_revenue(d: &Path) {
+    edit(
+        d,
+        "models/intermediate/order_revenue.sql",
+        "amount AS revenue,",
+        "amount - 1 AS revenue,",
+    );
+}
+
+/// impact parses only the models a change can reach, found over every name
+/// each model's SQL mentions: a model that only has a CTE and a column named
+/// like the changed model is outside the reach, and the report is the one of
+/// a project without it.
+#[test]
+fn a_cte_or_column_named_like_a_changed_model_is_not_a_reader() {
+    let extra = [(
+        "models/marts/order_stats.sql",
+        "WITH order_revenue AS (SELECT customer_id, orders AS order_revenue FROM customer_orders)\n\
+         SELECT customer_id, order_revenue FROM order_revenue\n",
+    )];
+    let (plain, with) = reports_with_and_without(&extra, breaking_revenue);
+    assert_eq!(names(&with.1, "changed"), ["order_revenue"]);
+    assert_eq!(names(&with.1, "affected"), ["revenue_daily"]);
+    assert_eq!(plain, with);
+}
+
+/// Names that are not references (aliases, qualified and quoted columns, a
+/// table alias) put models in the first, lexical bound of the reach, and
+/// their readers after them; once parsed they leave it, and the report is
+/// exact.
+#[test]
+fn models_the_lexical_scan_over_reaches_leave_the_report() {
+    let extra = [
+        (
+            "models/marts/decoy.sql",
+            "SELECT c.customer_id, c.orders AS \"ORDER_REVENUE\", 'order_revenue' AS label,\n\
+             -- order_revenue, in a comment\n\
+             order_revenue.orders AS vat_daily\n\
+             FROM customer_orders AS order_revenue JOIN customer_orders AS c USING (customer_id)\n",
+        ),
+        (
+            "models/marts/decoy_reader.sql",
+            "SELECT customer_id, vat_daily FROM decoy\n",
+        ),
+    ];
+    let (plain, with) = reports_with_and_without(&extra, breaking_revenue);
+    assert_eq!(names(&with.1, "affected"), ["revenue_daily"]);
+    assert_eq!(names(&with.1, "not_affected"), ["vat_daily"]);
+    assert_eq!(plain, with);
+    // A change the decoys do read reaches them, parsed.
+    let (_, with) = reports_with_and_without(&extra, |d| {
+        edit(
+            d,
+            "models/marts/customer_orders.sql",
+            "count(*) AS orders",
+            "count(*) + 1 AS orders",
+        )
+    });
+    assert_eq!(names(&with.1, "changed"), ["customer_orders"]);
+    assert_eq!(names(&with.1, "affected"), ["decoy", "decoy_reader"]);
+}

@@ -851,6 +851,7 @@ pub fn render_sql(
             )),
             Err(_) => Ok((rendered, true)),
         },
+        Parsed::Deferred { .. } => unreachable!("builds load every model fully"),
     }
 }
 

@@ -13,6 +13,7 @@
 //! ```
 
 mod lineage;
+mod names;
 mod position;
 mod refs;
 mod scan;
@@ -27,6 +28,7 @@ use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 pub use lineage::{ColumnLineage, ColumnRef, Lineage, SchemaProvider};
+pub use names::{Unscannable, identifier_chains};
 pub use scan::{Scanned, scan};
 
 use position::LineIndex;
