@@ -3,6 +3,8 @@
 //! implementation.
 
 pub mod duckdb;
+#[cfg(feature = "spark")]
+pub mod spark;
 
 use crate::error::Result;
 use crate::interval::Interval;

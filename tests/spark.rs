@@ -1,0 +1,250 @@
+//! The Spark engine against a real Spark Connect server: the local one
+//! `scripts/spark-connect.sh` starts (pyspark's jars, `local[2]`), started here
+//! when it is not running. A server that cannot start fails these tests.
+#![cfg(feature = "spark")]
+
+use std::process::Command;
+use std::sync::OnceLock;
+
+use hubforge::engine::spark::SparkEngine;
+use hubforge::engine::{Engine, Session, Value};
+
+mod common;
+
+/// The URL of a running local server, started once for all tests.
+fn server() -> String {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        let script = common::repo().join("scripts/spark-connect.sh");
+        let run = |verb: &str| {
+            Command::new("bash")
+                .arg(&script)
+                .arg(verb)
+                .output()
+                .expect("bash runs")
+        };
+        if !run("status").status.success() {
+            let started = run("start");
+            assert!(
+                started.status.success(),
+                "the Spark Connect server did not start (Java 17 and Python 3 are needed):\n{}{}",
+                String::from_utf8_lossy(&started.stdout),
+                String::from_utf8_lossy(&started.stderr)
+            );
+        }
+        let port = std::env::var("SPARK_CONNECT_PORT").unwrap_or_else(|_| "15002".into());
+        format!("sc://localhost:{port}")
+    })
+    .clone()
+}
+
+/// A database of its own for one test, dropped when it ends.
+struct Scratch {
+    engine: SparkEngine,
+    db: String,
+}
+
+impl Scratch {
+    fn new(test: &str) -> Scratch {
+        let engine = SparkEngine::connect(&server()).expect("the server answers");
+        let db = format!("hf_{test}_{}", std::process::id());
+        let s = engine.session().unwrap();
+        s.execute(&format!(
+            "DROP DATABASE IF EXISTS {db} CASCADE; CREATE DATABASE {db}"
+        ))
+        .unwrap();
+        Scratch { engine, db }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Ok(s) = self.engine.session() {
+            let _ = s.execute(&format!("DROP DATABASE IF EXISTS {} CASCADE", self.db));
+        }
+    }
+}
+
+#[test]
+fn values_read_back_as_hubforge_reads_duckdbs() {
+    let engine = SparkEngine::connect(&server()).unwrap();
+    let s = engine.session().unwrap();
+    let rows = s
+        .query(
+            "SELECT 1 AS i, CAST(2 AS BIGINT) AS b, CAST(2.5 AS DOUBLE) AS f, \
+             CAST(12.30 AS DECIMAL(10, 2)) AS d, 'x' AS t, DATE'2024-02-29' AS day, \
+             TIMESTAMP_NTZ'2024-01-01 10:00:00' AS ts, TIMESTAMP_NTZ'2024-01-01 10:00:00.25' AS ts2, \
+             CAST(NULL AS INT) AS n, true AS yes",
+        )
+        .unwrap();
+    assert_eq!(
+        rows.columns,
+        ["i", "b", "f", "d", "t", "day", "ts", "ts2", "n", "yes"]
+    );
+    assert_eq!(
+        rows.rows,
+        vec![vec![
+            Value::Int(1),
+            Value::Int(2),
+            Value::Float(2.5),
+            Value::Text("12.30".into()),
+            Value::Text("x".into()),
+            Value::Text("2024-02-29".into()),
+            Value::Text("2024-01-01 10:00:00".into()),
+            Value::Text("2024-01-01 10:00:00.250000".into()),
+            Value::Null,
+            Value::Bool(true),
+        ]]
+    );
+    // An empty result still names its columns.
+    let empty = s.query("SELECT 1 AS a, 'b' AS b WHERE false").unwrap();
+    assert_eq!(empty.columns, ["a", "b"]);
+    assert!(empty.rows.is_empty());
+}
+
+#[test]
+fn scripts_run_statement_by_statement_and_errors_name_the_problem() {
+    let scratch = Scratch::new("scripts");
+    let db = &scratch.db;
+    let s = scratch.engine.session().unwrap();
+    s.execute(&format!(
+        "CREATE TABLE {db}.t (d DATE, x BIGINT) USING parquet;\n\
+         -- a comment; with a semicolon\n\
+         INSERT INTO {db}.t VALUES (DATE'2024-01-01', 1), (DATE'2024-01-02', 2);\n\
+         CREATE OR REPLACE VIEW {db}.v AS SELECT d, x * 10 AS y FROM {db}.t WHERE x > 1;"
+    ))
+    .unwrap();
+    let rows = s.query(&format!("SELECT d, y FROM {db}.v")).unwrap();
+    assert_eq!(
+        rows.rows,
+        vec![vec![Value::Text("2024-01-02".into()), Value::Int(20)]]
+    );
+
+    let err = s
+        .query(&format!("SELECT * FROM {db}.missing"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("[TABLE_OR_VIEW_NOT_FOUND]"), "{err}");
+    assert!(
+        !err.contains("[TABLE_OR_VIEW_NOT_FOUND] [TABLE_OR_VIEW_NOT_FOUND]"),
+        "{err}"
+    );
+    assert!(err.contains("missing"), "{err}");
+    // A failing statement stops the script: what follows it does not run.
+    let err = s.execute(&format!(
+        "INSERT INTO {db}.t VALUES (DATE'2024-01-03', 3); SELECT nope FROM {db}.t; \
+         INSERT INTO {db}.t VALUES (DATE'2024-01-04', 4)"
+    ));
+    assert!(err.is_err());
+    let n = s.query(&format!("SELECT count(*) FROM {db}.t")).unwrap();
+    assert_eq!(n.rows[0][0], Value::Int(3));
+}
+
+#[test]
+fn sessions_share_tables_and_keep_their_own_temporary_views() {
+    let scratch = Scratch::new("sessions");
+    let db = &scratch.db;
+    let a = scratch.engine.session().unwrap();
+    let b = scratch.engine.session().unwrap();
+    a.execute(&format!(
+        "CREATE TABLE {db}.shared USING parquet AS SELECT 7 AS x; \
+         CREATE TEMPORARY VIEW mine AS SELECT 1 AS y"
+    ))
+    .unwrap();
+    assert_eq!(
+        b.query(&format!("SELECT x FROM {db}.shared")).unwrap().rows,
+        vec![vec![Value::Int(7)]]
+    );
+    assert!(a.query("SELECT y FROM mine").is_ok());
+    assert!(b.query("SELECT y FROM mine").is_err());
+}
+
+#[test]
+fn an_interrupt_stops_a_running_statement() {
+    let engine = std::sync::Arc::new(SparkEngine::connect(&server()).unwrap());
+    let s = engine.session().unwrap();
+    let running = std::thread::spawn(move || {
+        // Minutes of work on two cores, unless interrupted.
+        s.query("SELECT count(*) FROM range(0, 1000000000000) a")
+    });
+    // Interrupt until the statement has started and stopped.
+    while !running.is_finished() {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        engine.interrupt();
+    }
+    let result = running.join().unwrap();
+    let err = result
+        .expect_err("the statement was interrupted")
+        .to_string();
+    assert!(
+        err.to_lowercase().contains("cancel") || err.to_lowercase().contains("interrupt"),
+        "{err}"
+    );
+}
+
+/// Rows as text, for comparing what the two engines return.
+fn texts(rows: &hubforge::engine::Rows) -> Vec<Vec<Option<String>>> {
+    rows.rows
+        .iter()
+        .map(|r| r.iter().map(Value::to_text).collect())
+        .collect()
+}
+
+fn same_value(duck: &Option<String>, spark: &Option<String>) -> bool {
+    match (duck, spark) {
+        (Some(a), Some(b)) if a != b => match (a.parse::<f64>(), b.parse::<f64>()) {
+            (Ok(x), Ok(y)) => (x - y).abs() <= 1e-9 * x.abs().max(1.0),
+            _ => false,
+        },
+        (a, b) => a == b,
+    }
+}
+
+#[test]
+fn translated_constructs_give_duckdbs_results_on_spark() {
+    use hubforge::engine::duckdb::DuckDbEngine;
+    let duck = DuckDbEngine::in_memory().unwrap();
+    let d = duck.session().unwrap();
+    let spark = SparkEngine::connect(&server()).unwrap();
+    let s = spark.session().unwrap();
+    let cases = [
+        "SELECT CAST(CAST(date_trunc('month', DATE '2024-02-15') AS DATE) AS VARCHAR) AS m",
+        "SELECT CAST(CAST(DATE '2024-02-28' + INTERVAL 1 DAY AS DATE) AS VARCHAR) AS next_day",
+        "SELECT strftime(TIMESTAMP '2024-03-05 07:08:09', '%Y-%m-%d %H:%M:%S') AS t",
+        "SELECT [10, 20, 30][2] AS second, list_value(1, 2)[1] AS first",
+        "SELECT {'a': 1, 'b': 'x'}.b AS field",
+        "SELECT 'it''s' || ' ' || 'a\\b' AS quoted",
+        "SELECT 7 // 2 AS quotient, 7 % 2 AS remainder, 7 / 2 AS ratio",
+        "SELECT date_diff('day', DATE '2024-01-01', DATE '2024-03-01') AS days",
+        "SELECT epoch(TIMESTAMP '2024-01-01 00:00:01') AS seconds",
+        "SELECT x, count(*) FILTER (WHERE y > 1) AS big FROM (VALUES (1, 2), (1, 0), (2, 5)) t(x, y) GROUP BY x ORDER BY x",
+        "SELECT * EXCLUDE (b) FROM (SELECT 1 AS a, 2 AS b, 3 AS c)",
+        "SELECT count(*) AS days FROM range(TIMESTAMP '2024-01-01 00:00:00', TIMESTAMP '2024-01-08 00:00:00', INTERVAL 1 DAY) t(d)",
+        "SELECT count(*) AS n, min(d), max(d) FROM range(1, 10, 4) t(d)",
+        "SELECT count(*) AS none FROM range(5, 1) t(d)",
+        "SELECT CAST('12.5' AS DOUBLE) * 2 AS dbl, CAST(3 AS HUGEINT) + 1 AS huge, 5::VARCHAR || 'x' AS txt",
+        "SELECT lower('ABC') AS l, upper('x') AS u, substr('C000123', 2) AS s, length('héllo') AS n",
+        "SELECT coalesce(NULL, 3) AS c, greatest(1, 5, 3) AS g, least(4, 2) AS l",
+        "SELECT d, lead(d) OVER (ORDER BY d) AS next FROM (VALUES (1), (2), (3)) t(d) ORDER BY d",
+        "SELECT regexp_matches('abc', 'b.') AS found, 'ABC' ILIKE 'a%' AS like_it",
+        "FROM (SELECT 1 AS a) SELECT a + 1 AS b",
+    ];
+    for duck_sql in cases {
+        let spark_sql = hubforge::sql::spark::to_spark(duck_sql)
+            .unwrap_or_else(|e| panic!("{duck_sql}: {e:?}"));
+        let expected = texts(&d.query(duck_sql).unwrap());
+        let got = texts(
+            &s.query(&spark_sql)
+                .unwrap_or_else(|e| panic!("{duck_sql}\n  as {spark_sql}\n  {e}")),
+        );
+        let same = expected.len() == got.len()
+            && expected
+                .iter()
+                .zip(&got)
+                .all(|(a, b)| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_value(x, y)));
+        assert!(
+            same,
+            "{duck_sql}\n  as {spark_sql}\n  DuckDB {expected:?}\n  Spark  {got:?}"
+        );
+    }
+}
