@@ -50,6 +50,10 @@ pub enum Command {
     Check {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Also check that every model translates to this engine's SQL
+        /// (models are written in DuckDB's dialect).
+        #[arg(long, value_enum, default_value_t = EngineName::Duckdb)]
+        engine: EngineName,
     },
     /// Print the dependency graph.
     Dag {
@@ -266,6 +270,15 @@ pub struct Selection {
     pub exclude: Vec<String>,
 }
 
+/// The engines a project can run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EngineName {
+    /// Embedded DuckDB: the models' own dialect.
+    Duckdb,
+    /// Apache Spark through Spark Connect: models translated to Spark SQL.
+    Spark,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Text,
@@ -290,7 +303,7 @@ impl Cli {
     /// Whether errors should be printed as JSON (the command asked for JSON output).
     pub fn wants_json(&self) -> bool {
         match &self.command {
-            Command::Check { format }
+            Command::Check { format, .. }
             | Command::Ls { format, .. }
             | Command::Plan { format, .. }
             | Command::Build { format, .. }
@@ -332,7 +345,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<()> {
                 .map_err(|e| Error::io("writing output", e))
         }
         Command::Init { dir } => crate::init::init(dir.as_deref().unwrap_or(Path::new(".")), out),
-        Command::Check { format } => check(cli, *format, out),
+        Command::Check { format, engine } => check(cli, *format, *engine, out),
         Command::Docs {
             out: dir,
             serve,
@@ -1003,8 +1016,14 @@ fn write_text(out: &mut dyn Write, text: &str) -> Result<()> {
         .map_err(|e| Error::io("writing output", e))
 }
 
-fn check(cli: &Cli, format: Format, out: &mut dyn Write) -> Result<()> {
+fn check(cli: &Cli, format: Format, engine: EngineName, out: &mut dyn Write) -> Result<()> {
     let ws = load(cli)?;
+    if engine == EngineName::Spark {
+        let problems = ws.untranslatable_for_spark();
+        if !problems.is_empty() {
+            return Err(crate::error::Error::Input(Diagnostics(problems).sorted()));
+        }
+    }
     let warnings = Diagnostics(ws.warnings.clone());
     let count = |pred: fn(&crate::graph::NodeKind) -> bool| {
         ws.dag.nodes.iter().filter(|n| pred(&n.kind)).count()

@@ -242,6 +242,38 @@ impl Workspace {
         }
     }
 
+    /// What of each model's SQL the Spark engine cannot run: every construct of
+    /// DuckDB's dialect with no exact Spark SQL translation, at its place in the
+    /// model's file.
+    pub fn untranslatable_for_spark(&self) -> Vec<Diagnostic> {
+        let mut out = Vec::new();
+        for (file, analysis) in self.project.models.iter().zip(&self.models) {
+            let Err(problems) = crate::sql::spark::to_spark(&analysis.rendered) else {
+                continue;
+            };
+            for p in problems {
+                out.push(
+                    Diagnostic::error(
+                        Code::Untranslatable,
+                        format!("model `{}` cannot run on Spark: {}", file.name, p.message),
+                    )
+                    .at(rendered_location(
+                        file,
+                        &analysis.rendered,
+                        p.line as usize,
+                        p.column as usize,
+                        1,
+                    ))
+                    .with_help(
+                        "rewrite it with constructs both engines share; `hubforge check --engine \
+                         duckdb` still accepts it",
+                    ),
+                );
+            }
+        }
+        out
+    }
+
     /// The node of model `m` (an index into `project.models`).
     pub fn model_node(&self, m: usize) -> NodeId {
         self.dag
@@ -731,7 +763,7 @@ pub fn ref_location(model: &ModelFile, rendered: &str, table: &TableRef) -> Loca
 }
 
 /// A position in the rendered SQL shown on the same line of the file.
-fn rendered_location(
+pub fn rendered_location(
     model: &ModelFile,
     rendered: &str,
     line: usize,

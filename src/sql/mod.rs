@@ -17,6 +17,7 @@ mod names;
 mod position;
 mod refs;
 mod scan;
+pub mod spark;
 #[cfg(test)]
 mod tests;
 
