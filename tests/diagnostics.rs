@@ -55,3 +55,14 @@ fn json_format_carries_the_same_diagnostic() {
     assert_eq!(d["help"], "did you mean `stg_orders`?");
     assert_eq!(d["snippet"], "FROM stg_ordrs");
 }
+
+#[test]
+fn check_for_spark_names_each_construct_it_cannot_translate() {
+    let dir = fixture("errors/untranslatable_for_spark");
+    // DuckDB runs the models as they are.
+    let out = hubforge(&dir, &["--project", ".", "check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = hubforge(&dir, &["--project", ".", "check", "--engine", "spark"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    insta::assert_snapshot!(stderr(&out));
+}
