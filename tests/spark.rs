@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use hubforge::engine::spark::SparkEngine;
-use hubforge::engine::{Engine, Session, Value};
+use hubforge::engine::{Engine, Value};
 
 mod common;
 

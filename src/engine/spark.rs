@@ -88,10 +88,7 @@ impl super::Engine for SparkEngine {
     fn session(&self) -> Result<Box<dyn super::Session>> {
         let session = Arc::new(self.root.new_session());
         // Timestamps without a zone read and compare as in DuckDB only in UTC.
-        session
-            .sql("SET spark.sql.session.timeZone = UTC")
-            .and_then(|df| df.collect())
-            .map_err(engine_error)?;
+        run(&session, "SET spark.sql.session.timeZone = UTC")?;
         self.sessions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -137,13 +134,17 @@ fn engine_error(e: spark_connect::SparkError) -> Error {
     })
 }
 
+/// Run one statement to its end.
+fn run(session: &spark_connect::SparkSession, statement: &str) -> Result<()> {
+    let df = session.sql(statement).map_err(engine_error)?;
+    df.collect().map_err(engine_error)?;
+    Ok(())
+}
+
 impl super::Session for SparkSession {
     fn execute(&self, sql: &str) -> Result<()> {
         for statement in split_statements(sql) {
-            self.session
-                .sql(statement)
-                .and_then(|df| df.collect())
-                .map_err(engine_error)?;
+            run(&self.session, statement)?;
         }
         Ok(())
     }
