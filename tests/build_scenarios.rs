@@ -50,18 +50,7 @@ fn pricing_correction_of_the_last_three_months() {
     );
     // The bug: discounts were subtracted twice in Q4. The fix changes the line amount.
     common::fix_pricing(dir.path());
-    let run = build_json(
-        dir.path(),
-        &[
-            "--backfill",
-            "--start",
-            "2025-10-01",
-            "--end",
-            "2026-01-01",
-            "--select",
-            "int_order_lines_priced+",
-        ],
-    );
+    let run = build_json(dir.path(), &common::QUARTER_BACKFILL[1..]);
     let models = built_models(&run);
     for m in [
         "int_order_lines_priced",

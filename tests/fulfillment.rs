@@ -55,18 +55,7 @@ fn a_pricing_correction_manifests_only_the_corrected_months() {
     assert_eq!(first.len(), 1, "the first build changed every product");
     assert_valid(dir.path(), &first[0]);
     common::fix_pricing(dir.path());
-    let run = build_json(
-        dir.path(),
-        &[
-            "--backfill",
-            "--start",
-            "2025-10-01",
-            "--end",
-            "2026-01-01",
-            "--select",
-            "int_order_lines_priced+",
-        ],
-    );
+    let run = build_json(dir.path(), &common::QUARTER_BACKFILL[1..]);
     let all = manifests(dir.path());
     assert_eq!(all.len(), 2);
     let m = all
@@ -208,16 +197,7 @@ fn deliver_rewrites_exactly_the_corrected_partitions_throttled_and_held_until_re
     let before = mtimes(&finance);
     std::thread::sleep(std::time::Duration::from_millis(20));
     common::fix_pricing(dir.path());
-    run(&[
-        "build",
-        "--backfill",
-        "--start",
-        "2025-10-01",
-        "--end",
-        "2026-01-01",
-        "--select",
-        "int_order_lines_priced+",
-    ]);
+    run(&common::QUARTER_BACKFILL);
     // finance takes 90 days per delivery: Q4 (92 days) takes two.
     let first = run(&["deliver", "finance"]);
     assert!(

@@ -54,19 +54,7 @@ fn intervals_and_runs_after_backfill_decision_kill_and_failure() {
     let p = dir.path();
     run(p, &["build"]);
     common::fix_pricing(p);
-    run(
-        p,
-        &[
-            "build",
-            "--backfill",
-            "--start",
-            "2025-10-01",
-            "--end",
-            "2026-01-01",
-            "--select",
-            "int_order_lines_priced+",
-        ],
-    );
+    run(p, &common::QUARTER_BACKFILL);
     run(
         p,
         &[

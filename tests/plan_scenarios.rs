@@ -300,19 +300,7 @@ fn staleness_at_a_window_edge_is_per_unit_after_a_backfill_and_mark_current() {
     // engineer vouches for everything before October.
     let dir = built_example();
     common::fix_pricing(dir.path());
-    let out = hubforge(
-        dir.path(),
-        &[
-            "build",
-            "--backfill",
-            "--start",
-            "2025-10-01",
-            "--end",
-            "2026-01-01",
-            "--select",
-            "int_order_lines_priced+",
-        ],
-    );
+    let out = hubforge(dir.path(), &common::QUARTER_BACKFILL);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = hubforge(
         dir.path(),

@@ -282,23 +282,11 @@ fn thresholds_warn_or_stop_the_publish() {
     );
 }
 
-/// The pricing fix's backfill: its three months, the corrected model and below.
-const QUARTER_BACKFILL: [&str; 8] = [
-    "build",
-    "--backfill",
-    "--start",
-    "2025-10-01",
-    "--end",
-    "2026-01-01",
-    "--select",
-    "int_order_lines_priced+",
-];
-
 #[test]
 fn a_pricing_correction_changes_sums_only_in_the_corrected_months() {
     let dir = common::built_example();
     common::fix_pricing(dir.path());
-    let out = succeeds(dir.path(), &QUARTER_BACKFILL);
+    let out = succeeds(dir.path(), &common::QUARTER_BACKFILL);
     let models = query(
         dir.path(),
         "SELECT model, count(*)::VARCHAR, min(start_ts)::VARCHAR, max(end_ts)::VARCHAR, \
@@ -487,7 +475,7 @@ fn the_replaced_rows_measured_from_stored_metrics_equal_a_fresh_scan() {
     let scanned = common::built_example();
     let backfills: [&[&str]; 3] = [
         // A pricing fix over a quarter: incremental models in part, tables whole.
-        &QUARTER_BACKFILL,
+        &common::QUARTER_BACKFILL,
         // One month inside it: its rows were written by the previous run.
         &[
             "build",

@@ -191,6 +191,19 @@ pub fn table_rows(dir: &Path, table: &str, filter: &str) -> Vec<String> {
     .collect()
 }
 
+/// The backfill of the pricing fix: the three months the bug touched, the
+/// corrected model and everything below it (the README's story).
+pub const QUARTER_BACKFILL: [&str; 8] = [
+    "build",
+    "--backfill",
+    "--start",
+    "2025-10-01",
+    "--end",
+    "2026-01-01",
+    "--select",
+    "int_order_lines_priced+",
+];
+
 /// The example's pricing bug fixed: discounts were subtracted twice, so the
 /// line amount of `int_order_lines_priced` changes (the README's story).
 pub fn fix_pricing(dir: &Path) {
