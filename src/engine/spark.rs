@@ -18,7 +18,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A Spark Connect server holding the warehouse.
 pub struct SparkEngine {
-    url: String,
     /// The first session; new sessions are opened from it.
     root: spark_connect::SparkSession,
     /// Every session opened, so that an interrupt reaches all of them.
@@ -45,15 +44,9 @@ impl SparkEngine {
             .get_or_create()
             .map_err(|e| unreachable_error(url, &e.to_string()))?;
         Ok(SparkEngine {
-            url: url.to_string(),
             sessions: Mutex::new(Vec::new()),
             root,
         })
-    }
-
-    /// The URL this engine is connected to.
-    pub fn url(&self) -> &str {
-        &self.url
     }
 }
 

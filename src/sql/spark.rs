@@ -201,7 +201,7 @@ impl Translator {
         });
     }
 
-    fn data_type(&mut self, at: &Expr, ty: &mut DataType) {
+    fn data_type(&mut self, at: Span, ty: &mut DataType) {
         let mapped = match ty {
             DataType::Varchar(_)
             | DataType::Text
@@ -230,10 +230,7 @@ impl Translator {
             DataType::Bool => Some(DataType::Boolean),
             DataType::Custom(name, _) => {
                 let n = name.to_string().to_uppercase();
-                self.refuse(
-                    at.span(),
-                    format!("the type {n} has no Spark SQL equivalent"),
-                );
+                self.refuse(at, format!("the type {n} has no Spark SQL equivalent"));
                 None
             }
             _ => None,
@@ -386,16 +383,16 @@ impl VisitorMut for Translator {
 
     fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
         match e {
-            Expr::Cast {
-                kind, data_type, ..
-            } => {
-                if *kind == CastKind::DoubleColon {
-                    *kind = CastKind::Cast;
-                }
-                let mut ty = data_type.clone();
-                self.data_type(&e.clone(), &mut ty);
-                if let Expr::Cast { data_type, .. } = e {
-                    *data_type = ty;
+            Expr::Cast { .. } => {
+                let span = e.span();
+                if let Expr::Cast {
+                    kind, data_type, ..
+                } = e
+                {
+                    if *kind == CastKind::DoubleColon {
+                        *kind = CastKind::Cast;
+                    }
+                    self.data_type(span, data_type);
                 }
             }
             Expr::Array(array) => {
