@@ -253,10 +253,12 @@ struct DuckDbSession {
 
 impl super::Session for DuckDbSession {
     fn execute(&self, sql: &str) -> crate::Result<()> {
+        let _trace = super::Trace::start(sql);
         Ok(self.conn.execute_batch(sql)?)
     }
 
     fn query(&self, sql: &str) -> crate::Result<super::Rows> {
+        let _trace = super::Trace::start(sql);
         let mut stmt = self.conn.prepare(sql)?;
         let mut rows = stmt.query([])?;
         let mut out = super::Rows::default();

@@ -73,6 +73,36 @@ pub trait Session: Send {
     fn query(&self, sql: &str) -> Result<Rows>;
 }
 
+/// With `HUBFORGE_TRACE_SQL` set, every statement an engine runs is printed
+/// to stderr with its duration when it ends: where a slow command spends its
+/// time, statement by statement.
+pub(crate) struct Trace<'a> {
+    sql: &'a str,
+    started: std::time::Instant,
+}
+
+impl<'a> Trace<'a> {
+    pub(crate) fn start(sql: &'a str) -> Option<Self> {
+        static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        ON.get_or_init(|| std::env::var_os("HUBFORGE_TRACE_SQL").is_some())
+            .then(|| Trace {
+                sql,
+                started: std::time::Instant::now(),
+            })
+    }
+}
+
+impl Drop for Trace<'_> {
+    fn drop(&mut self) {
+        let text: String = self.sql.split_whitespace().collect::<Vec<_>>().join(" ");
+        let short: String = text.chars().take(120).collect();
+        eprintln!(
+            "sql: {:8.2} ms {short}",
+            self.started.elapsed().as_secs_f64() * 1000.0
+        );
+    }
+}
+
 /// A SQL string literal.
 pub fn quote_str(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
