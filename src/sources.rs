@@ -197,6 +197,39 @@ pub fn describe_typed(s: &dyn Session, relation: &str) -> Result<Vec<(String, St
         .collect())
 }
 
+/// Columns (names as written) and types of many tables of one schema, by
+/// table name, from one catalog query instead of a `DESCRIBE` each.
+pub fn table_columns(
+    s: &dyn Session,
+    schema: &str,
+    tables: &[&str],
+) -> Result<std::collections::HashMap<String, Vec<(String, String)>>> {
+    let mut out: std::collections::HashMap<String, Vec<(String, String)>> =
+        std::collections::HashMap::new();
+    if tables.is_empty() {
+        return Ok(out);
+    }
+    let list = tables
+        .iter()
+        .map(|t| quote_str(t))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rows = s.query(&format!(
+        "SELECT table_name, column_name, data_type FROM duckdb_columns() \
+         WHERE schema_name = {} AND table_name IN ({list}) ORDER BY table_name, column_index",
+        quote_str(schema)
+    ))?;
+    for r in rows.rows {
+        out.entry(r[0].to_text().unwrap_or_default())
+            .or_default()
+            .push((
+                r[1].to_text().unwrap_or_default(),
+                r[2].to_text().unwrap_or_default(),
+            ));
+    }
+    Ok(out)
+}
+
 /// Where a source's rows are read from during a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ingest {
@@ -329,7 +362,7 @@ pub fn ingest(
         Some(SourceFormat::Parquet | SourceFormat::Json)
     );
     let bad = if is_csv {
-        read_csv_files(s, project, name, config, &paths, &create)?
+        read_csv_files(s, project, name, config, &paths, (&create, &qualified))?
     } else {
         s.execute(&format!(
             "{create} AS SELECT * FROM {}",
@@ -376,27 +409,36 @@ fn count_rows(s: &dyn Session, schema: &str, table: &str) -> Result<i64> {
 }
 
 /// Read CSV files one by one (DuckDB keeps bad rows aside only per scan, not
-/// with `union_by_name`), put them together by column name with `create`, and
-/// return how many rows could not be read; those are in `temp.main.hubforge_rejected`.
+/// with `union_by_name`), put them together by column name with `create`
+/// into `target`, and return how many rows could not be read; those are in
+/// `temp.main.hubforge_rejected`. A single file is read straight into `target`.
 fn read_csv_files(
     s: &dyn Session,
     project: &Project,
     name: &str,
     config: &SourceConfig,
     paths: &[PathBuf],
-    create: &str,
+    (create, target): (&str, &str),
 ) -> Result<i64> {
     let root = format!("{}/", project.root.to_string_lossy());
     s.execute(&format!(
         "CREATE OR REPLACE TEMP TABLE {REJECTED} (file VARCHAR, line BIGINT, \"column\" VARCHAR, \
          error VARCHAR, row_text VARCHAR, unit_start TIMESTAMP)"
     ))?;
+    let single = paths.len() == 1;
     let mut parts = Vec::new();
     for (i, path) in paths.iter().enumerate() {
-        let part = format!("temp.main.hubforge_part_{i}");
+        let (part, create_part) = if single {
+            (target.to_string(), create.to_string())
+        } else {
+            (
+                format!("temp.main.hubforge_part_{i}"),
+                format!("CREATE OR REPLACE TEMP TABLE hubforge_part_{i}"),
+            )
+        };
         s.execute(&format!(
             "DROP TABLE IF EXISTS temp.main.{REJECT_ERRORS}; DROP TABLE IF EXISTS temp.main.{REJECT_SCANS}; \
-             CREATE OR REPLACE TEMP TABLE hubforge_part_{i} AS SELECT * FROM {}",
+             {create_part} AS SELECT * FROM {}",
             file_reader(
                 config,
                 std::slice::from_ref(path),
@@ -414,6 +456,9 @@ fn read_csv_files(
         ))?;
         parts.push(part);
     }
+    if single {
+        return rejected_count(s);
+    }
     let union = parts
         .iter()
         .map(|p| format!("SELECT * FROM {p}"))
@@ -426,6 +471,11 @@ fn read_csv_files(
         .map(|p| format!("DROP TABLE IF EXISTS {p};"))
         .collect();
     s.execute(&drop)?;
+    rejected_count(s)
+}
+
+/// Rows the CSV reads of this command could not read.
+fn rejected_count(s: &dyn Session) -> Result<i64> {
     let rows = s.query(&format!("SELECT count(*) FROM temp.main.{REJECTED}"))?;
     Ok(rows.rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0))
 }

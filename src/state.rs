@@ -633,6 +633,7 @@ pub fn read_validation(
                 units: Vec::new(),
                 findings: Vec::new(),
                 passed: Vec::new(),
+                checksums: None,
             });
         }
         let (before, after) = (metrics(&row[5])?, metrics(&row[6])?);

@@ -337,7 +337,7 @@ impl<'a> Cutoff<'a> {
         s: &dyn Session,
         id: NodeId,
         staging: &Staging,
-        results: &HashMap<String, Staged>,
+        results: &mut HashMap<String, Staged>,
     ) -> Result<()> {
         if !self.watched.contains(&id) || self.skipped.contains(&id) {
             return Ok(());
@@ -349,6 +349,22 @@ impl<'a> Cutoff<'a> {
             .ws
             .model(id)
             .and_then(|(f, _)| f.config.time_column.clone());
+        // Staging leaves checksums to validation: these are needed now.
+        let missing: Vec<usize> = staging
+            .tasks
+            .iter()
+            .enumerate()
+            .filter(|(i, t)| t.node == id && !self.cut.contains(i))
+            .filter(|(_, t)| results.get(&t.key).is_some_and(|r| r.checksum.is_empty()))
+            .map(|(i, _)| i)
+            .collect();
+        if !missing.is_empty() {
+            for (i, checksum) in super::stage::batch_checksums(self.ws, s, staging, &missing)? {
+                if let Some(r) = results.get_mut(&staging.tasks[i].key) {
+                    r.checksum = checksum;
+                }
+            }
+        }
         let mut changed = IntervalSet::new();
         for (i, t) in staging.tasks.iter().enumerate() {
             if t.node != id || self.cut.contains(&i) {

@@ -294,7 +294,7 @@ fn execute(
         &planned,
         &prepared.plan.out_of_scope,
     );
-    let results = stage::run(
+    let mut results = stage::run(
         ws,
         engine,
         &staging,
@@ -358,6 +358,13 @@ fn execute(
     }
 
     let t = std::time::Instant::now();
+    stage::fill_checksums(
+        ws,
+        main,
+        &staging,
+        &mut results,
+        summary.validation.as_ref(),
+    )?;
     let mut statements = publish::statements(
         ws,
         prepared,
@@ -468,6 +475,13 @@ fn manifest(
 ) -> Result<Option<crate::fulfill::Manifest>> {
     use crate::fulfill::{Checksum, Column, DestinationAction, ProductChange, ValidationSummary};
     let paused = crate::fulfill::paused_in_state(s)?;
+    let products_staged: Vec<&str> = work
+        .keys()
+        .filter(|id| ws.model(**id).is_some_and(|(f, _)| f.config.product))
+        .filter_map(|id| staging.nodes.get(id))
+        .map(|n| n.table.as_str())
+        .collect();
+    let staged_columns = crate::sources::table_columns(s, DATA_SCHEMA, &products_staged)?;
     let mut products = Vec::new();
     for (&id, w) in work {
         let Some((file, _)) = ws.model(id) else {
@@ -500,9 +514,14 @@ fn manifest(
                 .find(|m| m.model.eq_ignore_ascii_case(&w.name))
         });
         let columns = match node_stage {
-            Some(n) => crate::sources::describe_typed(s, &data_table(&n.table))?
+            Some(n) => staged_columns
+                .get(&n.table)
                 .into_iter()
-                .map(|(name, ty)| Column { name, ty })
+                .flatten()
+                .map(|(name, ty)| Column {
+                    name: name.to_lowercase(),
+                    ty: ty.clone(),
+                })
                 .collect(),
             None => Vec::new(),
         };
@@ -601,6 +620,24 @@ fn validate_run(
         })
         .collect();
     let measured = crate::validate::measured(s, &replacing)?;
+    let tables: Vec<&str> = staging
+        .nodes
+        .iter()
+        .flat_map(|(&id, n)| {
+            let published = state
+                .models
+                .get(ws.dag.nodes[id].name.key())
+                .map(|m| m.data_table.as_str())
+                .filter(|t| !t.is_empty());
+            std::iter::once(n.table.as_str()).chain(published)
+        })
+        .collect();
+    let lowercase = |cols: Vec<(String, String)>| -> Vec<(String, String)> {
+        cols.into_iter()
+            .map(|(c, t)| (c.to_lowercase(), t))
+            .collect()
+    };
+    let mut columns = crate::sources::table_columns(s, DATA_SCHEMA, &tables)?;
     let mut subjects = Vec::new();
     for (&id, node_stage) in &staging.nodes {
         let Some((file, _)) = ws.model(id) else {
@@ -610,11 +647,22 @@ fn validate_run(
             continue;
         }
         let key = ws.dag.nodes[id].name.key();
-        let before = state
+        let published = state
             .models
             .get(key)
-            .filter(|m| !m.data_table.is_empty())
-            .map(|m| data_table(&m.data_table));
+            .map(|m| m.data_table.clone())
+            .filter(|t| !t.is_empty());
+        let before = published.as_deref().map(data_table);
+        // Both tables are in the catalog query's answer unless one is missing:
+        // then validation describes them itself (and reports what fails).
+        let known = match (columns.remove(&node_stage.table), &published) {
+            (Some(after), None) => Some((lowercase(after), None)),
+            (Some(after), Some(p)) => columns
+                .get(p)
+                .cloned()
+                .map(|b| (lowercase(after), Some(lowercase(b)))),
+            (None, _) => None,
+        };
         let full = node_stage.mode == stage::Mode::Full || file.config.time_column.is_none();
         let range = if full || node_stage.rebuilt.is_empty() {
             plan::history(ws, id, prepared.now)
@@ -635,6 +683,7 @@ fn validate_run(
             model: ws.dag.nodes[id].name.to_string(),
             after: data_table(&node_stage.table),
             before,
+            columns: known,
             stored_before,
             intervals: (!full).then(|| node_stage.rebuilt.clone()),
             time_column: file.config.time_column.clone(),

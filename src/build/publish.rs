@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use chrono::NaiveDateTime;
 
 use super::stage::{Mode, Staged, Staging, Task};
-use super::{Prepared, STAGE_SCHEMA, data_table, main_name, now, render_sql, user, window_for};
+use super::{
+    DATA_SCHEMA, Prepared, STAGE_SCHEMA, data_table, main_name, now, render_sql, user, window_for,
+};
 use crate::change::VersionLookup as _;
 use crate::config::Kind;
 use crate::engine::{Session, quote_ident, quote_str};
@@ -52,25 +54,13 @@ pub(super) fn statements(
     let mut sql: Vec<String> = Vec::new();
     let ingested = table_names(s, SOURCE_SCHEMA)?;
     // Columns of each staged table, as written.
-    let mut staged_columns: BTreeMap<NodeId, Vec<(String, String)>> = BTreeMap::new();
-    for (&id, stage) in &staging.nodes {
-        let rows = s.query(&format!(
-            "DESCRIBE SELECT * FROM {}",
-            data_table(&stage.table)
-        ))?;
-        staged_columns.insert(
-            id,
-            rows.rows
-                .iter()
-                .map(|r| {
-                    (
-                        r[0].to_text().unwrap_or_default(),
-                        r[1].to_text().unwrap_or_default(),
-                    )
-                })
-                .collect(),
-        );
-    }
+    let tables: Vec<&str> = staging.nodes.values().map(|n| n.table.as_str()).collect();
+    let mut columns = crate::sources::table_columns(s, DATA_SCHEMA, &tables)?;
+    let staged_columns: BTreeMap<NodeId, Vec<(String, String)>> = staging
+        .nodes
+        .iter()
+        .map(|(&id, stage)| (id, columns.remove(&stage.table).unwrap_or_default()))
+        .collect();
     // What published views read: sources through their stable view, the rest in `main`.
     let publish_target = |n: NodeId| {
         let node = &ws.dag.nodes[n];

@@ -2,7 +2,7 @@
 //! built into a table of `_hubforge_data` and recorded.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
 use chrono::NaiveDateTime;
@@ -450,7 +450,11 @@ pub(super) fn run<'a>(
     for id in staging.by_name.iter().filter(|id| !active.contains(id)) {
         create_ref_view(ws, main.as_ref(), *id, staging)?;
     }
-    let (task_tx, task_rx) = mpsc::channel::<(Vec<usize>, bool)>();
+    // A chain, whether it creates its table, and `commits` when it was sent.
+    let (task_tx, task_rx) = mpsc::channel::<(Vec<usize>, bool, usize)>();
+    // Commits of staged data and statements of `main` readers depend on,
+    // counted: a worker's open transaction only sees what came before it.
+    let commits = AtomicUsize::new(0);
     let task_rx = Arc::new(Mutex::new(task_rx));
     let (done_tx, done_rx) = mpsc::channel::<ChainEvent>();
     let failed = AtomicBool::new(false);
@@ -461,13 +465,34 @@ pub(super) fn run<'a>(
             let rx = Arc::clone(&task_rx);
             let tx = done_tx.clone();
             let failed = &failed;
+            let commits = &commits;
             scope.spawn(move || {
+                let stop = || failed.load(Ordering::SeqCst) || interrupted.load(Ordering::SeqCst);
+                let mut open = Open::new(commits);
                 loop {
-                    let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                    let Ok((chain, create)) = next else { break };
-                    let stop =
-                        || failed.load(Ordering::SeqCst) || interrupted.load(Ordering::SeqCst);
-                    let end = stage_chain(
+                    // While a transaction is open, take the next chain only if
+                    // one is waiting; otherwise commit first, so that readers
+                    // of the chains in it can start.
+                    let next = if open.chains.is_empty() {
+                        rx.lock().unwrap_or_else(|e| e.into_inner()).recv().ok()
+                    } else {
+                        // Never wait for the queue with a transaction open: a
+                        // worker holding its lock is waiting for work itself.
+                        rx.try_lock().ok().and_then(|rx| rx.try_recv().ok())
+                    };
+                    let Some((chain, create, sent)) = next else {
+                        if open.chains.is_empty() {
+                            break;
+                        }
+                        open.commit(session.as_ref(), staging, &tx, None);
+                        continue;
+                    };
+                    if open.begun && sent > open.since {
+                        // Its parents were committed after the open transaction
+                        // began, which cannot see them: commit it first.
+                        open.commit(session.as_ref(), staging, &tx, None);
+                    }
+                    stage_chain(
                         ws,
                         session.as_ref(),
                         &chain,
@@ -476,10 +501,8 @@ pub(super) fn run<'a>(
                         now,
                         &stop,
                         &tx,
+                        &mut open,
                     );
-                    if tx.send(ChainEvent::Finished(chain[0], end)).is_err() {
-                        break;
-                    }
                 }
             });
         }
@@ -505,7 +528,11 @@ pub(super) fn run<'a>(
             };
             let chain: Vec<usize> = std::mem::take(list);
             task_tx
-                .send((chain, !created.contains(&id)))
+                .send((
+                    chain,
+                    !created.contains(&id),
+                    commits.load(Ordering::SeqCst),
+                ))
                 .map_err(|_| Error::Engine("staging workers stopped".to_string()))?;
             *in_flight.entry(id).or_default() += 1;
             Ok(())
@@ -531,8 +558,10 @@ pub(super) fn run<'a>(
                 let busy = in_flight.get(&id).copied().unwrap_or(0) > 0
                     || pending.get(&id).is_some_and(|l| !l.is_empty());
                 if !busy && finished.insert(id) {
-                    cutoff.observe(main.as_ref(), id, staging, &results)?;
-                    finish_node(ws, main.as_ref(), id, staging, cutoff, now)?;
+                    cutoff.observe(main.as_ref(), id, staging, &mut results)?;
+                    if finish_node(ws, main.as_ref(), id, staging, cutoff, now)? {
+                        commits.fetch_add(1, Ordering::SeqCst);
+                    }
                     for c in ws.dag.children(id) {
                         if let Some(w) = waiting.get_mut(&c) {
                             *w -= 1;
@@ -622,7 +651,7 @@ fn finish_node(
     staging: &Staging,
     cutoff: &Cutoff,
     now: NaiveDateTime,
-) -> Result<()> {
+) -> Result<bool> {
     let node = &ws.dag.nodes[id];
     let view = if cutoff.skipped.contains(&id) {
         None
@@ -631,6 +660,7 @@ fn finish_node(
     } else {
         staging.views.get(&id).cloned()
     };
+    let wrote = view.is_some();
     if let Some(view) = view {
         let body = match (node.kind, staging.nodes.get(&id)) {
             (NodeKind::Model(Kind::View), _) => {
@@ -669,7 +699,7 @@ fn finish_node(
     if staging.by_name.contains(&id) {
         create_ref_view(ws, s, id, staging)?;
     }
-    Ok(())
+    Ok(wrote || staging.by_name.contains(&id))
 }
 
 /// A view in the ref schema named like `id`, over what readers read of it.
@@ -701,11 +731,113 @@ enum ChainEvent {
 /// the rows. Smaller batches are therefore committed together (redoing them
 /// after a kill costs less than writing them twice), and a batch of ten row
 /// groups or more is still committed, and reused by a rerun, on its own.
+/// The chains of small nodes waiting side by side share a transaction too:
+/// a commit costs milliseconds whatever it holds.
 const COMMIT_ROWS: i64 = 10 * 122_880;
 
-/// Build the batches of one node in order, in transactions of at least
-/// [`COMMIT_ROWS`] rows (the last one may hold fewer), each batch recorded in
-/// the registry in the transaction that writes it.
+/// The transaction a staging worker has open: the batches written in it, and
+/// the chains it finished (their first tasks), reported once it commits.
+struct Open<'a> {
+    /// The run's count of commits, and its value when this one began.
+    commits: &'a AtomicUsize,
+    since: usize,
+    begun: bool,
+    batches: Vec<(usize, i64)>,
+    rows: i64,
+    chains: Vec<usize>,
+}
+
+impl<'a> Open<'a> {
+    fn new(commits: &'a AtomicUsize) -> Self {
+        Open {
+            commits,
+            since: 0,
+            begun: false,
+            batches: Vec::new(),
+            rows: 0,
+            chains: Vec::new(),
+        }
+    }
+
+    fn begin(&mut self, s: &dyn Session) -> Result<()> {
+        if !self.begun {
+            self.since = self.commits.load(Ordering::SeqCst);
+            s.execute("BEGIN TRANSACTION")?;
+            self.begun = true;
+        }
+        Ok(())
+    }
+
+    /// Commit: record the batches, report them and the chains finished. A
+    /// failure rolls back and ends every chain in the transaction, `running`
+    /// (a chain with batches in it that goes on) first, with the cause.
+    fn commit(
+        &mut self,
+        s: &dyn Session,
+        staging: &Staging,
+        events: &mpsc::Sender<ChainEvent>,
+        running: Option<usize>,
+    ) -> bool {
+        let done = (|| -> Result<Vec<(usize, Staged)>> {
+            let recorded = if self.batches.is_empty() {
+                Vec::new()
+            } else {
+                record(s, &self.batches, staging)?
+            };
+            if self.begun {
+                s.execute("COMMIT")?;
+            }
+            Ok(recorded)
+        })();
+        match done {
+            Ok(recorded) => {
+                self.commits.fetch_add(1, Ordering::SeqCst);
+                self.begun = false;
+                self.batches.clear();
+                self.rows = 0;
+                if !recorded.is_empty() {
+                    let _ = events.send(ChainEvent::Committed(recorded));
+                }
+                for c in self.chains.drain(..) {
+                    let _ = events.send(ChainEvent::Finished(c, Ok(())));
+                }
+                true
+            }
+            Err(e) => {
+                self.abort(s, e, running, events);
+                false
+            }
+        }
+    }
+
+    /// Roll back: `error` ends `running` and the chains in the transaction.
+    fn abort(
+        &mut self,
+        s: &dyn Session,
+        error: Error,
+        running: Option<usize>,
+        events: &mpsc::Sender<ChainEvent>,
+    ) {
+        if self.begun {
+            let _ = s.execute("ROLLBACK");
+        }
+        self.begun = false;
+        self.batches.clear();
+        self.rows = 0;
+        let mut error = Some(error);
+        for c in running.into_iter().chain(self.chains.drain(..)) {
+            // The first is told the cause; the others were rolled back with it.
+            let e = error.take().unwrap_or(Error::Interrupted);
+            let _ = events.send(ChainEvent::Finished(c, Err(e)));
+        }
+    }
+}
+
+/// Build the batches of one node in order into the worker's transaction,
+/// committing whenever it holds [`COMMIT_ROWS`] rows; each batch is recorded
+/// in the registry in the transaction that writes it. The chain is reported
+/// finished when the transaction holding its last batch commits, or when it
+/// fails, with the chains rolled back with it.
 #[allow(clippy::too_many_arguments)]
 fn stage_chain(
     ws: &Workspace,
@@ -716,23 +848,15 @@ fn stage_chain(
     now: NaiveDateTime,
     stop: &dyn Fn() -> bool,
     events: &mpsc::Sender<ChainEvent>,
-) -> Result<()> {
-    let mut open: Vec<usize> = Vec::new();
-    let mut rows = 0i64;
-    let commit = |open: &mut Vec<usize>| -> Result<()> {
-        let recorded = record(ws, s, open, staging)?;
-        s.execute("COMMIT")?;
-        open.clear();
-        let _ = events.send(ChainEvent::Committed(recorded));
-        Ok(())
-    };
+    open: &mut Open,
+) {
+    let first = Some(chain[0]);
     for &i in chain {
         if stop() {
-            let _ = s.execute("ROLLBACK");
-            return Err(Error::Interrupted);
+            return open.abort(s, Error::Interrupted, first, events);
         }
-        if open.is_empty() {
-            s.execute("BEGIN TRANSACTION")?;
+        if let Err(e) = open.begin(s) {
+            return open.abort(s, e, first, events);
         }
         let started = std::time::Instant::now();
         let task = &staging.tasks[i];
@@ -741,27 +865,22 @@ fn stage_chain(
                 crate::progress::timing(&describe_task(ws, task, n), started.elapsed());
                 let _ = events.send(ChainEvent::Batch(i, n));
                 create = false;
-                rows += n;
-                open.push(i);
+                open.rows += n;
+                open.batches.push((i, n));
             }
             Err(e) => {
+                // Told against the model after the rollback.
                 let _ = s.execute("ROLLBACK");
-                return Err(explain(ws, s, task, staging, now, e));
+                open.begun = false;
+                let e = explain(ws, s, task, staging, now, e);
+                return open.abort(s, e, first, events);
             }
         }
-        if rows >= COMMIT_ROWS {
-            commit(&mut open).inspect_err(|_| {
-                let _ = s.execute("ROLLBACK");
-            })?;
-            rows = 0;
+        if open.rows >= COMMIT_ROWS && !open.commit(s, staging, events, first) {
+            return;
         }
     }
-    if !open.is_empty() {
-        commit(&mut open).inspect_err(|_| {
-            let _ = s.execute("ROLLBACK");
-        })?;
-    }
-    Ok(())
+    open.chains.push(chain[0]);
 }
 
 /// The SELECT a task writes, and whether only DuckDB parses it.
@@ -958,15 +1077,61 @@ fn window_violation(s: &dyn Session, model: &str, select: &str, iv: Interval, tc
     ))
 }
 
-/// Row count and checksum of what each of `tasks` (batches of one node, in
-/// the open transaction) wrote, recorded in the registry by one statement.
-/// Computed like [`super::cutoff::checksum`], which reads them back.
+/// Record `tasks` (batches written in the open transaction, with the rows
+/// each wrote) in the registry by one statement. Their checksums are not
+/// computed here: that would scan every batch again while the transaction
+/// holds it. Validation computes them with its metrics, or
+/// [`batch_checksums`] when a run needs them first (early cutoff) or
+/// validates nothing; the registry keeps an empty checksum until then.
 fn record(
-    ws: &Workspace,
     s: &dyn Session,
-    tasks: &[usize],
+    tasks: &[(usize, i64)],
     staging: &Staging,
 ) -> Result<Vec<(usize, Staged)>> {
+    let values = tasks
+        .iter()
+        .map(|&(i, rows)| {
+            let t = &staging.tasks[i];
+            let (start, end) = match t.interval {
+                Some(iv) => (state::ts_literal(iv.start()), state::ts_literal(iv.end())),
+                None => ("NULL".to_string(), "NULL".to_string()),
+            };
+            format!(
+                "({}, {}, {start}::TIMESTAMP, {end}::TIMESTAMP, {rows}, '')",
+                quote_str(&t.key),
+                quote_str(&staging.nodes[&t.node].table)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    s.execute(&format!(
+        "INSERT INTO {STAGE_SCHEMA}.{BATCHES} VALUES {values}"
+    ))?;
+    Ok(tasks
+        .iter()
+        .map(|&(i, rows)| {
+            (
+                i,
+                Staged {
+                    rows,
+                    checksum: String::new(),
+                },
+            )
+        })
+        .collect())
+}
+
+/// Content checksums of `tasks` (committed batches of one node) by one scan
+/// of its staged table: the sum of `hash` over each batch's rows, as text
+/// ("0" for no rows). The sums are HUGEINTs, so the sums of a batch's units
+/// add up to the batch's (how validation computes them along its metrics).
+/// Computed like [`super::cutoff::checksum`], which measures published rows.
+pub(super) fn batch_checksums(
+    ws: &Workspace,
+    s: &dyn Session,
+    staging: &Staging,
+    tasks: &[usize],
+) -> Result<Vec<(usize, String)>> {
     let first = &staging.tasks[tasks[0]];
     let stage = &staging.nodes[&first.node];
     let tc = ws
@@ -1003,41 +1168,108 @@ fn record(
         _ if tasks.len() == 1 => ("0".to_string(), String::new()),
         _ => unreachable!("batches without windows are one per table"),
     };
-    let values = tasks
-        .iter()
-        .enumerate()
-        .map(|(b, &i)| {
-            let t = &staging.tasks[i];
-            let (start, end) = match t.interval {
-                Some(iv) => (state::ts_literal(iv.start()), state::ts_literal(iv.end())),
-                None => ("NULL".to_string(), "NULL".to_string()),
-            };
-            format!(
-                "({b}, {}, {start}::TIMESTAMP, {end}::TIMESTAMP)",
-                quote_str(&t.key)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
     let rows = s.query(&format!(
-        "INSERT INTO {STAGE_SCHEMA}.{BATCHES} \
-         SELECT b.key, {}, b.s, b.e, coalesce(m.n, 0), coalesce(m.h, '0') \
-         FROM (VALUES {values}) AS b(i, key, s, e) \
-         LEFT JOIN (SELECT {batch} AS i, count(*) AS n, CAST(coalesce(sum(hash(t)), 0) AS VARCHAR) AS h \
-                    FROM {} t{filter} GROUP BY 1) AS m ON m.i = b.i \
-         RETURNING key, row_count, checksum",
-        quote_str(&stage.table),
+        "SELECT {batch} AS i, CAST(coalesce(sum(hash(t)), 0) AS VARCHAR) FROM {} t{filter} GROUP BY 1",
         data_table(&stage.table)
     ))?;
-    let by_key = by_key(&rows);
+    let mut sums: HashMap<usize, String> = HashMap::new();
+    for r in rows.rows {
+        if let (Some(b), Some(h)) = (r[0].as_i64(), r[1].to_text()) {
+            sums.insert(b as usize, h);
+        }
+    }
     Ok(tasks
         .iter()
-        .map(|&i| {
-            let staged = by_key
-                .get(&staging.tasks[i].key)
-                .cloned()
-                .unwrap_or_default();
-            (i, staged)
-        })
+        .enumerate()
+        .map(|(b, &i)| (i, sums.remove(&b).unwrap_or_else(|| "0".to_string())))
         .collect())
+}
+
+/// Give every batch of the run its checksum before it is published: those
+/// not known yet (written in this run, or reused without one) are summed
+/// from the unit checksums validation measured along its metrics, where its
+/// units fall inside the node's batches, and read by [`batch_checksums`]
+/// otherwise (validation skipped, a seed, units that cross a batch).
+pub(super) fn fill_checksums(
+    ws: &Workspace,
+    s: &dyn Session,
+    staging: &Staging,
+    results: &mut HashMap<String, Staged>,
+    validation: Option<&crate::validate::Report>,
+) -> Result<()> {
+    for &id in staging.nodes.keys() {
+        let missing: Vec<usize> = staging
+            .tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.node == id)
+            .filter(|(_, t)| results.get(&t.key).is_some_and(|r| r.checksum.is_empty()))
+            .map(|(i, _)| i)
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        let name = ws.dag.nodes[id].name.to_string();
+        let measured = validation
+            .and_then(|v| v.models.iter().find(|m| m.model == name))
+            .and_then(|m| m.checksums.as_ref());
+        let unit = ws.model(id).and_then(|(f, _)| f.config.unit);
+        let sums = match measured.and_then(|units| sum_units(staging, id, units, unit)) {
+            Some(sums) => missing.iter().map(|&i| (i, sums[&i].clone())).collect(),
+            None => batch_checksums(ws, s, staging, &missing)?,
+        };
+        for (i, checksum) in sums {
+            if let Some(r) = results.get_mut(&staging.tasks[i].key) {
+                r.checksum = checksum;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Each batch of `id` (task → checksum) as the sum of the checksums of the
+/// units inside it; `None` when a unit does not lie inside exactly one batch
+/// or a sum is not a number.
+fn sum_units(
+    staging: &Staging,
+    id: NodeId,
+    units: &BTreeMap<Option<String>, String>,
+    unit: Option<Unit>,
+) -> Option<HashMap<usize, String>> {
+    let tasks: Vec<(usize, Option<Interval>)> = staging
+        .tasks
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.node == id)
+        .map(|(i, t)| (i, t.interval))
+        .collect();
+    let mut sums: HashMap<usize, i128> = tasks.iter().map(|&(i, _)| (i, 0)).collect();
+    for (start, checksum) in units {
+        let value: i128 = checksum.parse().ok()?;
+        let task = match (&tasks[..], start) {
+            // One batch of the whole data (a table): every unit is in it.
+            ([(i, None)], _) => *i,
+            (_, Some(start)) => {
+                let t = crate::interval::parse_point(start).ok()?;
+                let u = Interval::unit_at(unit?, t);
+                if u.start() != t {
+                    return None;
+                }
+                let inside: Vec<usize> = tasks
+                    .iter()
+                    .filter(|(_, iv)| {
+                        iv.is_some_and(|iv| iv.start() <= u.start() && u.end() <= iv.end())
+                    })
+                    .map(|&(i, _)| i)
+                    .collect();
+                match inside[..] {
+                    [i] => i,
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        };
+        *sums.get_mut(&task)? += value;
+    }
+    Some(sums.into_iter().map(|(i, v)| (i, v.to_string())).collect())
 }

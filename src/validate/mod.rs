@@ -23,6 +23,9 @@ pub struct Subject {
     pub after: String,
     /// The published rows they replace; `None` for a model never built.
     pub before: Option<String>,
+    /// Columns (lowercase) and types of `after` and `before`, when the caller
+    /// read them already (one catalog query for a whole run).
+    pub columns: Option<(Vec<(String, String)>, Option<Vec<(String, String)>>)>,
     /// Metrics of those rows as the runs that wrote them measured them, when
     /// every unit replaced was measured so (see [`stored_before`]); used
     /// instead of reading `before` again if they have its columns.
@@ -129,6 +132,11 @@ pub struct ModelReport {
     pub findings: Vec<Finding>,
     /// Audits passed (as written).
     pub passed: Vec<String>,
+    /// Content checksum of the rows after, per unit (the sum of each row's
+    /// `hash`, as staging defines a batch's checksum), measured along the
+    /// metrics so that a build need not scan its batches once more for them.
+    #[serde(skip)]
+    pub checksums: Option<BTreeMap<Option<String>, String>>,
 }
 
 /// Validation of a whole run.
@@ -221,10 +229,15 @@ fn validate_model(
             .collect::<Vec<_>>()
             .join(" OR ")
     });
-    let columns = describe(s, &subject.after)?;
-    let before_columns = match &subject.before {
-        Some(rel) => Some(describe(s, rel)?),
-        None => None,
+    let (columns, before_columns) = match &subject.columns {
+        Some(known) => known.clone(),
+        None => (
+            describe(s, &subject.after)?,
+            match &subject.before {
+                Some(rel) => Some(describe(s, rel)?),
+                None => None,
+            },
+        ),
     };
     let unit_ts = match (&subject.time_column, subject.unit) {
         (Some(tc), Some(unit)) => Some(format!(
@@ -238,13 +251,14 @@ fn validate_model(
         .as_ref()
         .map(|u| format!("strftime({u}, '%Y-%m-%dT%H:%M:%S')"));
     let started = std::time::Instant::now();
-    let after = side(
+    let (after, checksums) = side(
         s,
         &subject.after,
         &columns,
         &subject.grain,
         unit_ts.as_deref(),
         filter.as_deref(),
+        true,
     )?;
     let before = match (&subject.before, &before_columns) {
         (Some(rel), Some(cols)) => match subject
@@ -275,14 +289,18 @@ fn validate_model(
                 );
                 stored.clone()
             }
-            None => side(
-                s,
-                rel,
-                cols,
-                &subject.grain,
-                unit_ts.as_deref(),
-                filter.as_deref(),
-            )?,
+            None => {
+                side(
+                    s,
+                    rel,
+                    cols,
+                    &subject.grain,
+                    unit_ts.as_deref(),
+                    filter.as_deref(),
+                    false,
+                )?
+                .0
+            }
         },
         _ => BTreeMap::new(),
     };
@@ -417,6 +435,7 @@ fn validate_model(
         units,
         findings,
         passed,
+        checksums: Some(checksums),
     })
 }
 
@@ -567,7 +586,13 @@ fn is_numeric(ty: &str) -> bool {
         || t.starts_with("DECIMAL")
 }
 
-/// One pass over a relation: metrics per unit (one group for tables).
+/// Metrics per unit (one group for tables) of a relation, and with
+/// `checksum` the content checksum of each unit, in one pass.
+type Side = (
+    BTreeMap<Option<String>, Metrics>,
+    BTreeMap<Option<String>, String>,
+);
+
 fn side(
     s: &dyn Session,
     relation: &str,
@@ -575,7 +600,8 @@ fn side(
     grain: &[String],
     unit_ts: Option<&str>,
     filter: Option<&str>,
-) -> Result<BTreeMap<Option<String>, Metrics>> {
+    checksum: bool,
+) -> Result<Side> {
     let names: Vec<&String> = columns.iter().map(|(c, _)| c).collect();
     let numeric: Vec<&String> = columns
         .iter()
@@ -614,6 +640,9 @@ fn side(
     for c in &names {
         select.push(format!("count(*) - count(t.{})", quote_ident(c)));
     }
+    if checksum {
+        select.push("CAST(coalesce(sum(hash(t)), 0) AS VARCHAR)".to_string());
+    }
     let inner = format!(
         "SELECT {} FROM {relation} t{}{}",
         select.join(", "),
@@ -630,8 +659,13 @@ fn side(
         ),
     };
     let mut out = BTreeMap::new();
+    let mut checksums = BTreeMap::new();
     for row in s.query(&sql)?.rows {
         let key = row[0].to_text();
+        if checksum {
+            let h = row[3 + numeric.len() + names.len()].to_text();
+            checksums.insert(key.clone(), h.unwrap_or_else(|| "0".to_string()));
+        }
         let mut m = Metrics {
             rows: row[1].as_i64().unwrap_or(0),
             distinct: row[2].as_i64().unwrap_or(0),
@@ -648,7 +682,7 @@ fn side(
         }
         out.insert(key, m);
     }
-    Ok(out)
+    Ok((out, checksums))
 }
 
 /// Thresholds breached, one finding per threshold with the units it fails.
