@@ -660,6 +660,20 @@ fn build(
     format: Format,
     out: &mut dyn Write,
 ) -> Result<()> {
+    // The answer of the last build, when it found nothing to do and nothing
+    // it read has changed since (see `noop`).
+    let t = std::time::Instant::now();
+    let root = Project::find_root(cli.project.as_deref())?;
+    let noop = (!dry_run && format == Format::Text)
+        .then(|| {
+            let args: Vec<String> = std::env::args().skip(1).collect();
+            crate::noop::inputs(&root, &args, chrono::Utc::now().naive_utc())
+        })
+        .flatten();
+    if let Some(text) = noop.as_ref().and_then(|n| crate::noop::answer(&root, n)) {
+        crate::progress::timing("answered from the last no-op build", t.elapsed());
+        return write_text(out, &quiet_filter(text));
+    }
     let ws = load(cli)?;
     let options = plan_options(&ws, scope)?;
     if dry_run {
@@ -696,22 +710,30 @@ fn build(
     // Close the warehouse cleanly, whatever happened.
     crate::interrupt::release();
     drop(engine);
-    let summary = summary?;
+    let summary = summary.inspect_err(|_| crate::noop::remember(&root, None, None))?;
     match format {
-        Format::Json => write_json(out, &crate::render::build_json(&ws, &summary)),
+        Format::Json => {
+            crate::noop::remember(&root, None, None);
+            write_json(out, &crate::render::build_json(&ws, &summary))
+        }
         Format::Text => {
             let text = crate::render::build_text(&ws, &summary);
-            // Quiet: the summary lines, without a line per model.
-            let text = if crate::progress::is_quiet() {
-                text.lines()
-                    .filter(|l| !l.starts_with("  "))
-                    .map(|l| format!("{l}\n"))
-                    .collect()
-            } else {
-                text
-            };
-            write_text(out, &text)
+            let did_nothing = crate::render::nothing_built(&summary);
+            crate::noop::remember(&root, noop.as_ref().filter(|_| did_nothing), Some(&text));
+            write_text(out, &quiet_filter(text))
         }
+    }
+}
+
+/// Quiet: the summary lines of a build, without a line per model.
+fn quiet_filter(text: String) -> String {
+    if crate::progress::is_quiet() {
+        text.lines()
+            .filter(|l| !l.starts_with("  "))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    } else {
+        text
     }
 }
 

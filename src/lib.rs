@@ -23,6 +23,7 @@ pub mod interval;
 pub mod intervals;
 pub mod mark;
 pub mod name;
+pub mod noop;
 pub mod observe;
 pub mod plan;
 pub mod progress;

@@ -90,9 +90,8 @@ impl Project {
         }
     }
 
-    /// Read the project at `root`, reporting every problem found.
-    pub fn load(root: &Path) -> Result<Project, Diagnostics> {
-        let mut problems = Diagnostics::default();
+    /// Read `hubforge.toml` alone: its text and what it says.
+    pub fn load_config(root: &Path) -> Result<(String, ProjectConfig), Diagnostics> {
         let config_path = Path::new(CONFIG_FILE);
         let config_text = read_text(root, config_path).map_err(Diagnostics::from)?;
         let config = config::parse_project_config(&TomlSource {
@@ -102,6 +101,13 @@ impl Project {
             toml: &config_text,
         })
         .map_err(Diagnostics)?;
+        Ok((config_text, config))
+    }
+
+    /// Read the project at `root`, reporting every problem found.
+    pub fn load(root: &Path) -> Result<Project, Diagnostics> {
+        let mut problems = Diagnostics::default();
+        let (config_text, config) = Self::load_config(root)?;
 
         let model_paths = files_under(root, "models", "sql");
         let results: Vec<Result<ModelFile, Vec<Diagnostic>>> = model_paths

@@ -304,10 +304,14 @@ pub fn build_text(ws: &Workspace, summary: &crate::build::BuildSummary) -> Strin
     text
 }
 
+/// Whether a build found nothing to build or remove.
+pub fn nothing_built(summary: &crate::build::BuildSummary) -> bool {
+    summary.run_id.is_none()
+        || summary.models == 0 && summary.seeds == 0 && summary.plan.removed.is_empty()
+}
+
 fn build_result_text(ws: &Workspace, summary: &crate::build::BuildSummary) -> String {
-    let nothing_built =
-        summary.models == 0 && summary.seeds == 0 && summary.plan.removed.is_empty();
-    let Some(run_id) = summary.run_id.as_ref().filter(|_| !nothing_built) else {
+    let Some(run_id) = summary.run_id.as_ref().filter(|_| !nothing_built(summary)) else {
         return if summary.plan.out_of_scope.is_empty() {
             "Everything is up to date; nothing to do.\n".to_string()
         } else {

@@ -387,3 +387,64 @@ fn a_source_can_be_an_existing_table_of_the_warehouse() {
         "{plan}"
     );
 }
+
+/// `build` with `HUBFORGE_TIMINGS`, which says whether it loaded the project
+/// (the normal path) or answered from the record of the last no-op build.
+fn timed_build(dir: &std::path::Path, now: Option<&str>) -> (String, bool) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hubforge"));
+    cmd.arg("build")
+        .current_dir(dir)
+        .env("HUBFORGE_PLAIN", "1")
+        .env("HUBFORGE_TIMINGS", "1")
+        .env_remove("HUBFORGE_NOW");
+    if let Some(now) = now {
+        cmd.env("HUBFORGE_NOW", now);
+    }
+    let out = cmd.output().expect("run hubforge");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    let answered = err.contains("timing: answered from the last no-op build");
+    assert_ne!(answered, err.contains("timing: load project"), "{err}");
+    (stdout(&out), answered)
+}
+
+#[test]
+fn a_no_op_build_is_answered_at_once_until_anything_it_reads_changes() {
+    let dir = built_example();
+    let p = dir.path();
+    let up_to_date = "Everything is up to date; nothing to do.\n".to_string();
+    // The copy is a new place: the first no-op build plans, the next one answers.
+    assert_eq!(timed_build(p, None), (up_to_date.clone(), false));
+    assert_eq!(timed_build(p, None), (up_to_date.clone(), true));
+    assert_eq!(timed_build(p, None), (up_to_date.clone(), true));
+
+    // A model saved with a new comment: planned again (and still nothing to do).
+    edit(
+        p,
+        "models/marts/revenue_daily.sql",
+        "SELECT",
+        "-- reviewed\nSELECT",
+    );
+    assert_eq!(timed_build(p, None), (up_to_date.clone(), false));
+    assert_eq!(timed_build(p, None), (up_to_date.clone(), true));
+
+    // Another end of history: planned again.
+    assert_eq!(timed_build(p, Some("2026-01-01")).1, false);
+
+    // The warehouse written by another client: planned again.
+    {
+        let conn = duckdb::Connection::open(p.join("warehouse.duckdb")).expect("open");
+        conn.execute_batch("CREATE TABLE main.analyst_scratch AS SELECT 1 AS x")
+            .expect("write");
+    }
+    assert_eq!(timed_build(p, None), (up_to_date.clone(), false));
+    assert_eq!(timed_build(p, None), (up_to_date.clone(), true));
+
+    // Late source rows: found and built, never answered from the record.
+    drop_days(p, "data/payments/2025-11.csv", &["2025-11-10"]);
+    let (text, answered) = timed_build(p, None);
+    assert!(!answered);
+    assert!(text.contains("payments_daily"), "{text}");
+    assert_eq!(timed_build(p, None), (up_to_date.clone(), false));
+    assert_eq!(timed_build(p, None), (up_to_date, true));
+}
