@@ -25,7 +25,7 @@ pub struct Subject {
     pub before: Option<String>,
     /// Columns (lowercase) and types of `after` and `before`, when the caller
     /// read them already (one catalog query for a whole run).
-    pub columns: Option<(Vec<(String, String)>, Option<Vec<(String, String)>>)>,
+    pub columns: Option<(Columns, Option<Columns>)>,
     /// Metrics of those rows as the runs that wrote them measured them, when
     /// every unit replaced was measured so (see [`stored_before`]); used
     /// instead of reading `before` again if they have its columns.
@@ -41,6 +41,9 @@ pub struct Subject {
     pub start: String,
     pub end: String,
 }
+
+/// Column names and types of a relation.
+pub type Columns = Vec<(String, String)>;
 
 /// Metrics of one side of one unit.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
