@@ -972,11 +972,7 @@ fn stage_tasks(
         let (select, duck_only) = task_select(ws, t, staging, now)?;
         if duck_only {
             // Its names resolve through the search path: one statement each.
-            let mut counts = Vec::new();
-            for (k, t) in tasks.iter().enumerate() {
-                counts.push(stage_task(ws, s, t, staging, create && k == 0, now)?);
-            }
-            return Ok(counts);
+            return each_alone(ws, s, group, staging, create, now).map_err(|(_, e)| e);
         }
         let iv = t.interval.expect("grouped batches have windows");
         branches.push(checked(&select, &tc, &iv));
@@ -989,20 +985,12 @@ fn stage_tasks(
         format!("INSERT INTO {table} BY NAME {union}")
     })?;
     // The rows in a batch's window are the batch's: its table holds no others there.
-    let cases = tasks
-        .iter()
-        .enumerate()
-        .map(|(k, t)| {
-            let iv = t.interval.expect("window");
-            format!("WHEN {} THEN {k}", window_predicate(None, &tc, &iv))
-        })
-        .collect::<Vec<_>>()
-        .join(" ");
-    let first = tasks[0].interval.expect("window").start();
-    let last = tasks[tasks.len() - 1].interval.expect("window").end();
-    let span = Interval::new(first, last).expect("batches in order");
+    let windows: Vec<Interval> = tasks.iter().map(|t| t.interval.expect("window")).collect();
+    let span = Interval::new(windows[0].start(), windows[windows.len() - 1].end())
+        .expect("batches in order");
     let counted = s.query(&format!(
-        "SELECT CASE {cases} END, count(*) FROM {table} WHERE {} GROUP BY 1",
+        "SELECT {}, count(*) FROM {table} WHERE {} GROUP BY 1",
+        which_batch(None, &tc, &windows),
         window_predicate(None, &tc, &span)
     ))?;
     let mut counts = vec![0i64; tasks.len()];
@@ -1034,16 +1022,42 @@ fn failing_batch(
     let table = data_table(&staging.nodes[&first.node].table);
     let create = create || !crate::engine::relation_exists(s, &table);
     if s.execute("BEGIN TRANSACTION").is_ok() {
-        for (k, &i) in group.iter().enumerate() {
-            let t = &staging.tasks[i];
-            if let Err(e) = stage_task(ws, s, t, staging, create && k == 0, now) {
-                let _ = s.execute("ROLLBACK");
-                return explain(ws, s, t, staging, now, e);
-            }
-        }
+        let replayed = each_alone(ws, s, group, staging, create, now);
         let _ = s.execute("ROLLBACK");
+        if let Err((i, e)) = replayed {
+            return explain(ws, s, &staging.tasks[i], staging, now, e);
+        }
     }
     explain(ws, s, first, staging, now, error)
+}
+
+/// Build `group` one batch per statement; the rows of each, or the batch
+/// that failed and why.
+fn each_alone(
+    ws: &Workspace,
+    s: &dyn Session,
+    group: &[usize],
+    staging: &Staging,
+    create: bool,
+    now: NaiveDateTime,
+) -> std::result::Result<Vec<i64>, (usize, Error)> {
+    group
+        .iter()
+        .enumerate()
+        .map(|(k, &i)| {
+            stage_task(ws, s, &staging.tasks[i], staging, create && k == 0, now).map_err(|e| (i, e))
+        })
+        .collect()
+}
+
+/// The position in `windows` of the one a row's `tc` lies in (NULL for none).
+fn which_batch(qualifier: Option<&str>, tc: &str, windows: &[Interval]) -> String {
+    let cases: Vec<String> = windows
+        .iter()
+        .enumerate()
+        .map(|(k, iv)| format!("WHEN {} THEN {k}", window_predicate(qualifier, tc, iv)))
+        .collect();
+    format!("CASE {} END", cases.join(" "))
 }
 
 /// A batch's query with every row checked to lie in its window while it is written.
@@ -1280,30 +1294,22 @@ pub(super) fn batch_checksums(
     let tc = ws
         .model(first.node)
         .and_then(|(f, _)| f.config.time_column.clone());
-    let windows: Vec<(usize, Interval)> = match &tc {
+    let windows: Vec<Interval> = match &tc {
         Some(_) => tasks
             .iter()
-            .enumerate()
-            .filter_map(|(b, &i)| Some((b, staging.tasks[i].interval?)))
+            .filter_map(|&i| staging.tasks[i].interval)
             .collect(),
         None => Vec::new(),
     };
     // Which batch each row belongs to: by its window, or the only one.
     let (batch, filter) = match (&tc, windows.len() == tasks.len()) {
         (Some(tc), true) => (
-            format!(
-                "CASE {} END",
-                windows
-                    .iter()
-                    .map(|(b, iv)| format!("WHEN {} THEN {b}", window_predicate(Some("t"), tc, iv)))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            ),
+            which_batch(Some("t"), tc, &windows),
             format!(
                 " WHERE {}",
                 windows
                     .iter()
-                    .map(|(_, iv)| format!("({})", window_predicate(Some("t"), tc, iv)))
+                    .map(|iv| format!("({})", window_predicate(Some("t"), tc, iv)))
                     .collect::<Vec<_>>()
                     .join(" OR ")
             ),
