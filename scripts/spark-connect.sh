@@ -12,6 +12,9 @@
 #   HUBFORGE_SPARK_VENV     Python venv holding pyspark (default $HOME/.cache/hubforge-spark-venv)
 #   SPARK_CONNECT_TIMEOUT   seconds to wait for the server to answer (default 120)
 #   PYTHON                  interpreter used to create the venv (default python3)
+#   SPARK_SHUFFLE_PARTITIONS  partitions of a shuffle (default 4: two cores, one
+#                           machine; Spark's 200 makes every join and aggregation
+#                           of a small table run 200 tasks)
 #
 # The pyspark wheel carries Spark's jars, the Spark Connect server among them, so
 # nothing but Java 17+ and Python 3.9+ is needed. Any failure exits non-zero with a
@@ -150,6 +153,7 @@ cmd_start() {
             --conf "spark.hadoop.javax.jdo.option.ConnectionURL=jdbc:derby:;databaseName=$METASTORE_DIR/metastore_db;create=true" \
             --conf "spark.ui.enabled=false" \
             --conf "spark.sql.session.timeZone=UTC" \
+            --conf "spark.sql.shuffle.partitions=${SPARK_SHUFFLE_PARTITIONS:-4}" \
             --driver-memory "${SPARK_DRIVER_MEMORY:-2g}" \
             spark-internal
     ) >>"$LOG_FILE" 2>&1 </dev/null &

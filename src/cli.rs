@@ -633,9 +633,73 @@ fn warehouse_options(ws: &Workspace) -> crate::engine::duckdb::DuckDbOptions {
     }
 }
 
+/// The Spark Connect server of a project whose `[warehouse] engine = "spark"`.
+#[cfg(feature = "spark")]
+fn spark_engine(ws: &Workspace) -> Result<std::sync::Arc<dyn crate::engine::Engine>> {
+    let url = ws
+        .project
+        .config
+        .warehouse
+        .url
+        .as_deref()
+        .unwrap_or_default();
+    Ok(std::sync::Arc::new(
+        crate::engine::spark::SparkEngine::connect(url)?,
+    ))
+}
+
+#[cfg(not(feature = "spark"))]
+fn spark_engine(_: &Workspace) -> Result<std::sync::Arc<dyn crate::engine::Engine>> {
+    Err(Error::Engine(
+        "this project is built on Spark ([warehouse] engine = \"spark\" in hubforge.toml), and \
+         this hubforge was compiled without the Spark engine; build hubforge with \
+         `cargo build --features spark`"
+            .to_string(),
+    ))
+}
+
+#[cfg(feature = "spark")]
+fn build_on_spark(
+    ws: &Workspace,
+    engine: &dyn crate::engine::Engine,
+    options: &crate::build::BuildOptions,
+) -> Result<crate::build::BuildSummary> {
+    crate::build::spark::build(ws, engine, options, crate::interrupt::flag())
+}
+
+#[cfg(not(feature = "spark"))]
+fn build_on_spark(
+    ws: &Workspace,
+    _: &dyn crate::engine::Engine,
+    _: &crate::build::BuildOptions,
+) -> Result<crate::build::BuildSummary> {
+    spark_engine(ws).map(|_| unreachable!("no Spark engine in this build"))
+}
+
+/// `plan` on Spark: state replayed from the warehouse's log, nothing changed.
+#[cfg(feature = "spark")]
+fn plan_on_spark(ws: &Workspace, scope: &Scope) -> Result<crate::build::Prepared> {
+    let options = plan_options(ws, scope)?;
+    let engine = spark_engine(ws)?;
+    let (_replica, prepared) =
+        crate::build::spark::prepare_read_only(ws, engine.as_ref(), &options)?;
+    Ok(prepared)
+}
+
+#[cfg(not(feature = "spark"))]
+fn plan_on_spark(ws: &Workspace, _: &Scope) -> Result<crate::build::Prepared> {
+    spark_engine(ws).map(|_| unreachable!("no Spark engine in this build"))
+}
+
 fn plan(cli: &Cli, scope: &Scope, format: Format, out: &mut dyn Write) -> Result<()> {
     let ws = load(cli)?;
-    let (_, _engine, _, prepared) = plan_read_only(&ws, scope)?;
+    let on_spark = ws.project.config.warehouse.engine == crate::config::EngineKind::Spark;
+    let (_engine, prepared) = if on_spark {
+        (None, plan_on_spark(&ws, scope)?)
+    } else {
+        let (_, engine, _, prepared) = plan_read_only(&ws, scope)?;
+        (Some(engine), prepared)
+    };
     crate::observe::check_drift(&prepared.observed, &scope.accept_schema)?;
     match format {
         Format::Json => write_json(out, &crate::render::plan_json(&ws, &prepared.plan)),
@@ -664,7 +728,10 @@ fn build(
     // it read has changed since (see `noop`).
     let t = std::time::Instant::now();
     let root = Project::find_root(cli.project.as_deref())?;
-    let noop = (!dry_run && format == Format::Text)
+    // On Spark, others can write the warehouse without a trace on this machine.
+    let on_spark = Project::load_config(&root)
+        .is_ok_and(|(_, c)| c.warehouse.engine == crate::config::EngineKind::Spark);
+    let noop = (!dry_run && format == Format::Text && !on_spark)
         .then(|| {
             let args: Vec<String> = std::env::args().skip(1).collect();
             crate::noop::inputs(&root, &args, chrono::Utc::now().naive_utc())
@@ -679,11 +746,14 @@ fn build(
     if dry_run {
         return plan(cli, scope, format, out);
     }
-    let path = ws.project.warehouse_path();
-    let engine = std::sync::Arc::new(crate::engine::duckdb::DuckDbEngine::open(
-        &path,
-        &warehouse_options(&ws),
-    )?);
+    let engine: std::sync::Arc<dyn crate::engine::Engine> = if on_spark {
+        spark_engine(&ws)?
+    } else {
+        std::sync::Arc::new(crate::engine::duckdb::DuckDbEngine::open(
+            &ws.project.warehouse_path(),
+            &warehouse_options(&ws),
+        )?)
+    };
     crate::interrupt::watch(engine.clone());
     let threads = threads
         .or(ws.project.config.warehouse.threads)
@@ -701,12 +771,16 @@ fn build(
         skip_audits: checks.skip_audits.clone(),
         skip_validation: checks.skip_validation,
     };
-    let summary = crate::build::build(
-        &ws,
-        engine.as_ref(),
-        &build_options,
-        crate::interrupt::flag(),
-    );
+    let summary = if on_spark {
+        build_on_spark(&ws, engine.as_ref(), &build_options)
+    } else {
+        crate::build::build(
+            &ws,
+            engine.as_ref(),
+            &build_options,
+            crate::interrupt::flag(),
+        )
+    };
     // Close the warehouse cleanly, whatever happened.
     crate::interrupt::release();
     drop(engine);

@@ -251,19 +251,40 @@ pub struct ProjectSection {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WarehouseSection {
+    /// The engine holding the warehouse: embedded DuckDB (`path`) or Spark.
+    pub engine: EngineKind,
     pub path: PathBuf,
     pub threads: Option<usize>,
     pub memory_limit: Option<String>,
+    /// Spark: the Spark Connect URL, `sc://host:port[/;token=...;use_ssl=true]`.
+    pub url: Option<String>,
+    /// Spark: the catalog holding the project's schemas (the session's by default).
+    pub catalog: Option<String>,
+    /// Spark: the schema published models appear in; hubforge's own data,
+    /// sources and state live in schemas named after it.
+    pub schema: Option<String>,
 }
 
 impl Default for WarehouseSection {
     fn default() -> Self {
         WarehouseSection {
+            engine: EngineKind::Duckdb,
             path: PathBuf::from("warehouse.duckdb"),
             threads: None,
             memory_limit: None,
+            url: None,
+            catalog: None,
+            schema: None,
         }
     }
+}
+
+/// The engine a project is built on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    Duckdb,
+    Spark,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -498,9 +519,13 @@ const PROJECT_SCHEMA: Schema = Schema::Table(&[
     (
         "warehouse",
         Schema::Table(&[
+            ("engine", Schema::Leaf),
             ("path", Schema::Leaf),
             ("threads", Schema::Leaf),
             ("memory_limit", Schema::Leaf),
+            ("url", Schema::Leaf),
+            ("catalog", Schema::Leaf),
+            ("schema", Schema::Leaf),
         ]),
     ),
     (
@@ -609,6 +634,7 @@ pub fn parse_project_config(src: &TomlSource) -> Result<ProjectConfig, Vec<Diagn
         }
         check_source_options(src, name, source, &mut problems);
     }
+    check_warehouse(src, &config.warehouse, &mut problems);
     let mut seen = BTreeMap::new();
     for d in &config.destinations {
         if seen.insert(d.name.clone(), ()).is_some() {
@@ -627,6 +653,66 @@ pub fn parse_project_config(src: &TomlSource) -> Result<ProjectConfig, Vec<Diagn
     } else {
         Err(problems)
     }
+}
+
+/// The Spark engine needs a URL; Spark's settings mean nothing to DuckDB.
+fn check_warehouse(src: &TomlSource, w: &WarehouseSection, problems: &mut Vec<Diagnostic>) {
+    let at = |key: &str| {
+        value_location(src, &["warehouse", key])
+            .unwrap_or_else(|| section_location(src, "warehouse"))
+    };
+    match w.engine {
+        EngineKind::Spark => {
+            if w.url.is_none() {
+                problems.push(
+                    Diagnostic::error(
+                        Code::ConfigInvalid,
+                        "the Spark engine needs the URL of a Spark Connect server",
+                    )
+                    .at(at("engine"))
+                    .with_help("add url = \"sc://localhost:15002\" to [warehouse]"),
+                );
+            }
+            for (key, value) in [("catalog", &w.catalog), ("schema", &w.schema)] {
+                if let Some(v) = value
+                    && !spark_name_ok(v)
+                {
+                    problems.push(
+                        Diagnostic::error(
+                            Code::ConfigInvalid,
+                            format!("warehouse.{key} `{v}` is not a plain Spark name"),
+                        )
+                        .at(at(key))
+                        .with_help("use letters, digits and underscores, starting with a letter"),
+                    );
+                }
+            }
+        }
+        EngineKind::Duckdb => {
+            for (key, set) in [
+                ("url", w.url.is_some()),
+                ("catalog", w.catalog.is_some()),
+                ("schema", w.schema.is_some()),
+            ] {
+                if set {
+                    problems.push(
+                        Diagnostic::error(
+                            Code::ConfigInvalid,
+                            format!("warehouse.{key} is a setting of the Spark engine"),
+                        )
+                        .at(at(key))
+                        .with_help("add engine = \"spark\" to [warehouse], or remove it"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A Spark catalog or schema name hubforge can build other names from.
+fn spark_name_ok(name: &str) -> bool {
+    name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Declared column types and CSV options of one source.
@@ -1021,6 +1107,45 @@ mod tests {
         assert_eq!(errs[0].message, "unknown key `warehouse.paht`");
         assert_eq!(errs[0].help.as_deref(), Some("did you mean `path`?"));
         assert_eq!(errs[0].location.as_ref().unwrap().line, 6);
+    }
+
+    #[test]
+    fn the_spark_engine_needs_a_url_and_its_settings_need_it() {
+        let head = "[project]\nname = \"x\"\nstart = \"2024-01-01\"\n\n[warehouse]\n";
+        let ok = parse_project_config(&src(&format!(
+            "{head}engine = \"spark\"\nurl = \"sc://localhost:15002\"\nschema = \"acme\"\n"
+        )))
+        .unwrap();
+        assert_eq!(ok.warehouse.engine, EngineKind::Spark);
+        assert_eq!(ok.warehouse.schema.as_deref(), Some("acme"));
+
+        let errs = parse_project_config(&src(&format!("{head}engine = \"spark\"\n"))).unwrap_err();
+        assert_eq!(
+            errs[0].message,
+            "the Spark engine needs the URL of a Spark Connect server"
+        );
+        assert_eq!(errs[0].location.as_ref().unwrap().line, 6);
+
+        let errs = parse_project_config(&src(&format!(
+            "{head}engine = \"spark\"\nurl = \"sc://h\"\nschema = \"my-schema\"\n"
+        )))
+        .unwrap_err();
+        assert_eq!(
+            errs[0].message,
+            "warehouse.schema `my-schema` is not a plain Spark name"
+        );
+        assert_eq!(errs[0].location.as_ref().unwrap().line, 8);
+
+        let errs = parse_project_config(&src(&format!("{head}url = \"sc://localhost:15002\"\n")))
+            .unwrap_err();
+        assert_eq!(
+            errs[0].message,
+            "warehouse.url is a setting of the Spark engine"
+        );
+        assert_eq!(
+            errs[0].help.as_deref(),
+            Some("add engine = \"spark\" to [warehouse], or remove it")
+        );
     }
 
     #[test]

@@ -248,3 +248,212 @@ fn translated_constructs_give_duckdbs_results_on_spark() {
         );
     }
 }
+
+/// A copy of the example project whose warehouse is a schema of its own on
+/// the test server; its schemas are dropped when the test ends.
+struct SparkProject {
+    dir: tempfile::TempDir,
+    schema: String,
+    engine: SparkEngine,
+}
+
+/// The schemas hubforge keeps a project in on Spark.
+const PARTS: [&str; 4] = ["", "__data", "__sources", "__hubforge"];
+
+impl SparkProject {
+    fn new(test: &str) -> SparkProject {
+        let dir = common::example_copy();
+        let schema = format!("hf_{test}_{}", std::process::id());
+        common::edit(
+            dir.path(),
+            "hubforge.toml",
+            "path    = \"warehouse.duckdb\"",
+            &format!(
+                "engine = \"spark\"\nurl    = \"{}\"\nschema = \"{schema}\"",
+                server()
+            ),
+        );
+        let project = SparkProject {
+            dir,
+            schema,
+            engine: SparkEngine::connect(&server()).expect("the server answers"),
+        };
+        project.drop_schemas();
+        project
+    }
+
+    fn drop_schemas(&self) {
+        let s = self.engine.session().unwrap();
+        for part in PARTS {
+            s.execute(&format!(
+                "DROP DATABASE IF EXISTS `{}{part}` CASCADE",
+                self.schema
+            ))
+            .unwrap();
+        }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SparkProject {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.drop_schemas();
+        }
+    }
+}
+
+/// Run hubforge and require success.
+fn run_ok(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = common::hubforge(dir, args);
+    assert!(
+        out.status.success(),
+        "hubforge {args:?} failed:\n{}\n{}",
+        common::stdout(&out),
+        common::stderr(&out)
+    );
+    common::stdout(&out)
+}
+
+/// Every model and seed of the example project.
+fn published_names(dir: &std::path::Path) -> Vec<String> {
+    let mut names = Vec::new();
+    for entry in walkdir::WalkDir::new(dir.join("models")) {
+        let entry = entry.unwrap();
+        if entry.path().extension().is_some_and(|e| e == "sql") {
+            names.push(
+                entry
+                    .path()
+                    .file_stem()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+        }
+    }
+    for entry in std::fs::read_dir(dir.join("seeds")).unwrap() {
+        let path = entry.unwrap().path();
+        names.push(path.file_stem().unwrap().to_string_lossy().into_owned());
+    }
+    names.sort();
+    names
+}
+
+/// The published rows of every model and seed, on DuckDB and on Spark, are
+/// the same (values as text, floating sums to a relative 1e-9).
+fn assert_same_tables(duck_dir: &std::path::Path, spark: &SparkProject, when: &str) {
+    use hubforge::engine::duckdb::{DuckDbEngine, DuckDbOptions};
+    let duck = DuckDbEngine::open(
+        &duck_dir.join("warehouse.duckdb"),
+        &DuckDbOptions {
+            read_only: true,
+            ..DuckDbOptions::default()
+        },
+    )
+    .unwrap();
+    let d = duck.session().unwrap();
+    let s = spark.engine.session().unwrap();
+    for name in published_names(duck_dir) {
+        let mut expected = texts(
+            &d.query(&format!("SELECT COLUMNS(*)::VARCHAR FROM main.\"{name}\""))
+                .unwrap_or_else(|e| panic!("{when}: {name} on DuckDB: {e}")),
+        );
+        let spark_rows = s
+            .query(&format!("SELECT * FROM `{}`.`{name}`", spark.schema))
+            .unwrap_or_else(|e| panic!("{when}: {name} on Spark: {e}"));
+        let mut got = texts(&spark_rows);
+        expected.sort();
+        got.sort();
+        assert_eq!(
+            expected.len(),
+            got.len(),
+            "{when}: {name} has {} rows on DuckDB, {} on Spark",
+            expected.len(),
+            got.len()
+        );
+        for (a, b) in expected.iter().zip(&got) {
+            assert!(
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_value(x, y)),
+                "{when}: {name} differs:\n  DuckDB {a:?}\n  Spark  {b:?}"
+            );
+        }
+    }
+}
+
+/// The work of a plan, as both engines must plan it.
+fn planned(plan: &serde_json::Value) -> (serde_json::Value, serde_json::Value) {
+    (plan["models"].clone(), plan["out_of_scope"].clone())
+}
+
+#[test]
+fn the_example_builds_on_spark_as_on_duckdb_through_changes_late_data_and_scoped_builds() {
+    let duck = common::example_copy();
+    let spark = SparkProject::new("example");
+    let both = [duck.path(), spark.path()];
+    // A day of orders arrives late, after the first build.
+    let late = "data/orders/2025-11.csv";
+    let full_text = common::drop_days(duck.path(), late, &["2025-11-14"]);
+    common::drop_days(spark.path(), late, &["2025-11-14"]);
+
+    for dir in both {
+        run_ok(dir, &["build"]);
+    }
+    assert_same_tables(duck.path(), &spark, "first build");
+    assert!(
+        run_ok(spark.path(), &["plan"]).contains("Nothing to do"),
+        "a second plan on Spark finds work"
+    );
+
+    // The pricing fix and the late day: the same plan, the same tables.
+    for dir in both {
+        common::fix_pricing(dir);
+        std::fs::write(dir.join(late), &full_text).unwrap();
+    }
+    let plan = planned(&common::plan_json(duck.path(), &[]));
+    assert_eq!(plan, planned(&common::plan_json(spark.path(), &[])));
+    assert!(plan.0.as_array().is_some_and(|m| !m.is_empty()));
+    for dir in both {
+        run_ok(dir, &["build"]);
+    }
+    assert_same_tables(duck.path(), &spark, "pricing fix and late day");
+
+    // A change built for one quarter first, then caught up.
+    let scope = [
+        "--start",
+        "2025-10-01",
+        "--end",
+        "2026-01-01",
+        "--select",
+        "int_order_revenue+",
+    ];
+    for dir in both {
+        common::change_vat_amount(dir);
+    }
+    let plan = planned(&common::plan_json(duck.path(), &scope));
+    assert_eq!(plan, planned(&common::plan_json(spark.path(), &scope)));
+    let mut build_scoped = vec!["build"];
+    build_scoped.extend(scope);
+    for dir in both {
+        run_ok(dir, &build_scoped);
+    }
+    assert_same_tables(duck.path(), &spark, "scoped build");
+    let plan = planned(&common::plan_json(duck.path(), &[]));
+    assert_eq!(plan, planned(&common::plan_json(spark.path(), &[])));
+    for dir in both {
+        run_ok(dir, &["build"]);
+    }
+    assert!(run_ok(spark.path(), &["plan"]).contains("Nothing to do"));
+
+    // Converged: equal to a clean DuckDB build of the project as it is now.
+    let clean = tempfile::tempdir().unwrap();
+    common::copy_tree(duck.path(), clean.path());
+    run_ok(clean.path(), &["build"]);
+    assert_same_tables(
+        clean.path(),
+        &spark,
+        "after catching up, against a clean build",
+    );
+}

@@ -13,6 +13,8 @@
 
 mod cutoff;
 mod publish;
+#[cfg(feature = "spark")]
+pub mod spark;
 mod stage;
 
 pub use cutoff::CutOff;

@@ -242,7 +242,7 @@ fn table_names(s: &dyn Session, schema: &str) -> Result<Vec<String>> {
 
 /// What state records of the run.
 #[allow(clippy::too_many_arguments)]
-fn state_writes(
+pub(super) fn state_writes(
     ws: &Workspace,
     prepared: &Prepared,
     work: &BTreeMap<NodeId, &ModelWork>,

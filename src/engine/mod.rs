@@ -75,27 +75,36 @@ pub trait Session: Send {
 
 /// With `HUBFORGE_TRACE_SQL` set, every statement an engine runs is printed
 /// to stderr with its duration when it ends: where a slow command spends its
-/// time, statement by statement.
+/// time, statement by statement (`HUBFORGE_TRACE_SQL=full`: whole statements).
 pub(crate) struct Trace<'a> {
     sql: &'a str,
     started: std::time::Instant,
 }
 
+/// `HUBFORGE_TRACE_SQL`: unset, or the statements' first 120 characters, or
+/// (`full`) whole statements.
+fn trace_width() -> Option<usize> {
+    static WIDTH: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    *WIDTH.get_or_init(|| {
+        std::env::var("HUBFORGE_TRACE_SQL")
+            .ok()
+            .map(|v| if v == "full" { usize::MAX } else { 120 })
+    })
+}
+
 impl<'a> Trace<'a> {
     pub(crate) fn start(sql: &'a str) -> Option<Self> {
-        static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        ON.get_or_init(|| std::env::var_os("HUBFORGE_TRACE_SQL").is_some())
-            .then(|| Trace {
-                sql,
-                started: std::time::Instant::now(),
-            })
+        trace_width().map(|_| Trace {
+            sql,
+            started: std::time::Instant::now(),
+        })
     }
 }
 
 impl Drop for Trace<'_> {
     fn drop(&mut self) {
         let text: String = self.sql.split_whitespace().collect::<Vec<_>>().join(" ");
-        let short: String = text.chars().take(120).collect();
+        let short: String = text.chars().take(trace_width().unwrap_or(120)).collect();
         eprintln!(
             "sql: {:8.2} ms {short}",
             self.started.elapsed().as_secs_f64() * 1000.0

@@ -129,6 +129,7 @@ fn engine_error(e: spark_connect::SparkError) -> Error {
 
 /// Run one statement to its end.
 fn run(session: &spark_connect::SparkSession, statement: &str) -> Result<()> {
+    let _trace = super::Trace::start(statement);
     let df = session.sql(statement).map_err(engine_error)?;
     df.collect().map_err(engine_error)?;
     Ok(())
@@ -143,6 +144,7 @@ impl super::Session for SparkSession {
     }
 
     fn query(&self, sql: &str) -> Result<Rows> {
+        let _trace = super::Trace::start(sql);
         let df = self.session.sql(sql).map_err(engine_error)?;
         let rows = df.collect().map_err(engine_error)?;
         let columns = match rows.first() {

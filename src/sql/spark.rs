@@ -59,6 +59,36 @@ pub fn to_spark(sql: &str) -> Result<String, Vec<Untranslatable>> {
     }
 }
 
+/// A DuckDB column type (as `duckdb_columns()` spells it) as Spark SQL spells
+/// it, or `None` when Spark has no exact equivalent.
+pub fn spark_type(duckdb_type: &str) -> Option<String> {
+    let mut ty = Parser::new(&DuckDbDialect {})
+        .try_with_sql(duckdb_type)
+        .and_then(|mut p| p.parse_data_type())
+        .ok()?;
+    let mut t = Translator::default();
+    t.data_type(Span::empty(), &mut ty);
+    if !t.problems.is_empty() {
+        return None;
+    }
+    let text = ty.to_string();
+    // Types DuckDB has and Spark lacks (TIME, INTERVAL, nested types) are
+    // not read from sources on Spark.
+    let known = [
+        "STRING",
+        "BIGINT",
+        "INT",
+        "SMALLINT",
+        "TINYINT",
+        "DOUBLE",
+        "FLOAT",
+        "BOOLEAN",
+        "DATE",
+        "TIMESTAMP",
+    ];
+    (known.contains(&text.as_str()) || text.starts_with("DECIMAL")).then_some(text)
+}
+
 /// DuckDB functions with no Spark equivalent this translation knows.
 const UNKNOWN: &[&str] = &[
     "read_csv",
@@ -140,7 +170,7 @@ fn literal_text(e: &Expr) -> Option<&str> {
 
 /// A `strftime` format as a Java date-time pattern: None when it uses a
 /// specifier with no exact equivalent.
-fn java_format(fmt: &str) -> Option<String> {
+pub fn java_format(fmt: &str) -> Option<String> {
     let mut out = String::new();
     let mut literal = String::new();
     let flush = |out: &mut String, literal: &mut String| {
@@ -530,6 +560,25 @@ mod tests {
 
     fn spark(sql: &str) -> String {
         to_spark(sql).unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+    }
+
+    #[test]
+    fn source_column_types_map_to_spark_types() {
+        for (duck, spark) in [
+            ("BIGINT", Some("BIGINT")),
+            ("INTEGER", Some("INT")),
+            ("VARCHAR", Some("STRING")),
+            ("DOUBLE", Some("DOUBLE")),
+            ("TIMESTAMP", Some("TIMESTAMP")),
+            ("DATE", Some("DATE")),
+            ("BOOLEAN", Some("BOOLEAN")),
+            ("DECIMAL(18,3)", Some("DECIMAL(18,3)")),
+            ("HUGEINT", Some("DECIMAL(38,0)")),
+            ("TIME", None),
+            ("INTERVAL", None),
+        ] {
+            assert_eq!(super::spark_type(duck).as_deref(), spark, "{duck}");
+        }
     }
 
     #[test]

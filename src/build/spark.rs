@@ -1,0 +1,1167 @@
+//! `hubforge build` on Apache Spark, through Spark Connect.
+//!
+//! Spark has no transaction spanning tables, so a run never changes what
+//! anyone reads until it publishes, and publishing is one view swap per model,
+//! driven by a journal written before the first swap:
+//!
+//! - every model or seed with work is staged whole into a **new** table
+//!   (a partial rebuild copies the untouched intervals of the published table
+//!   and adds the rebuilt ones: correct, not minimal);
+//! - the run then appends a *journal* to the state log (the view statements
+//!   and the state writes of the run), swaps each published view to its new
+//!   table, and appends a *commit*; only then are the old tables dropped;
+//! - a run killed between its journal and its commit is rolled forward by the
+//!   next command that writes: the views are swapped again (the statements are
+//!   idempotent) and the commit appended. Each view is all-old or all-new at
+//!   any moment; between the first and the last swap of a run, readers can see
+//!   some models new and others old (DuckDB publishes all models in one
+//!   transaction; Spark cannot).
+//!
+//! Layout, for `[warehouse] schema = "acme"` (in `catalog` when given):
+//! `acme` holds the published views; `acme__data` the tables of models and
+//! seeds; `acme__sources` a Parquet copy of each version of each file source;
+//! `acme__hubforge.state_log` the state.
+//!
+//! State is an append-only log of the state store's own statements. Each
+//! command replays it into an in-memory DuckDB database and reads state from
+//! there, so that planning runs the same code, on the same state, whichever
+//! engine holds the data: every machine reading the log sees the same truth.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::stage::{self, Mode, Staged, Staging};
+use super::{
+    BuildOptions, BuildSummary, Prepared, new_run_id, now, prepare_with, render_sql, seeds_to_load,
+    state_changes_needed, user, window_for,
+};
+use crate::config::Kind;
+use crate::engine::duckdb::DuckDbEngine;
+use crate::engine::{Engine, Session};
+use crate::error::{Error, Result};
+use crate::graph::{NodeId, NodeKind};
+use crate::interval::Interval;
+use crate::observe;
+use crate::plan::{ModelWork, PlanOptions};
+use crate::progress::Progress;
+use crate::sources::{self, Ingest};
+use crate::state;
+use crate::workspace::Workspace;
+
+/// The schemas of a project on Spark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// The published views.
+    Published,
+    /// Models' and seeds' tables.
+    Data,
+    /// Copies of file sources.
+    Sources,
+    /// The state log.
+    State,
+}
+
+/// Names of the project's schemas and relations on Spark.
+pub struct SparkNames {
+    catalog: Option<String>,
+    schema: String,
+}
+
+/// The state log's table.
+const LOG: &str = "state_log";
+
+impl SparkNames {
+    pub fn of(ws: &Workspace) -> SparkNames {
+        let w = &ws.project.config.warehouse;
+        SparkNames {
+            catalog: w.catalog.clone(),
+            schema: w.schema.clone().unwrap_or_else(|| "hubhouse".to_string()),
+        }
+    }
+
+    fn schema(&self, part: Part) -> String {
+        match part {
+            Part::Published => self.schema.clone(),
+            Part::Data => format!("{}__data", self.schema),
+            Part::Sources => format!("{}__sources", self.schema),
+            Part::State => format!("{}__hubforge", self.schema),
+        }
+    }
+
+    /// A schema, quoted for Spark.
+    fn namespace(&self, part: Part) -> String {
+        match &self.catalog {
+            Some(c) => format!("{}.{}", q(c), q(&self.schema(part))),
+            None => q(&self.schema(part)),
+        }
+    }
+
+    /// A relation, quoted for Spark.
+    fn spark(&self, part: Part, name: &str) -> String {
+        format!("{}.{}", self.namespace(part), q(name))
+    }
+
+    /// A relation quoted as DuckDB quotes it: what model SQL refers to before
+    /// it is translated.
+    fn duck(&self, part: Part, name: &str) -> String {
+        let quote = crate::engine::quote_ident;
+        let schema = quote(&self.schema(part));
+        match &self.catalog {
+            Some(c) => format!("{}.{schema}.{}", quote(c), quote(name)),
+            None => format!("{schema}.{}", quote(name)),
+        }
+    }
+}
+
+/// A Spark identifier, quoted.
+fn q(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// A Spark string literal (Spark reads backslash escapes, not doubled quotes).
+fn lit(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// `column` lies in `interval`, in Spark SQL.
+fn in_window(column: &str, iv: &Interval) -> String {
+    let at = |t: chrono::NaiveDateTime| format!("TIMESTAMP '{}'", t.format("%Y-%m-%d %H:%M:%S"));
+    format!(
+        "{c} >= {} AND {c} < {}",
+        at(iv.start()),
+        at(iv.end()),
+        c = q(column)
+    )
+}
+
+/// One entry of the state log.
+#[derive(Debug, Clone)]
+struct Entry {
+    run_id: String,
+    kind: String,
+    body: String,
+}
+
+/// A run's publish, written before its first view swap.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Journal {
+    /// The view statements, in order; each can run again.
+    publish: Vec<String>,
+    /// What the run no longer needs once committed.
+    drop: Vec<String>,
+    /// The state store's statements recording the run (DuckDB SQL, replayed).
+    state: String,
+}
+
+/// The state log and the local replica of state it was replayed into.
+pub struct Replica {
+    /// Keeps the in-memory database open.
+    _engine: DuckDbEngine,
+    pub session: Box<dyn Session>,
+    next_seq: i64,
+}
+
+/// Create the project's schemas and the state log where missing.
+fn setup(spark: &dyn Session, names: &SparkNames) -> Result<()> {
+    let mut sql = String::new();
+    for part in [Part::Published, Part::Data, Part::Sources, Part::State] {
+        sql.push_str(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {};\n",
+            names.namespace(part)
+        ));
+    }
+    sql.push_str(&format!(
+        "CREATE TABLE IF NOT EXISTS {} (seq BIGINT, run_id STRING, kind STRING, \
+         state_version INT, body STRING, written_at TIMESTAMP) USING parquet;",
+        names.spark(Part::State, LOG)
+    ));
+    spark
+        .execute(&sql)
+        .map_err(|e| Error::Engine(format!("setting up hubforge's schemas on Spark: {e}")))
+}
+
+/// Read the state log into a fresh in-memory replica. With `roll_forward`, a
+/// journal without its commit (a run killed while publishing) is published
+/// again and committed; without it (commands that only read) it is taken as
+/// the state the next build will roll forward to.
+fn replay(spark: &dyn Session, names: &SparkNames, roll_forward: bool) -> Result<Replica> {
+    let log = names.spark(Part::State, LOG);
+    let engine = DuckDbEngine::in_memory()?;
+    let local = engine.session()?;
+    state::migrate(local.as_ref())?;
+    let mut replica = Replica {
+        _engine: engine,
+        session: local,
+        next_seq: 1,
+    };
+    if !crate::engine::relation_exists(spark, &log) {
+        return Ok(replica);
+    }
+    let rows = spark.query(&format!(
+        "SELECT seq, run_id, kind, state_version, body FROM {log} ORDER BY seq"
+    ))?;
+    let mut entries = Vec::new();
+    for row in &rows.rows {
+        let version = row[3].as_i64().unwrap_or(0);
+        if version > state::SCHEMA_VERSION as i64 {
+            return Err(Error::Engine(format!(
+                "the state log {log} was written by a newer hubforge (state schema version \
+                 {version}, this hubforge knows up to {}); upgrade hubforge",
+                state::SCHEMA_VERSION
+            )));
+        }
+        replica.next_seq = replica.next_seq.max(row[0].as_i64().unwrap_or(0) + 1);
+        entries.push(Entry {
+            run_id: row[1].to_text().unwrap_or_default(),
+            kind: row[2].to_text().unwrap_or_default(),
+            body: row[4].to_text().unwrap_or_default(),
+        });
+    }
+    let committed: HashSet<&str> = entries
+        .iter()
+        .filter(|e| e.kind == "commit")
+        .map(|e| e.run_id.as_str())
+        .collect();
+    for e in &entries {
+        let sql = match e.kind.as_str() {
+            "state" => e.body.clone(),
+            "journal" => {
+                let journal: Journal = serde_json::from_str(&e.body).map_err(|err| {
+                    Error::Engine(format!(
+                        "unreadable journal of run {} in {log}: {err}; the log may have been \
+                         edited by hand",
+                        e.run_id
+                    ))
+                })?;
+                if !committed.contains(e.run_id.as_str()) && roll_forward {
+                    if !crate::progress::is_quiet() {
+                        eprintln!(
+                            "run {} was stopped while publishing: publishing it to the end",
+                            e.run_id
+                        );
+                    }
+                    finish_publish(spark, names, &mut replica, &e.run_id, &journal)?;
+                }
+                journal.state
+            }
+            _ => continue,
+        };
+        replica.session.execute(&sql).map_err(|err| {
+            Error::Engine(format!(
+                "replaying the state written by run {} from {log}: {err}",
+                e.run_id
+            ))
+        })?;
+    }
+    Ok(replica)
+}
+
+/// Append an entry to the state log.
+fn append(
+    spark: &dyn Session,
+    names: &SparkNames,
+    replica: &mut Replica,
+    run_id: &str,
+    kind: &str,
+    body: &str,
+) -> Result<()> {
+    let seq = replica.next_seq;
+    spark.execute(&format!(
+        "INSERT INTO {} VALUES ({seq}, {}, {}, {}, {}, current_timestamp())",
+        names.spark(Part::State, LOG),
+        lit(run_id),
+        lit(kind),
+        state::SCHEMA_VERSION,
+        lit(body)
+    ))?;
+    replica.next_seq += 1;
+    Ok(())
+}
+
+/// Swap the views of a journal, commit it, and drop what it replaced.
+fn finish_publish(
+    spark: &dyn Session,
+    names: &SparkNames,
+    replica: &mut Replica,
+    run_id: &str,
+    journal: &Journal,
+) -> Result<()> {
+    for (i, statement) in journal.publish.iter().enumerate() {
+        spark.execute(statement).map_err(|e| {
+            Error::Engine(format!(
+                "publishing run {run_id} on Spark stopped at view {} of {}: {e}; the next \
+                 build publishes the rest",
+                i + 1,
+                journal.publish.len()
+            ))
+        })?;
+        super::pause_point("publish", i + 1);
+    }
+    append(spark, names, replica, run_id, "commit", "")?;
+    for statement in &journal.drop {
+        // What a drop leaves behind is removed by the next run's cleanup.
+        let _ = spark.execute(statement);
+    }
+    Ok(())
+}
+
+/// State, sources and the plan, read without changing anything (`plan`).
+pub fn prepare_read_only(
+    ws: &Workspace,
+    engine: &dyn Engine,
+    options: &PlanOptions,
+) -> Result<(Replica, Prepared)> {
+    let names = SparkNames::of(ws);
+    let spark = engine.session()?;
+    let replica = replay(spark.as_ref(), &names, false)?;
+    let prepared = super::prepare(replica.session.as_ref(), ws, options, Ingest::Temp)?;
+    Ok((replica, prepared))
+}
+
+/// Run a build on Spark.
+pub fn build(
+    ws: &Workspace,
+    engine: &dyn Engine,
+    options: &BuildOptions,
+    interrupted: &AtomicBool,
+) -> Result<BuildSummary> {
+    let started = now();
+    let progress = Progress::new(options.quiet);
+    progress.phase("connecting to Spark");
+    let names = SparkNames::of(ws);
+    let spark = engine.session()?;
+    setup(spark.as_ref(), &names)?;
+    let mut replica = replay(spark.as_ref(), &names, true)?;
+    // Observed on this machine from the same files Spark reads; planning is
+    // the same code as on DuckDB.
+    let prepared = prepare_with(
+        replica.session.as_ref(),
+        ws,
+        &options.plan,
+        Ingest::Temp,
+        Some(&progress),
+    )?;
+    observe::check_drift(&prepared.observed, &options.accept_schema)?;
+    let mut summary = BuildSummary {
+        plan: prepared.plan.clone(),
+        rejected: prepared.observed.rejected.clone(),
+        rejected_units: prepared.observed.rejected_units.clone(),
+        ..BuildSummary::default()
+    };
+    let seeds = seeds_to_load(ws, &prepared);
+    if prepared.plan.is_empty() && seeds.is_empty() && !state_changes_needed(ws, &prepared) {
+        cleanup(spark.as_ref(), &names, &prepared.observed.state)?;
+        return Ok(summary);
+    }
+    let run_id = new_run_id();
+    summary.run_id = Some(run_id.clone());
+    let seq = prepared.observed.state.next_run_seq();
+    let plan_json = crate::render::plan_json(ws, &prepared.plan);
+    let log = |status: &str, summary: &serde_json::Value| {
+        let mut w = state::StateWrites::default();
+        w.run(
+            &run_id,
+            seq,
+            started,
+            now(),
+            status,
+            &options.command,
+            &user(),
+            &plan_json,
+            summary,
+        );
+        w.sql.concat()
+    };
+    let scope = super::scope_json(ws, &options.plan);
+    let running = format!(
+        "UPDATE {}.runs SET status = 'interrupted' WHERE status = 'running';\n{}",
+        state::SCHEMA,
+        log("running", &serde_json::json!({ "scope": scope }))
+    );
+    append(
+        spark.as_ref(),
+        &names,
+        &mut replica,
+        &run_id,
+        "state",
+        &running,
+    )?;
+    cleanup(spark.as_ref(), &names, &prepared.observed.state)?;
+    let outcome = execute(
+        ws,
+        spark.as_ref(),
+        &names,
+        &mut replica,
+        options,
+        interrupted,
+        &progress,
+        &prepared,
+        &seeds,
+        summary,
+        (&run_id, seq, started),
+    );
+    if let Err(e) = &outcome {
+        let status = if matches!(e, Error::Interrupted) {
+            "interrupted"
+        } else {
+            "failed"
+        };
+        let record = log(
+            status,
+            &serde_json::json!({ "scope": scope, "error": e.to_string().trim() }),
+        );
+        let _ = append(
+            spark.as_ref(),
+            &names,
+            &mut replica,
+            &run_id,
+            "state",
+            &record,
+        );
+    }
+    outcome
+}
+
+/// Drop the tables and views of the data and source schemas that state does
+/// not name: what runs that failed or were killed staged.
+fn cleanup(spark: &dyn Session, names: &SparkNames, state: &state::State) -> Result<()> {
+    let kept: HashSet<String> = state
+        .models
+        .values()
+        .map(|m| m.data_table.to_lowercase())
+        .collect();
+    let mut sql = String::new();
+    for row in spark
+        .query(&format!("SHOW TABLES IN {}", names.namespace(Part::Data)))?
+        .rows
+    {
+        let Some(table) = row.get(1).and_then(|v| v.to_text()) else {
+            continue;
+        };
+        if !kept.contains(&table.to_lowercase()) {
+            let what = if is_view(spark, &names.spark(Part::Data, &table))? {
+                "VIEW"
+            } else {
+                "TABLE"
+            };
+            sql.push_str(&format!(
+                "DROP {what} IF EXISTS {};\n",
+                names.spark(Part::Data, &table)
+            ));
+        }
+    }
+    spark.execute(&sql)
+}
+
+fn is_view(spark: &dyn Session, relation: &str) -> Result<bool> {
+    let rows = spark.query(&format!("DESCRIBE TABLE EXTENDED {relation}"))?;
+    Ok(rows.rows.iter().any(|r| {
+        r.first().and_then(|v| v.to_text()).as_deref() == Some("Type")
+            && r.get(1).and_then(|v| v.to_text()).as_deref() == Some("VIEW")
+    }))
+}
+
+/// Stage, publish and record a run that has started.
+#[allow(clippy::too_many_arguments)]
+fn execute(
+    ws: &Workspace,
+    spark: &dyn Session,
+    names: &SparkNames,
+    replica: &mut Replica,
+    options: &BuildOptions,
+    interrupted: &AtomicBool,
+    progress: &Progress,
+    prepared: &Prepared,
+    seeds: &[NodeId],
+    mut summary: BuildSummary,
+    (run_id, seq, started): (&str, i64, chrono::NaiveDateTime),
+) -> Result<BuildSummary> {
+    let check_interrupt = || {
+        if interrupted.load(Ordering::SeqCst) {
+            Err(Error::Interrupted)
+        } else {
+            Ok(())
+        }
+    };
+    let state = &prepared.observed.state;
+    let work: BTreeMap<NodeId, &ModelWork> =
+        prepared.plan.models.iter().map(|w| (w.node, w)).collect();
+    let mut staging = stage::plan_staging(ws, prepared, &work, seeds, None);
+    staging.tasks = whole_ranges(std::mem::take(&mut staging.tasks));
+    // New tables get a name of their own in every run: a table whose creation
+    // was killed can leave files where Spark would put it.
+    let tag = &crate::hash::hash_parts("", [run_id])[..8];
+    for node in staging.nodes.values_mut() {
+        node.table = format!("{}_{tag}", node.table);
+    }
+    summary.batches = staging.tasks.len();
+    let t = std::time::Instant::now();
+    let mut readers: Vec<String> = vec![String::new(); ws.dag.len()];
+    let mut results: HashMap<String, Staged> = HashMap::new();
+    let mut staged_columns: BTreeMap<NodeId, Vec<(String, String)>> = BTreeMap::new();
+    let mut staged_views: Vec<String> = Vec::new();
+    let mut source_tables: BTreeMap<NodeId, String> = BTreeMap::new();
+    let published = |id: NodeId| names.duck(Part::Published, &ws.dag.nodes[id].name);
+    for &id in &ws.dag.order {
+        check_interrupt()?;
+        let node = &ws.dag.nodes[id];
+        match node.kind {
+            NodeKind::Source => {
+                let table = ingest_source(spark, ws, names, id, prepared)?;
+                readers[id] = names.duck(Part::Sources, &table);
+                source_tables.insert(id, table);
+            }
+            NodeKind::Seed if staging.nodes.contains_key(&id) => {
+                let table = staging.nodes[&id].table.clone();
+                progress.note(&format!("loading seed {}", node.name));
+                load_seed(spark, replica.session.as_ref(), ws, names, id, &table)?;
+                let task = staging
+                    .tasks
+                    .iter()
+                    .find(|t| t.node == id)
+                    .expect("seed task");
+                results.extend(measure(spark, names, &table, None, &[task])?);
+                staged_columns.insert(id, columns_of(spark, &names.spark(Part::Data, &table))?);
+                readers[id] = names.duck(Part::Data, &table);
+            }
+            NodeKind::Model(Kind::View) => {
+                let upstream_new = ws
+                    .dag
+                    .parents(id)
+                    .iter()
+                    .any(|&p| readers[p] != published(p));
+                if work.contains_key(&id) || upstream_new {
+                    // Readers in this run see the view over this run's data;
+                    // creating it also checks its SQL before anything is published.
+                    let view = format!("{}__v_{tag}", node.name.key());
+                    let body = spark_sql(ws, id, prepared, &|p| readers[p].clone())?;
+                    spark.execute(&format!(
+                        "CREATE OR REPLACE VIEW {} AS {body}",
+                        names.spark(Part::Data, &view)
+                    ))?;
+                    readers[id] = names.duck(Part::Data, &view);
+                    staged_views.push(view);
+                } else {
+                    readers[id] = published(id);
+                }
+            }
+            NodeKind::Model(_) if staging.nodes.contains_key(&id) => {
+                let stage = &staging.nodes[&id];
+                let tasks: Vec<&stage::Task> =
+                    staging.tasks.iter().filter(|t| t.node == id).collect();
+                progress.note(&format!(
+                    "staging {} ({} batch{})",
+                    node.name,
+                    tasks.len(),
+                    if tasks.len() == 1 { "" } else { "es" }
+                ));
+                let columns = stage_model(spark, ws, names, prepared, id, stage, &tasks, &|p| {
+                    readers[p].clone()
+                })?;
+                results.extend(measure(
+                    spark,
+                    names,
+                    &stage.table,
+                    time_column(ws, id),
+                    &tasks,
+                )?);
+                staged_columns.insert(id, columns);
+                readers[id] = names.duck(Part::Data, &stage.table);
+            }
+            _ => readers[id] = published(id),
+        }
+    }
+    check_interrupt()?;
+    crate::progress::timing("stage", t.elapsed());
+
+    // The journal: every view statement of the publish, and the state writes.
+    let t = std::time::Instant::now();
+    let publish_target = |p: NodeId| match ws.dag.nodes[p].kind {
+        NodeKind::Source => names.duck(Part::Sources, &ws.dag.nodes[p].name),
+        _ => published(p),
+    };
+    let mut publish = Vec::new();
+    let mut drop = Vec::new();
+    let mut data_tables: BTreeMap<NodeId, String> = BTreeMap::new();
+    for &id in &ws.dag.order {
+        let node = &ws.dag.nodes[id];
+        let old_table = state
+            .models
+            .get(node.name.key())
+            .map(|m| m.data_table.clone())
+            .filter(|t| !t.is_empty());
+        match node.kind {
+            NodeKind::Source => {
+                let table = &source_tables[&id];
+                publish.push(format!(
+                    "CREATE OR REPLACE VIEW {} AS SELECT * FROM {}",
+                    names.spark(Part::Sources, &node.name),
+                    names.spark(Part::Sources, table)
+                ));
+            }
+            NodeKind::Model(Kind::View) if work.contains_key(&id) => {
+                let body = spark_sql(ws, id, prepared, &publish_target)?;
+                publish.push(format!(
+                    "CREATE OR REPLACE VIEW {} AS {body}",
+                    names.spark(Part::Published, &node.name)
+                ));
+                drop.extend(
+                    old_table
+                        .map(|t| format!("DROP TABLE IF EXISTS {}", names.spark(Part::Data, &t))),
+                );
+            }
+            _ => {
+                if let Some(stage) = staging.nodes.get(&id) {
+                    publish.push(format!(
+                        "CREATE OR REPLACE VIEW {} AS SELECT * FROM {}",
+                        names.spark(Part::Published, &node.name),
+                        names.spark(Part::Data, &stage.table)
+                    ));
+                    drop.extend(
+                        old_table.map(|t| {
+                            format!("DROP TABLE IF EXISTS {}", names.spark(Part::Data, &t))
+                        }),
+                    );
+                    data_tables.insert(id, stage.table.clone());
+                }
+            }
+        }
+    }
+    for name in &prepared.plan.removed {
+        publish.push(format!(
+            "DROP VIEW IF EXISTS {}",
+            names.spark(Part::Published, name)
+        ));
+        if let Some(m) = state.models.get(name)
+            && !m.data_table.is_empty()
+        {
+            drop.push(format!(
+                "DROP TABLE IF EXISTS {}",
+                names.spark(Part::Data, &m.data_table)
+            ));
+        }
+    }
+    for view in &staged_views {
+        drop.push(format!(
+            "DROP VIEW IF EXISTS {}",
+            names.spark(Part::Data, view)
+        ));
+    }
+    for (&id, table) in &source_tables {
+        let key = ws.dag.nodes[id].name.key();
+        for row in spark
+            .query(&format!(
+                "SHOW TABLES IN {}",
+                names.namespace(Part::Sources)
+            ))?
+            .rows
+        {
+            if let Some(old) = row.get(1).and_then(|v| v.to_text())
+                && sources::is_copy_of(&old, key)
+                && old != *table
+            {
+                drop.push(format!(
+                    "DROP TABLE IF EXISTS {}",
+                    names.spark(Part::Sources, &old)
+                ));
+            }
+        }
+    }
+    // Staged whole: a partial rebuild's new table holds every interval.
+    let run_staging = Staging {
+        tasks: staging.tasks.clone(),
+        nodes: std::mem::take(&mut staging.nodes),
+        ..Staging::default()
+    };
+    let state_sql = super::publish::state_writes(
+        ws,
+        prepared,
+        &work,
+        &run_staging,
+        &results,
+        &staged_columns,
+        &data_tables,
+        &super::publish::RunInfo {
+            run_id,
+            seq,
+            started,
+            command: &options.command,
+            cutoffs: &[],
+            scope: &super::scope_json(ws, &options.plan),
+            settled: &BTreeSet::new(),
+            accepted: &options.accept_schema,
+            validation: None,
+            skipped: vec!["all (validation does not run on Spark yet)".to_string()],
+        },
+    )
+    .sql
+    .concat();
+    let journal = Journal {
+        publish,
+        drop,
+        state: state_sql,
+    };
+    check_interrupt()?;
+    progress.note(&format!("publishing {} models", work.len() + seeds.len()));
+    append(
+        spark,
+        names,
+        replica,
+        run_id,
+        "journal",
+        &serde_json::to_string(&journal).expect("journal serialises"),
+    )?;
+    super::pause_point("publish", 0);
+    finish_publish(spark, names, replica, run_id, &journal)?;
+    crate::progress::timing("publish", t.elapsed());
+    progress.finish();
+
+    summary.models = work.len();
+    summary.seeds = seeds.len();
+    summary.intervals = prepared.plan.interval_count(&prepared.plan.models, ws);
+    for t in &run_staging.tasks {
+        if let Some(r) = results.get(&t.key) {
+            summary.rows += r.rows;
+            *summary
+                .rows_by_model
+                .entry(ws.dag.nodes[t.node].name.to_string())
+                .or_default() += r.rows;
+        }
+    }
+    summary.seconds = progress.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// One batch per contiguous range of a model's stale intervals. The batch
+/// size of a model is a knob for DuckDB's memory, never a change of its data
+/// (it is metadata); Spark spreads a batch over its executors itself, and
+/// each batch it runs costs it a job per source read.
+fn whole_ranges(tasks: Vec<stage::Task>) -> Vec<stage::Task> {
+    let mut out: Vec<stage::Task> = Vec::new();
+    for t in tasks {
+        if let Some(last) = out.last_mut()
+            && last.node == t.node
+            && let (Some(a), Some(b)) = (last.interval, t.interval)
+            && a.end() == b.start()
+        {
+            last.interval = Some(Interval::new(a.start(), b.end()).expect("ordered batches"));
+            last.key = crate::hash::hash_parts("", [last.key.as_str(), t.key.as_str()]);
+            continue;
+        }
+        out.push(t);
+    }
+    out
+}
+
+fn time_column(ws: &Workspace, id: NodeId) -> Option<&str> {
+    ws.model(id)
+        .and_then(|(f, _)| f.config.time_column.as_deref())
+}
+
+/// A model rendered for `window` with its references pointed at `target`,
+/// translated to Spark SQL; what cannot be translated is an error at the
+/// model's line.
+fn spark_sql_for(
+    ws: &Workspace,
+    id: NodeId,
+    interval: Option<Interval>,
+    prepared: &Prepared,
+    target: &dyn Fn(NodeId) -> String,
+) -> Result<String> {
+    let (file, _) = ws.model(id).expect("model node");
+    let window = window_for(ws, id, interval, prepared.now);
+    let (sql, by_name) = render_sql(ws, id, &window, target)?;
+    if by_name {
+        return Err(Error::Engine(format!(
+            "model `{}` ({}) is SQL only DuckDB parses: it cannot run on Spark; \
+             `hubforge check --engine spark` lists what to change",
+            file.name,
+            file.path.display()
+        )));
+    }
+    crate::sql::spark::to_spark(&sql).map_err(|problems| {
+        let first = &problems[0];
+        Error::Engine(format!(
+            "model `{}` ({}) cannot run on Spark: {}; `hubforge check --engine spark` \
+             shows where",
+            file.name,
+            file.path.display(),
+            first.message
+        ))
+    })
+}
+
+/// A view model's SQL over its whole history.
+fn spark_sql(
+    ws: &Workspace,
+    id: NodeId,
+    prepared: &Prepared,
+    target: &dyn Fn(NodeId) -> String,
+) -> Result<String> {
+    spark_sql_for(ws, id, None, prepared, target)
+}
+
+/// Stage a table or incremental model into a new table; its columns.
+#[allow(clippy::too_many_arguments)]
+fn stage_model(
+    spark: &dyn Session,
+    ws: &Workspace,
+    names: &SparkNames,
+    prepared: &Prepared,
+    id: NodeId,
+    stage: &stage::NodeStage,
+    tasks: &[&stage::Task],
+    target: &dyn Fn(NodeId) -> String,
+) -> Result<Vec<(String, String)>> {
+    let (file, _) = ws.model(id).expect("model node");
+    let mut branches = Vec::new();
+    for task in tasks {
+        let sql = spark_sql_for(ws, id, task.interval, prepared, target)?;
+        branches.push(match (task.interval, time_column(ws, id)) {
+            // A row outside its batch's window stops the run, as on DuckDB.
+            (Some(iv), Some(tc)) => format!(
+                "SELECT * FROM ({sql}) AS hubforge_batch WHERE CASE WHEN {} THEN true ELSE \
+                 raise_error({}) END",
+                in_window(tc, &iv),
+                lit(&format!(
+                    "hubforge: a row of model `{}` lies outside its batch window {iv} \
+                     (time column `{tc}`); the model's SQL must filter on {{{{ start }}}} \
+                     and {{{{ end }}}}",
+                    file.name
+                ))
+            ),
+            _ => format!("SELECT * FROM ({sql}) AS hubforge_batch"),
+        });
+    }
+    let new_rows = branches.join("\nUNION ALL\n");
+    let table = names.spark(Part::Data, &stage.table);
+    let old = prepared
+        .observed
+        .state
+        .models
+        .get(ws.dag.nodes[id].name.key())
+        .filter(|m| !m.data_table.is_empty());
+    let body = match (stage.mode, old, time_column(ws, id)) {
+        (Mode::Partial, Some(old), Some(tc)) => {
+            // The published rows outside the rebuilt intervals, then the new
+            // ones; columns the new logic adds or drops are NULL on the other side.
+            let new_view = format!("hubforge_new_{}", ws.dag.nodes[id].name.key());
+            spark.execute(&format!(
+                "CREATE OR REPLACE TEMPORARY VIEW {} AS {new_rows}",
+                q(&new_view)
+            ))?;
+            let new_columns = spark
+                .query(&format!("SELECT * FROM {} LIMIT 0", q(&new_view)))?
+                .columns;
+            let mut all: Vec<String> = old.columns.clone();
+            for c in &new_columns {
+                if !all.iter().any(|a| a.eq_ignore_ascii_case(c)) {
+                    all.push(c.clone());
+                }
+            }
+            let pick = |have: &[String]| {
+                all.iter()
+                    .map(|c| {
+                        if have.iter().any(|h| h.eq_ignore_ascii_case(c)) {
+                            q(c)
+                        } else {
+                            format!("NULL AS {}", q(c))
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let rebuilt = stage
+                .rebuilt
+                .iter()
+                .map(|iv| format!("({})", in_window(tc, iv)))
+                .collect::<Vec<_>>()
+                .join(" OR ");
+            format!(
+                "SELECT {} FROM {} WHERE NOT coalesce({rebuilt}, false)\nUNION ALL\nSELECT {} FROM {}",
+                pick(&old.columns),
+                names.spark(Part::Data, &old.data_table),
+                pick(&new_columns),
+                q(&new_view)
+            )
+        }
+        _ => new_rows,
+    };
+    spark
+        .execute(&format!("CREATE TABLE {table} USING parquet AS {body}"))
+        .map_err(|e| match e {
+            Error::Engine(m) => Error::Engine(format!(
+                "building model `{}` ({}) on Spark: {m}",
+                file.name,
+                file.path.display()
+            )),
+            other => other,
+        })?;
+    columns_of(spark, &table)
+}
+
+/// The columns of a relation (names; state records no types of them).
+fn columns_of(spark: &dyn Session, relation: &str) -> Result<Vec<(String, String)>> {
+    Ok(spark
+        .query(&format!("SELECT * FROM {relation} LIMIT 0"))?
+        .columns
+        .into_iter()
+        .map(|c| (c, String::new()))
+        .collect())
+}
+
+/// Rows and checksum of each batch of a staged table, by one grouped scan.
+/// The checksum sums a hash of every row: equal data, equal checksum, in
+/// whatever order Spark wrote it.
+fn measure(
+    spark: &dyn Session,
+    names: &SparkNames,
+    table: &str,
+    time_column: Option<&str>,
+    tasks: &[&stage::Task],
+) -> Result<HashMap<String, Staged>> {
+    let relation = names.spark(Part::Data, table);
+    let batch = match time_column {
+        Some(tc) if tasks.iter().all(|t| t.interval.is_some()) => {
+            let mut case = String::from("CASE");
+            for (i, t) in tasks.iter().enumerate() {
+                let iv = t.interval.expect("batch interval");
+                case.push_str(&format!(" WHEN {} THEN {i}", in_window(tc, &iv)));
+            }
+            case.push_str(" END");
+            case
+        }
+        _ => "0".to_string(),
+    };
+    let rows = spark.query(&format!(
+        "SELECT b, count(*), CAST(sum(CAST(h AS DECIMAL(38, 0))) AS STRING) \
+         FROM (SELECT {batch} AS b, xxhash64(*) AS h FROM {relation}) GROUP BY b"
+    ))?;
+    let mut out: HashMap<String, Staged> = tasks
+        .iter()
+        .map(|t| {
+            (
+                t.key.clone(),
+                Staged {
+                    rows: 0,
+                    checksum: "0".to_string(),
+                },
+            )
+        })
+        .collect();
+    for row in &rows.rows {
+        let Some(i) = row[0].as_i64() else {
+            continue; // rows of a partial rebuild's untouched intervals
+        };
+        if let Some(t) = tasks.get(i as usize) {
+            out.insert(
+                t.key.clone(),
+                Staged {
+                    rows: row[1].as_i64().unwrap_or(0),
+                    checksum: row[2].to_text().unwrap_or_default(),
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// The columns and types of a relation hubforge reads locally, as Spark types.
+fn spark_schema(what: &str, columns: &[(String, String)]) -> Result<String> {
+    columns
+        .iter()
+        .map(|(name, ty)| {
+            crate::sql::spark::spark_type(ty)
+                .map(|t| format!("{} {t}", q(name)))
+                .ok_or_else(|| {
+                    Error::Engine(format!(
+                        "{what}: column `{name}` has type {ty}, which Spark cannot read; \
+                         declare another type for it (columns = {{ {name} = \"VARCHAR\" }})"
+                    ))
+                })
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(|c| c.join(", "))
+}
+
+/// A Spark reader of CSV files with the schema DuckDB reads them with. Rows
+/// that do not read with it are dropped: DuckDB has already refused them, or
+/// counted them as quarantined, when it observed the same files.
+fn csv_reader(view: &str, schema: &str, path: &str, options: &[(&str, String)]) -> String {
+    let mut all = vec![
+        ("path", path.to_string()),
+        ("mode", "DROPMALFORMED".to_string()),
+    ];
+    all.extend(options.iter().cloned());
+    format!(
+        "CREATE OR REPLACE TEMPORARY VIEW {} ({schema}) USING csv OPTIONS ({})",
+        q(view),
+        all.iter()
+            .map(|(k, v)| format!("{k} {}", lit(v)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// A source's CSV options as Spark's CSV reader names them.
+fn csv_options(
+    name: &str,
+    config: &crate::config::SourceConfig,
+) -> Result<Vec<(&'static str, String)>> {
+    let refuse = |what: String| {
+        Error::Engine(format!(
+            "source `{name}`: {what} cannot be read the same way on Spark; change it in \
+             [sources.{name}] of hubforge.toml"
+        ))
+    };
+    let mut out = vec![("header", config.header.unwrap_or(true).to_string())];
+    if let Some(d) = &config.delimiter {
+        out.push(("sep", d.clone()));
+    }
+    if let Some(q) = &config.quote {
+        out.push(("quote", q.clone()));
+    }
+    for (key, spark_key, format) in [
+        ("dateformat", "dateFormat", &config.dateformat),
+        (
+            "timestampformat",
+            "timestampFormat",
+            &config.timestampformat,
+        ),
+    ] {
+        if let Some(f) = format {
+            let java = crate::sql::spark::java_format(f)
+                .ok_or_else(|| refuse(format!("{key} = \"{f}\"")))?;
+            out.push((spark_key, java));
+        }
+    }
+    if let Some(e) = &config.encoding {
+        let java = match e.to_lowercase().as_str() {
+            "utf-8" | "utf8" => "UTF-8",
+            "utf-16" | "utf16" => "UTF-16",
+            "latin-1" | "latin1" => "ISO-8859-1",
+            _ => return Err(refuse(format!("encoding = \"{e}\""))),
+        };
+        out.push(("encoding", java.to_string()));
+    }
+    match config.null.as_deref() {
+        None => {}
+        Some([one]) => out.push(("nullValue", one.clone())),
+        Some(many) => {
+            return Err(refuse(format!(
+                "null = {many:?} (Spark reads one NULL string)"
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// Copy the current files of a source into a Parquet table of the sources
+/// schema (once per version of the files); its name.
+fn ingest_source(
+    spark: &dyn Session,
+    ws: &Workspace,
+    names: &SparkNames,
+    id: NodeId,
+    prepared: &Prepared,
+) -> Result<String> {
+    let node = &ws.dag.nodes[id];
+    let key = node.name.key();
+    let config = &ws.project.config.sources[node.name.as_str()];
+    let Some(path) = &config.path else {
+        return Err(Error::Engine(format!(
+            "source `{}` is a table (`table = ...`): on Spark, sources are files for now",
+            node.name
+        )));
+    };
+    let files = sources::source_files(&ws.project, config);
+    let table = sources::ingested_name(&node.name, config, &files);
+    if crate::engine::relation_exists(spark, &names.spark(Part::Sources, &table)) {
+        return Ok(table);
+    }
+    let columns: Vec<(String, String)> = prepared.observed.schemas[key]
+        .iter()
+        .cloned()
+        .zip(prepared.observed.types[key].iter().cloned())
+        .collect();
+    let schema = spark_schema(&format!("source `{}`", node.name), &columns)?;
+    let full_path = ws.project.root.join(path).display().to_string();
+    let format = config
+        .format
+        .or_else(|| crate::config::SourceFormat::from_path(path));
+    let reader = format!("hubforge_read_{key}");
+    let create = match format {
+        Some(crate::config::SourceFormat::Csv) => csv_reader(
+            &reader,
+            &schema,
+            &full_path,
+            &csv_options(&node.name, config)?,
+        ),
+        Some(crate::config::SourceFormat::Parquet) => format!(
+            "CREATE OR REPLACE TEMPORARY VIEW {} USING parquet OPTIONS (path {})",
+            q(&reader),
+            lit(&full_path)
+        ),
+        _ => {
+            return Err(Error::Engine(format!(
+                "source `{}`: on Spark, sources are CSV or Parquet files for now",
+                node.name
+            )));
+        }
+    };
+    spark.execute(&create)?;
+    spark.execute(&format!(
+        "CREATE TABLE {} USING parquet AS SELECT * FROM {}",
+        names.spark(Part::Sources, &table),
+        q(&reader)
+    ))?;
+    Ok(table)
+}
+
+/// Load a seed's CSV file into a new table, with the types DuckDB reads it with.
+fn load_seed(
+    spark: &dyn Session,
+    local: &dyn Session,
+    ws: &Workspace,
+    names: &SparkNames,
+    id: NodeId,
+    table: &str,
+) -> Result<()> {
+    let node = &ws.dag.nodes[id];
+    let seed = ws.project.seed(&node.name).expect("seed node");
+    let columns = sources::describe_typed(local, &sources::seed_relation(&ws.project.root, seed))?;
+    let schema = spark_schema(&format!("seed `{}`", node.name), &columns)?;
+    let reader = format!("hubforge_seed_{}", node.name.key());
+    let path = ws.project.root.join(&seed.path).display().to_string();
+    spark.execute(&csv_reader(
+        &reader,
+        &schema,
+        &path,
+        &[("header", "true".to_string())],
+    ))?;
+    spark.execute(&format!(
+        "CREATE TABLE {} USING parquet AS SELECT * FROM {}",
+        names.spark(Part::Data, table),
+        q(&reader)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_and_names_survive_any_text() {
+        assert_eq!(lit("it's a \\ path"), "'it\\'s a \\\\ path'");
+        assert_eq!(q("a`b"), "`a``b`");
+        let names = SparkNames {
+            catalog: Some("lake".into()),
+            schema: "acme".into(),
+        };
+        assert_eq!(names.spark(Part::Data, "m"), "`lake`.`acme__data`.`m`");
+        assert_eq!(
+            names.duck(Part::State, "x"),
+            "\"lake\".\"acme__hubforge\".\"x\""
+        );
+    }
+}
