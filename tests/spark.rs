@@ -3,6 +3,7 @@
 //! when it is not running. A server that cannot start fails these tests.
 #![cfg(feature = "spark")]
 
+use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -342,12 +343,13 @@ fn published_names(dir: &std::path::Path) -> Vec<String> {
     names
 }
 
-/// The published rows of every model and seed, on DuckDB and on Spark, are
-/// the same (values as text, floating sums to a relative 1e-9).
-fn assert_same_tables(duck_dir: &std::path::Path, spark: &SparkProject, when: &str) {
+type Table = Vec<Vec<Option<String>>>;
+
+/// The published rows of every model and seed of a DuckDB warehouse, sorted.
+fn duck_tables(dir: &std::path::Path) -> BTreeMap<String, Table> {
     use hubforge::engine::duckdb::{DuckDbEngine, DuckDbOptions};
     let duck = DuckDbEngine::open(
-        &duck_dir.join("warehouse.duckdb"),
+        &dir.join("warehouse.duckdb"),
         &DuckDbOptions {
             read_only: true,
             ..DuckDbOptions::default()
@@ -355,29 +357,55 @@ fn assert_same_tables(duck_dir: &std::path::Path, spark: &SparkProject, when: &s
     )
     .unwrap();
     let d = duck.session().unwrap();
+    published_names(dir)
+        .into_iter()
+        .map(|name| {
+            let sql = format!("SELECT COLUMNS(*)::VARCHAR FROM main.\"{name}\"");
+            let mut rows = texts(&d.query(&sql).unwrap_or_else(|e| panic!("{name}: {e}")));
+            rows.sort();
+            (name, rows)
+        })
+        .collect()
+}
+
+/// The same of a project on Spark.
+fn spark_tables(spark: &SparkProject) -> BTreeMap<String, Table> {
     let s = spark.engine.session().unwrap();
-    for name in published_names(duck_dir) {
-        let mut expected = texts(
-            &d.query(&format!("SELECT COLUMNS(*)::VARCHAR FROM main.\"{name}\""))
-                .unwrap_or_else(|e| panic!("{when}: {name} on DuckDB: {e}")),
-        );
-        let spark_rows = s
-            .query(&format!("SELECT * FROM `{}`.`{name}`", spark.schema))
-            .unwrap_or_else(|e| panic!("{when}: {name} on Spark: {e}"));
-        let mut got = texts(&spark_rows);
-        expected.sort();
-        got.sort();
-        assert_eq!(
-            expected.len(),
-            got.len(),
-            "{when}: {name} has {} rows on DuckDB, {} on Spark",
-            expected.len(),
-            got.len()
-        );
-        for (a, b) in expected.iter().zip(&got) {
-            assert!(
-                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_value(x, y)),
-                "{when}: {name} differs:\n  DuckDB {a:?}\n  Spark  {b:?}"
+    published_names(spark.path())
+        .into_iter()
+        .map(|name| {
+            let sql = format!("SELECT * FROM `{}`.`{name}`", spark.schema);
+            let mut rows = texts(&s.query(&sql).unwrap_or_else(|e| panic!("{name}: {e}")));
+            rows.sort();
+            (name, rows)
+        })
+        .collect()
+}
+
+/// Equal rows, values as text, floating sums to a relative 1e-9.
+fn same_rows(a: &Table, b: &Table) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.len() == y.len() && x.iter().zip(y).all(|(v, w)| same_value(v, w)))
+}
+
+/// The published rows of every model and seed, on DuckDB and on Spark, are
+/// the same.
+fn assert_same_tables(duck_dir: &std::path::Path, spark: &SparkProject, when: &str) {
+    let expected = duck_tables(duck_dir);
+    let got = spark_tables(spark);
+    for (name, rows) in &expected {
+        let on_spark = &got[name];
+        if !same_rows(rows, on_spark) {
+            let first = rows
+                .iter()
+                .zip(on_spark)
+                .find(|(a, b)| !same_rows(&vec![(*a).clone()], &vec![(*b).clone()]));
+            panic!(
+                "{when}: {name} differs: {} rows on DuckDB, {} on Spark; first difference {first:?}",
+                rows.len(),
+                on_spark.len()
             );
         }
     }
@@ -456,4 +484,77 @@ fn the_example_builds_on_spark_as_on_duckdb_through_changes_late_data_and_scoped
         &spark,
         "after catching up, against a clean build",
     );
+}
+
+#[test]
+fn a_spark_build_killed_while_staging_or_publishing_leaves_each_model_old_or_new_and_the_rerun_converges()
+ {
+    let spark = SparkProject::new("kill");
+    run_ok(spark.path(), &["build"]);
+    let old = spark_tables(&spark);
+    // What the change gives, built on DuckDB.
+    let duck = common::example_copy();
+    common::fix_pricing(duck.path());
+    run_ok(duck.path(), &["build"]);
+    let new = duck_tables(duck.path());
+    common::fix_pricing(spark.path());
+
+    // Killed while staging: nothing published, the plan unchanged.
+    let plan = common::plan_json(spark.path(), &[]);
+    common::kill_at(spark.path(), "stage:2", &["build"]);
+    assert_eq!(
+        spark_tables(&spark),
+        old,
+        "a build killed while staging published"
+    );
+    assert_eq!(
+        common::plan_json(spark.path(), &[])["models"],
+        plan["models"]
+    );
+
+    // Killed in the middle of the publish (the views of the five sources and
+    // three models swapped): every model is all-old or all-new, some are new.
+    common::kill_at(spark.path(), "publish:8", &["build"]);
+    let now = spark_tables(&spark);
+    let mut changed = 0;
+    for (name, rows) in &now {
+        let is_old = same_rows(rows, &old[name]);
+        let is_new = same_rows(rows, &new[name]);
+        assert!(
+            is_old || is_new,
+            "{name} is neither as before nor as after the change"
+        );
+        changed += usize::from(!is_old);
+    }
+    let differ = old
+        .keys()
+        .filter(|n| !same_rows(&old[*n], &new[*n]))
+        .count();
+    assert!(
+        changed > 0 && changed < differ,
+        "{changed} of the {differ} models the change touches were new after the kill"
+    );
+
+    // The rerun publishes the rest and converges.
+    let out = common::hubforge(spark.path(), &["build"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert!(
+        common::stderr(&out).contains("was stopped while publishing"),
+        "{}",
+        common::stderr(&out)
+    );
+    assert_same_tables(duck.path(), &spark, "after the rerun");
+    assert!(run_ok(spark.path(), &["plan"]).contains("Nothing to do"));
+    // What the killed runs staged is gone: one table per table-backed model and seed.
+    let s = spark.engine.session().unwrap();
+    let on_spark = s
+        .query(&format!("SHOW TABLES IN `{}__data`", spark.schema))
+        .unwrap()
+        .rows
+        .len();
+    let on_duck = common::scalar(
+        duck.path(),
+        "SELECT CAST(count(*) AS VARCHAR) FROM information_schema.tables WHERE table_schema = '_hubforge_data'",
+    );
+    assert_eq!(on_spark.to_string(), on_duck);
 }

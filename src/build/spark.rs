@@ -502,6 +502,7 @@ fn execute(
     let mut staged_views: Vec<String> = Vec::new();
     let mut source_tables: BTreeMap<NodeId, String> = BTreeMap::new();
     let published = |id: NodeId| names.duck(Part::Published, &ws.dag.nodes[id].name);
+    let mut staged = 0;
     for &id in &ws.dag.order {
         check_interrupt()?;
         let node = &ws.dag.nodes[id];
@@ -567,6 +568,8 @@ fn execute(
                 )?);
                 staged_columns.insert(id, columns);
                 readers[id] = names.duck(Part::Data, &stage.table);
+                staged += 1;
+                super::pause_point("stage", staged);
             }
             _ => readers[id] = published(id),
         }
