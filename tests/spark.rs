@@ -435,6 +435,44 @@ fn the_example_builds_on_spark_as_on_duckdb_through_changes_late_data_and_scoped
         "a second plan on Spark finds work"
     );
 
+    // A reformatted model: nothing to do on either engine.
+    for dir in both {
+        common::edit(
+            dir,
+            "models/staging/stg_payments.sql",
+            "FROM raw_payments",
+            "FROM   raw_payments   -- reformatted",
+        );
+    }
+    for dir in both {
+        assert_eq!(
+            common::plan_json(dir, &[])["models"],
+            serde_json::json!([]),
+            "a reformat plans work"
+        );
+    }
+    // A new column and a WHERE change: the same plan, the same tables.
+    for dir in both {
+        common::edit(
+            dir,
+            "models/marts/payments_daily.sql",
+            "AS net_amount\n",
+            "AS net_amount,\n    count(DISTINCT order_id) AS orders\n",
+        );
+        common::edit(
+            dir,
+            "models/marts/payments_daily.sql",
+            "WHERE payment_date >=",
+            "WHERE method <> 'invoice' AND payment_date >=",
+        );
+    }
+    let plan = planned(&common::plan_json(duck.path(), &[]));
+    assert_eq!(plan, planned(&common::plan_json(spark.path(), &[])));
+    for dir in both {
+        run_ok(dir, &["build"]);
+    }
+    assert_same_tables(duck.path(), &spark, "new column and WHERE change");
+
     // The pricing fix and the late day: the same plan, the same tables.
     for dir in both {
         common::fix_pricing(dir);
