@@ -586,6 +586,7 @@ fn plan_options(ws: &Workspace, scope: &Scope) -> Result<crate::plan::PlanOption
 /// empty in-memory database, so that `plan` never creates or changes anything.
 fn open_for_reading(ws: &Workspace) -> Result<crate::engine::duckdb::DuckDbEngine> {
     use crate::engine::duckdb::{DuckDbEngine, DuckDbOptions};
+    not_on_spark(ws)?;
     let path = ws.project.warehouse_path();
     if path.exists() {
         DuckDbEngine::open(
@@ -621,7 +622,23 @@ fn plan_read_only(
 }
 
 /// Open the warehouse to write to it (creating it when absent).
+/// Commands that read or write the DuckDB warehouse file refuse a project on
+/// Spark rather than answer from (or create) a local file that is not its
+/// warehouse.
+fn not_on_spark(ws: &Workspace) -> Result<()> {
+    if ws.project.config.warehouse.engine == crate::config::EngineKind::Spark {
+        return Err(invalid_argument(
+            "this command does not run on the Spark engine yet ([warehouse] engine = \"spark\" \
+             in hubforge.toml)"
+                .to_string(),
+            "on Spark, `check`, `plan`, `build` and `impact` run".to_string(),
+        ));
+    }
+    Ok(())
+}
+
 fn open_warehouse(ws: &Workspace) -> Result<crate::engine::duckdb::DuckDbEngine> {
+    not_on_spark(ws)?;
     crate::engine::duckdb::DuckDbEngine::open(&ws.project.warehouse_path(), &warehouse_options(ws))
 }
 

@@ -659,6 +659,9 @@ fn unknown_readers(ws: &Workspace, versions: &[Option<ModelVersion>]) -> Vec<boo
 /// State of the warehouse when there is one, read-only; never creates it.
 fn read_state(ws: &Workspace) -> Result<Option<State>> {
     use crate::engine::Engine as _;
+    if ws.project.config.warehouse.engine == crate::config::EngineKind::Spark {
+        return spark_state(ws);
+    }
     let path = ws.project.warehouse_path();
     if !path.is_file() {
         return Ok(None);
@@ -674,6 +677,22 @@ fn read_state(ws: &Workspace) -> Result<Option<State>> {
     let session = engine.session()?;
     let state = crate::state::read(session.as_ref())?;
     Ok(state.schema_version.is_some().then_some(state))
+}
+
+/// State of a project on Spark, replayed from its state log.
+#[cfg(feature = "spark")]
+fn spark_state(ws: &Workspace) -> Result<Option<State>> {
+    let state = crate::build::spark::read_state(ws)?;
+    Ok(state.schema_version.is_some().then_some(state))
+}
+
+#[cfg(not(feature = "spark"))]
+fn spark_state(_: &Workspace) -> Result<Option<State>> {
+    Err(crate::error::Error::Engine(
+        "this project is built on Spark ([warehouse] engine = \"spark\"), and this hubforge \
+         was compiled without the Spark engine; build hubforge with `--features spark`"
+            .to_string(),
+    ))
 }
 
 /// Models whose own inputs differ between the versions: file, macros or vars

@@ -229,6 +229,7 @@ fn translated_constructs_give_duckdbs_results_on_spark() {
         "SELECT d, lead(d) OVER (ORDER BY d) AS next FROM (VALUES (1), (2), (3)) t(d) ORDER BY d",
         "SELECT regexp_matches('abc', 'b.') AS found, 'ABC' ILIKE 'a%' AS like_it",
         "FROM (SELECT 1 AS a) SELECT a + 1 AS b",
+        "SELECT unnest(['2024-01-01', '2024-01-02']) AS unit ORDER BY unit",
     ];
     for duck_sql in cases {
         let spark_sql = hubforge::sql::spark::to_spark(duck_sql)
@@ -411,6 +412,33 @@ fn assert_same_tables(duck_dir: &std::path::Path, spark: &SparkProject, when: &s
     }
 }
 
+/// What a build's validation found, engine-independent: per model and unit the
+/// rows before and after, then findings and audits passed. Distinct counts
+/// are estimates (each engine its own) and sums are compared by the tables.
+fn validation_digest(report: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for m in report["models"].as_array().expect("validated models") {
+        let model = m["model"].as_str().unwrap();
+        for u in m["units"].as_array().unwrap() {
+            out.push(format!(
+                "{model} {} rows {} -> {}",
+                u["interval"], u["before"]["rows"], u["after"]["rows"]
+            ));
+        }
+        for f in m["findings"].as_array().unwrap() {
+            out.push(format!(
+                "{model} finding {} {} blocking={} count={}",
+                f["kind"], f["name"], f["blocking"], f["count"]
+            ));
+        }
+        for a in m["passed"].as_array().unwrap() {
+            out.push(format!("{model} passed {a}"));
+        }
+    }
+    out.sort();
+    out
+}
+
 /// The work of a plan, as both engines must plan it.
 fn planned(plan: &serde_json::Value) -> (serde_json::Value, serde_json::Value) {
     (plan["models"].clone(), plan["out_of_scope"].clone())
@@ -481,9 +509,17 @@ fn the_example_builds_on_spark_as_on_duckdb_through_changes_late_data_and_scoped
     let plan = planned(&common::plan_json(duck.path(), &[]));
     assert_eq!(plan, planned(&common::plan_json(spark.path(), &[])));
     assert!(plan.0.as_array().is_some_and(|m| !m.is_empty()));
-    for dir in both {
-        run_ok(dir, &["build"]);
-    }
+    // Validated the same way: the same units, row counts, findings and audits.
+    let validations: Vec<Vec<String>> = both
+        .iter()
+        .map(|dir| {
+            let built: serde_json::Value =
+                serde_json::from_str(&run_ok(dir, &["build", "--format", "json"])).unwrap();
+            validation_digest(&built["validation"])
+        })
+        .collect();
+    assert!(validations[0].len() > 10, "{:?}", validations[0]);
+    assert_eq!(validations[0], validations[1]);
     assert_same_tables(duck.path(), &spark, "pricing fix and late day");
 
     // A change built for one quarter first, then caught up.
@@ -595,4 +631,69 @@ fn a_spark_build_killed_while_staging_or_publishing_leaves_each_model_old_or_new
         "SELECT CAST(count(*) AS VARCHAR) FROM information_schema.tables WHERE table_schema = '_hubforge_data'",
     );
     assert_eq!(on_spark.to_string(), on_duck);
+
+    // The pre-merge impact report reads state from the log: the same report
+    // as for the same project built on DuckDB.
+    let mut reports = Vec::new();
+    for dir in [duck.path(), spark.path()] {
+        std::fs::write(dir.join(".gitignore"), "warehouse.duckdb*\ntarget/\n").unwrap();
+        git(dir, &["init", "-q", "-b", "main"]);
+        git(dir, &["add", "-A"]);
+        git(dir, &["commit", "-q", "-m", "base"]);
+        let sha = git(dir, &["rev-parse", "HEAD"]);
+        common::change_vat_amount(dir);
+        let json = run_ok(dir, &["impact", "--base", &sha, "--format", "json"]);
+        reports.push(json.replace(&sha, "[base]"));
+    }
+    assert_eq!(reports[0], reports[1]);
+
+    // Commands that only read or write a DuckDB warehouse refuse a Spark project.
+    let out = common::hubforge(spark.path(), &["runs"]);
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("does not run on the Spark engine yet"),
+        "{}",
+        common::stderr(&out)
+    );
+    assert!(!spark.path().join("warehouse.duckdb").exists());
+
+    // An audit that fails stops the run before anything is published (the
+    // change of vat_amount above is pending).
+    let tables = spark_tables(&spark);
+    let audits = "\"not_null(order_net_amount)\"]";
+    common::edit(
+        spark.path(),
+        "models/intermediate/int_order_revenue.sql",
+        audits,
+        "\"not_null(order_net_amount)\", \"accepted_values(order_id, [1, 2])\"]",
+    );
+    let out = common::hubforge(spark.path(), &["build"]);
+    assert!(!out.status.success(), "a failing audit published");
+    let err = common::stderr(&out);
+    assert!(err.contains("accepted_values(order_id, [1, 2])"), "{err}");
+    assert_eq!(
+        spark_tables(&spark),
+        tables,
+        "a run stopped by an audit published"
+    );
+}
+
+fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.com")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.com")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .expect("run git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

@@ -609,19 +609,6 @@ fn validate_run(
     options: &BuildOptions,
 ) -> Result<crate::validate::Report> {
     let state = &prepared.observed.state;
-    // What the runs that wrote the rows being replaced measured of them.
-    let replacing: Vec<&str> = staging
-        .nodes
-        .keys()
-        .map(|&id| ws.dag.nodes[id].name.key())
-        .filter(|key| {
-            state
-                .models
-                .get(*key)
-                .is_some_and(|m| !m.data_table.is_empty())
-        })
-        .collect();
-    let measured = crate::validate::measured(s, &replacing)?;
     let tables: Vec<&str> = staging
         .nodes
         .iter()
@@ -634,12 +621,61 @@ fn validate_run(
             std::iter::once(n.table.as_str()).chain(published)
         })
         .collect();
+    let mut columns = crate::sources::table_columns(s, DATA_SCHEMA, &tables)?;
+    let subjects = validation_subjects(ws, prepared, staging, s, &mut columns, &data_table)?;
+    // A relationship's parent as this run will publish it.
+    let parent = |model: &str| -> Option<String> {
+        let id = ws.dag.lookup(model)?;
+        if staging.nodes.contains_key(&id) || staging.views.contains_key(&id) {
+            return Some(staging.reader(id));
+        }
+        state
+            .models
+            .contains_key(ws.dag.nodes[id].name.key())
+            .then(|| main_name(&ws.dag.nodes[id].name))
+    };
+    crate::validate::validate(
+        engine,
+        crate::validate::Dialect::DuckDb,
+        options.threads,
+        &subjects,
+        &options.skip_audits,
+        &parent,
+        &ws.project.root,
+    )
+}
+
+/// What validation compares for each staged model: its staged table against
+/// the published one, over the intervals rebuilt. `columns` holds the columns
+/// of the tables already read (table → columns); `relation` names a table of
+/// the data schema; `local` reads state.
+fn validation_subjects(
+    ws: &Workspace,
+    prepared: &Prepared,
+    staging: &stage::Staging,
+    local: &dyn Session,
+    columns: &mut std::collections::HashMap<String, crate::validate::Columns>,
+    relation: &dyn Fn(&str) -> String,
+) -> Result<Vec<crate::validate::Subject>> {
+    let state = &prepared.observed.state;
+    // What the runs that wrote the rows being replaced measured of them.
+    let replacing: Vec<&str> = staging
+        .nodes
+        .keys()
+        .map(|&id| ws.dag.nodes[id].name.key())
+        .filter(|key| {
+            state
+                .models
+                .get(*key)
+                .is_some_and(|m| !m.data_table.is_empty())
+        })
+        .collect();
+    let measured = crate::validate::measured(local, &replacing)?;
     let lowercase = |cols: Vec<(String, String)>| -> Vec<(String, String)> {
         cols.into_iter()
             .map(|(c, t)| (c.to_lowercase(), t))
             .collect()
     };
-    let mut columns = crate::sources::table_columns(s, DATA_SCHEMA, &tables)?;
     let mut subjects = Vec::new();
     for (&id, node_stage) in &staging.nodes {
         let Some((file, _)) = ws.model(id) else {
@@ -654,7 +690,7 @@ fn validate_run(
             .get(key)
             .map(|m| m.data_table.clone())
             .filter(|t| !t.is_empty());
-        let before = published.as_deref().map(data_table);
+        let before = published.as_deref().map(relation);
         // Both tables are in the catalog query's answer unless one is missing:
         // then validation describes them itself (and reports what fails).
         let known = match (columns.remove(&node_stage.table), &published) {
@@ -683,7 +719,7 @@ fn validate_run(
         });
         subjects.push(crate::validate::Subject {
             model: ws.dag.nodes[id].name.to_string(),
-            after: data_table(&node_stage.table),
+            after: relation(&node_stage.table),
             before,
             columns: known,
             stored_before,
@@ -698,25 +734,7 @@ fn validate_run(
             end: window.literal(range.end()),
         });
     }
-    // A relationship's parent as this run will publish it.
-    let parent = |model: &str| -> Option<String> {
-        let id = ws.dag.lookup(model)?;
-        if staging.nodes.contains_key(&id) || staging.views.contains_key(&id) {
-            return Some(staging.reader(id));
-        }
-        state
-            .models
-            .contains_key(ws.dag.nodes[id].name.key())
-            .then(|| main_name(&ws.dag.nodes[id].name))
-    };
-    crate::validate::validate(
-        engine,
-        options.threads,
-        &subjects,
-        &options.skip_audits,
-        &parent,
-        &ws.project.root,
-    )
+    Ok(subjects)
 }
 
 /// A run stopped by validation publishes nothing; its findings are kept on

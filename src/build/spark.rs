@@ -318,6 +318,26 @@ pub fn prepare_read_only(
     Ok((replica, prepared))
 }
 
+/// State as the log says it is, without changing anything (the empty state,
+/// without a schema version, when nothing was ever built).
+pub fn read_state(ws: &Workspace) -> Result<state::State> {
+    let url = ws
+        .project
+        .config
+        .warehouse
+        .url
+        .as_deref()
+        .unwrap_or_default();
+    let engine = crate::engine::spark::SparkEngine::connect(url)?;
+    let spark = engine.session()?;
+    let replica = replay(spark.as_ref(), &SparkNames::of(ws), false)?;
+    if replica.next_seq == 1 {
+        // Nothing was ever built there.
+        return Ok(state::State::default());
+    }
+    state::read(replica.session.as_ref())
+}
+
 /// Run a build on Spark.
 pub fn build(
     ws: &Workspace,
@@ -389,6 +409,7 @@ pub fn build(
     cleanup(spark.as_ref(), &names, &prepared.observed.state)?;
     let outcome = execute(
         ws,
+        engine,
         spark.as_ref(),
         &names,
         &mut replica,
@@ -465,6 +486,7 @@ fn is_view(spark: &dyn Session, relation: &str) -> Result<bool> {
 #[allow(clippy::too_many_arguments)]
 fn execute(
     ws: &Workspace,
+    engine: &dyn Engine,
     spark: &dyn Session,
     names: &SparkNames,
     replica: &mut Replica,
@@ -576,6 +598,24 @@ fn execute(
     }
     check_interrupt()?;
     crate::progress::timing("stage", t.elapsed());
+    if !options.skip_validation {
+        let t = std::time::Instant::now();
+        progress.note("validating before publish");
+        let mut report = validate(
+            ws, engine, spark, names, replica, prepared, &staging, &readers, options,
+        )?;
+        report.rejected_rows = prepared.observed.rejected.clone();
+        crate::progress::timing("validate", t.elapsed());
+        check_interrupt()?;
+        if !report.blocking().is_empty() {
+            let mut w = state::StateWrites::default();
+            w.validation(run_id, &report);
+            append(spark, names, replica, run_id, "state", &w.sql.concat())?;
+            progress.finish();
+            return Err(crate::validate::blocking_error(&report, ws));
+        }
+        summary.validation = Some(report);
+    }
 
     // The journal: every view statement of the publish, and the state writes.
     let t = std::time::Instant::now();
@@ -693,8 +733,12 @@ fn execute(
             scope: &super::scope_json(ws, &options.plan),
             settled: &BTreeSet::new(),
             accepted: &options.accept_schema,
-            validation: None,
-            skipped: vec!["all (validation does not run on Spark yet)".to_string()],
+            validation: summary.validation.as_ref(),
+            skipped: if options.skip_validation {
+                vec!["all (--skip-validation)".to_string()]
+            } else {
+                options.skip_audits.clone()
+            },
         },
     )
     .sql
@@ -754,6 +798,82 @@ fn whole_ranges(tasks: Vec<stage::Task>) -> Vec<stage::Task> {
         out.push(t);
     }
     out
+}
+
+/// Metrics before and after, thresholds and audits, as on DuckDB: the same
+/// queries, translated to Spark SQL.
+#[allow(clippy::too_many_arguments)]
+fn validate(
+    ws: &Workspace,
+    engine: &dyn Engine,
+    spark: &dyn Session,
+    names: &SparkNames,
+    replica: &Replica,
+    prepared: &Prepared,
+    staging: &Staging,
+    readers: &[String],
+    options: &BuildOptions,
+) -> Result<crate::validate::Report> {
+    let state = &prepared.observed.state;
+    let mut columns = HashMap::new();
+    for (&id, n) in &staging.nodes {
+        let published = state
+            .models
+            .get(ws.dag.nodes[id].name.key())
+            .map(|m| m.data_table.clone())
+            .filter(|t| !t.is_empty());
+        for table in std::iter::once(n.table.clone()).chain(published) {
+            let typed = typed_columns(spark, &names.spark(Part::Data, &table))?;
+            columns.insert(table, typed);
+        }
+    }
+    let subjects = super::validation_subjects(
+        ws,
+        prepared,
+        staging,
+        replica.session.as_ref(),
+        &mut columns,
+        &|table| names.duck(Part::Data, table),
+    )?;
+    // A relationship's parent as this run will publish it.
+    let parent = |model: &str| -> Option<String> {
+        let id = ws.dag.lookup(model)?;
+        let known = staging.nodes.contains_key(&id)
+            || state.models.contains_key(ws.dag.nodes[id].name.key());
+        known.then(|| readers[id].clone())
+    };
+    crate::validate::validate(
+        &crate::engine::spark::Translated(engine),
+        crate::validate::Dialect::Spark,
+        options.threads,
+        &subjects,
+        &options.skip_audits,
+        &parent,
+        &ws.project.root,
+    )
+}
+
+/// The columns of a table and their types as DuckDB names them (what
+/// validation tells numbers from the rest by).
+fn typed_columns(spark: &dyn Session, relation: &str) -> Result<crate::validate::Columns> {
+    let mut out = Vec::new();
+    for row in spark.query(&format!("DESCRIBE TABLE {relation}"))?.rows {
+        let (Some(name), Some(ty)) = (row[0].to_text(), row[1].to_text()) else {
+            continue;
+        };
+        if name.is_empty() || name.starts_with('#') {
+            break; // partitioning and other sections follow the columns
+        }
+        let ty = ty.to_lowercase();
+        let duck = match ty.as_str() {
+            "int" => "INTEGER".to_string(),
+            "string" => "VARCHAR".to_string(),
+            "timestamp" | "timestamp_ntz" => "TIMESTAMP".to_string(),
+            other => other.to_uppercase(),
+        };
+        out.push((name.to_lowercase(), duck));
+    }
+    Ok(out)
 }
 
 fn time_column(ws: &Workspace, id: NodeId) -> Option<&str> {

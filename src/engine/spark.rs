@@ -161,6 +161,42 @@ impl super::Session for SparkSession {
     }
 }
 
+/// Spark, for SQL written in DuckDB's dialect (what validation writes, and
+/// audits users write): every statement is translated before it runs, and
+/// what has no translation is an error naming it.
+pub struct Translated<'a>(pub &'a dyn super::Engine);
+
+impl super::Engine for Translated<'_> {
+    fn session(&self) -> Result<Box<dyn super::Session>> {
+        Ok(Box::new(TranslatedSession(self.0.session()?)))
+    }
+
+    fn interrupt(&self) {
+        self.0.interrupt();
+    }
+}
+
+struct TranslatedSession(Box<dyn super::Session>);
+
+impl TranslatedSession {
+    fn translate(sql: &str) -> Result<String> {
+        crate::sql::spark::to_spark(sql).map_err(|problems| {
+            let what: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+            Error::Engine(format!("cannot run on Spark: {}", what.join("; ")))
+        })
+    }
+}
+
+impl super::Session for TranslatedSession {
+    fn execute(&self, sql: &str) -> Result<()> {
+        self.0.execute(&Self::translate(sql)?)
+    }
+
+    fn query(&self, sql: &str) -> Result<Rows> {
+        self.0.query(&Self::translate(sql)?)
+    }
+}
+
 /// Spark's values as hubforge reads them: dates and timestamps as the text
 /// DuckDB casts them to, decimals as text.
 fn convert(v: &SparkValue) -> Value {

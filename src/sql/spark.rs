@@ -282,6 +282,8 @@ impl Translator {
                 Some(spark_expr("current_timestamp()"))
             }
             ("regexp_matches", Some(args)) if args.len() == 2 => Some(call("regexp_like", args)),
+            // In a select list, both make a row per element.
+            ("unnest", Some(args)) if args.len() == 1 => Some(call("explode", args)),
             ("strlen", Some(args)) => Some(call("octet_length", args)),
             ("epoch", Some(args)) if args.len() == 1 => Some(spark_expr(&format!(
                 "(unix_micros(CAST({} AS TIMESTAMP)) / 1e6)",
@@ -585,6 +587,10 @@ mod tests {
     fn translates_what_the_dialects_spell_apart() {
         let cases = [
             ("SELECT \"Order Id\" FROM t", "SELECT `Order Id` FROM t"),
+            (
+                "SELECT unnest(['a', 'b']) AS unit",
+                "SELECT explode(array('a', 'b')) AS unit",
+            ),
             (
                 "SELECT x::DOUBLE, y::VARCHAR FROM t",
                 "SELECT CAST(x AS DOUBLE), CAST(y AS STRING) FROM t",

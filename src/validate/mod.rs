@@ -45,6 +45,15 @@ pub struct Subject {
 /// Column names and types of a relation.
 pub type Columns = Vec<(String, String)>;
 
+/// The SQL validation writes. Its queries are DuckDB's; on Spark the engine
+/// translates them, and the few forms with no translation are written the
+/// way Spark reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    DuckDb,
+    Spark,
+}
+
 /// Metrics of one side of one unit.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Metrics {
@@ -165,6 +174,7 @@ impl Report {
 /// Validate every subject: metrics of both sides, thresholds, audits.
 pub fn validate(
     engine: &dyn crate::engine::Engine,
+    dialect: Dialect,
     threads: usize,
     subjects: &[Subject],
     skip_audits: &[String],
@@ -187,7 +197,7 @@ pub fn validate(
                     let Some(subject) = subjects.get(i) else {
                         break;
                     };
-                    let r = validate_model(s.as_ref(), subject, skip_audits, parent, root);
+                    let r = validate_model(s.as_ref(), dialect, subject, skip_audits, parent, root);
                     let failed = r.is_err();
                     done.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r);
                     if failed {
@@ -217,6 +227,7 @@ pub fn validate(
 
 fn validate_model(
     s: &dyn Session,
+    dialect: Dialect,
     subject: &Subject,
     skip_audits: &[String],
     parent: &dyn Fn(&str) -> Option<String>,
@@ -256,6 +267,7 @@ fn validate_model(
     let started = std::time::Instant::now();
     let (after, checksums) = side(
         s,
+        dialect,
         &subject.after,
         &columns,
         &subject.grain,
@@ -295,6 +307,7 @@ fn validate_model(
             None => {
                 side(
                     s,
+                    dialect,
                     rel,
                     cols,
                     &subject.grain,
@@ -325,13 +338,14 @@ fn validate_model(
         .collect();
     let mut findings = thresholds(subject, &units);
     let mut passed = Vec::new();
-    let this = format!(
-        "temp.main.{}",
-        quote_ident(&format!("hubforge_audit_{}", subject.model.to_lowercase()))
-    );
+    let view = quote_ident(&format!("hubforge_audit_{}", subject.model.to_lowercase()));
+    let this = match dialect {
+        Dialect::DuckDb => format!("temp.main.{view}"),
+        Dialect::Spark => view,
+    };
     if subject.audits.iter().any(|a| !skipped(a, skip_audits)) {
         s.execute(&format!(
-            "CREATE OR REPLACE TEMP VIEW {this} AS SELECT * FROM {}{}",
+            "CREATE OR REPLACE TEMPORARY VIEW {this} AS SELECT * FROM {}{}",
             subject.after,
             filter
                 .as_ref()
@@ -390,7 +404,7 @@ fn validate_model(
         // fits in the threshold's bits: 2^20 keys, a few MiB of counts, about
         // a quarter of the time of a hash table. Only for this query: a model's
         // own aggregates may hold wide states.
-        let perfect = spec.name == "unique";
+        let perfect = spec.name == "unique" && dialect == Dialect::DuckDb;
         if perfect {
             s.execute("SET perfect_ht_threshold = 20")?;
         }
@@ -416,9 +430,13 @@ fn validate_model(
                     passed.push(spec.display());
                     continue;
                 }
-                let sample = s.query(&format!(
-                    "SELECT CAST(COLUMNS(*) AS VARCHAR) FROM ({sql}) LIMIT 5"
-                ))?;
+                let sample = s.query(&match dialect {
+                    Dialect::DuckDb => {
+                        format!("SELECT CAST(COLUMNS(*) AS VARCHAR) FROM ({sql}) LIMIT 5")
+                    }
+                    // Spark's values read back as text already.
+                    Dialect::Spark => format!("SELECT * FROM ({sql}) LIMIT 5"),
+                })?;
                 let message = format!(
                     "{n} row{} violate{} it",
                     crate::diagnostics::plural(n as usize),
@@ -596,8 +614,10 @@ type Side = (
     BTreeMap<Option<String>, String>,
 );
 
+#[allow(clippy::too_many_arguments)]
 fn side(
     s: &dyn Session,
+    dialect: Dialect,
     relation: &str,
     columns: &[(String, String)],
     grain: &[String],
@@ -605,6 +625,14 @@ fn side(
     filter: Option<&str>,
     checksum: bool,
 ) -> Result<Side> {
+    // Staging on Spark measures its own checksums.
+    let checksum = checksum && dialect == Dialect::DuckDb;
+    // A hash of the whole row: DuckDB hashes the row as a struct, Spark
+    // hashes its columns.
+    let row = match dialect {
+        Dialect::DuckDb => "t",
+        Dialect::Spark => "t.*",
+    };
     let names: Vec<&String> = columns.iter().map(|(c, _)| c).collect();
     let numeric: Vec<&String> = columns
         .iter()
@@ -619,7 +647,7 @@ fn side(
     // of the metrics together, and the estimate is deterministic (the same
     // rows give the same count), so any difference is a real change.
     let distinct = match grain.as_slice() {
-        [] => "approx_count_distinct(hash(t))".to_string(),
+        [] => format!("approx_count_distinct(hash({row}))"),
         [one] => format!("approx_count_distinct(t.{})", quote_ident(one)),
         many => format!(
             "approx_count_distinct(hash({}))",
