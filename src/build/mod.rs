@@ -399,6 +399,7 @@ fn execute(
         &results,
         summary.validation.as_ref(),
         main,
+        &|tables| crate::sources::table_columns(main, DATA_SCHEMA, tables),
         (run_id, started, &options.command),
     )?;
     if let Some(m) = &manifest {
@@ -462,8 +463,13 @@ fn execute(
     Ok(summary)
 }
 
+/// The columns of some staged tables: table → columns.
+type StagedColumns<'a> =
+    &'a dyn Fn(&[&str]) -> Result<std::collections::HashMap<String, crate::validate::Columns>>;
+
 /// The manifest of the products this run changes, with each destination's
-/// action; `None` when no product changed.
+/// action; `None` when no product changed. `s` reads state; `columns` the
+/// staged tables' columns.
 #[allow(clippy::too_many_arguments)]
 fn manifest(
     ws: &Workspace,
@@ -473,6 +479,7 @@ fn manifest(
     results: &std::collections::HashMap<String, stage::Staged>,
     validation: Option<&crate::validate::Report>,
     s: &dyn Session,
+    columns: StagedColumns,
     (run_id, started, command): (&str, NaiveDateTime, &str),
 ) -> Result<Option<crate::fulfill::Manifest>> {
     use crate::fulfill::{Checksum, Column, DestinationAction, ProductChange, ValidationSummary};
@@ -483,7 +490,7 @@ fn manifest(
         .filter_map(|id| staging.nodes.get(id))
         .map(|n| n.table.as_str())
         .collect();
-    let staged_columns = crate::sources::table_columns(s, DATA_SCHEMA, &products_staged)?;
+    let staged_columns = columns(&products_staged)?;
     let mut products = Vec::new();
     for (&id, w) in work {
         let Some((file, _)) = ws.model(id) else {

@@ -352,6 +352,8 @@ pub fn build(
     let spark = engine.session()?;
     setup(spark.as_ref(), &names)?;
     let mut replica = replay(spark.as_ref(), &names, true)?;
+    // A run killed between its commit and writing its manifest file.
+    crate::fulfill::restore_files(replica.session.as_ref(), &ws.project.root)?;
     // Observed on this machine from the same files Spark reads; planning is
     // the same code as on DuckDB.
     let prepared = prepare_with(
@@ -710,13 +712,36 @@ fn execute(
             }
         }
     }
+    // The fulfillment manifest: recorded with the run's state, its file
+    // written once the run is committed.
+    let manifest = super::manifest(
+        ws,
+        prepared,
+        &work,
+        &staging,
+        &results,
+        summary.validation.as_ref(),
+        replica.session.as_ref(),
+        &|tables| {
+            tables
+                .iter()
+                .map(|t| {
+                    Ok((
+                        t.to_string(),
+                        typed_columns(spark, &names.spark(Part::Data, t))?,
+                    ))
+                })
+                .collect()
+        },
+        (run_id, started, &options.command),
+    )?;
     // Staged whole: a partial rebuild's new table holds every interval.
     let run_staging = Staging {
         tasks: staging.tasks.clone(),
         nodes: std::mem::take(&mut staging.nodes),
         ..Staging::default()
     };
-    let state_sql = super::publish::state_writes(
+    let mut state_sql = super::publish::state_writes(
         ws,
         prepared,
         &work,
@@ -743,6 +768,9 @@ fn execute(
     )
     .sql
     .concat();
+    if let Some(m) = &manifest {
+        state_sql.push_str(&crate::fulfill::state_statements(m, &m.finished_at).concat());
+    }
     let journal = Journal {
         publish,
         drop,
@@ -761,6 +789,9 @@ fn execute(
     super::pause_point("publish", 0);
     finish_publish(spark, names, replica, run_id, &journal)?;
     crate::progress::timing("publish", t.elapsed());
+    if let Some(m) = &manifest {
+        summary.manifest = Some(crate::fulfill::write_file(&ws.project.root, m)?);
+    }
     progress.finish();
 
     summary.models = work.len();

@@ -674,11 +674,16 @@ fn side(
     if checksum {
         select.push("CAST(coalesce(sum(hash(t)), 0) AS VARCHAR)".to_string());
     }
+    // Spark refuses `t.*` in a select list grouped by position.
+    let group = match (unit_ts, dialect) {
+        (None, _) => String::new(),
+        (Some(_), Dialect::DuckDb) => " GROUP BY 1".to_string(),
+        (Some(u), Dialect::Spark) => format!(" GROUP BY {u}"),
+    };
     let inner = format!(
-        "SELECT {} FROM {relation} t{}{}",
+        "SELECT {} FROM {relation} t{}{group}",
         select.join(", "),
         filter.map(|f| format!(" WHERE {f}")).unwrap_or_default(),
-        if unit_ts.is_some() { " GROUP BY 1" } else { "" }
     );
     let sql = match unit_ts {
         Some(_) => format!(
