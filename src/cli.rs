@@ -51,9 +51,10 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
         /// Also check that every model translates to this engine's SQL
-        /// (models are written in DuckDB's dialect).
-        #[arg(long, value_enum, default_value_t = EngineName::Duckdb)]
-        engine: EngineName,
+        /// (models are written in DuckDB's dialect); by default the engine of
+        /// `[warehouse]` in hubforge.toml.
+        #[arg(long, value_enum)]
+        engine: Option<EngineName>,
     },
     /// Print the dependency graph.
     Dag {
@@ -83,9 +84,8 @@ pub enum Command {
         /// Print the plan and do nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Models and batches built at the same time (default: the machine's cores).
-        #[arg(long, value_name = "N")]
-        threads: Option<usize>,
+        #[command(flatten)]
+        running: Running,
         #[command(flatten)]
         checks: Checks,
         #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -249,6 +249,18 @@ pub struct Scope {
     pub accept_schema: Vec<String>,
 }
 
+/// How a build runs.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Running {
+    /// Models and batches built at the same time (default: the machine's cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// On Spark: take over the lock of a build that is no longer running
+    /// (one killed on another machine; a build killed on this one is noticed).
+    #[arg(long)]
+    pub break_lock: bool,
+}
+
 /// What a build checks before it publishes.
 #[derive(Debug, Clone, Default, Args)]
 pub struct Checks {
@@ -359,10 +371,10 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<()> {
         Command::Build {
             scope,
             dry_run,
-            threads,
+            running,
             checks,
             format,
-        } => build(cli, scope, *dry_run, *threads, checks, *format, out),
+        } => build(cli, scope, *dry_run, running, checks, *format, out),
         Command::Validation { run, format } => validation(cli, run.as_deref(), *format, out),
         Command::Deliver {
             destinations,
@@ -736,7 +748,7 @@ fn build(
     cli: &Cli,
     scope: &Scope,
     dry_run: bool,
-    threads: Option<usize>,
+    running: &Running,
     checks: &Checks,
     format: Format,
     out: &mut dyn Write,
@@ -760,6 +772,12 @@ fn build(
     }
     let ws = load(cli)?;
     let options = plan_options(&ws, scope)?;
+    if running.break_lock && !on_spark {
+        return Err(invalid_argument(
+            "--break-lock is for projects on Spark",
+            "on DuckDB the warehouse's lock ends with the process that holds it",
+        ));
+    }
     if dry_run {
         return plan(cli, scope, format, out);
     }
@@ -772,7 +790,8 @@ fn build(
         )?)
     };
     crate::interrupt::watch(engine.clone());
-    let threads = threads
+    let threads = running
+        .threads
         .or(ws.project.config.warehouse.threads)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let build_options = crate::build::BuildOptions {
@@ -787,6 +806,7 @@ fn build(
         accept_schema: scope.accept_schema.clone(),
         skip_audits: checks.skip_audits.clone(),
         skip_validation: checks.skip_validation,
+        break_lock: running.break_lock,
     };
     let summary = if on_spark {
         build_on_spark(&ws, engine.as_ref(), &build_options)
@@ -1129,9 +1149,10 @@ fn write_text(out: &mut dyn Write, text: &str) -> Result<()> {
         .map_err(|e| Error::io("writing output", e))
 }
 
-fn check(cli: &Cli, format: Format, engine: EngineName, out: &mut dyn Write) -> Result<()> {
+fn check(cli: &Cli, format: Format, engine: Option<EngineName>, out: &mut dyn Write) -> Result<()> {
     let ws = load(cli)?;
-    if engine == EngineName::Spark {
+    let on_spark = ws.project.config.warehouse.engine == crate::config::EngineKind::Spark;
+    if engine.map_or(on_spark, |e| e == EngineName::Spark) {
         let problems = ws.untranslatable_for_spark();
         if !problems.is_empty() {
             return Err(crate::error::Error::Input(Diagnostics(problems).sorted()));

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::config::SourceConfig;
 use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::engine::Session;
 use crate::error::{Error, Result};
@@ -51,11 +52,40 @@ pub fn check_drift(observed: &Observed, accepted: &[String]) -> Result<()> {
     }
 }
 
+/// An engine that reads the sources itself (Spark): it snapshots every source
+/// as it reads it, and describes the tables it holds. File sources are still
+/// sniffed and checked for bad rows on this machine, so that a model sees the
+/// same columns and types on every engine.
+pub trait SourceEngine {
+    /// The columns of a `table` source and their types, as DuckDB names them.
+    fn describe_table(&self, name: &str, config: &SourceConfig) -> Result<Vec<(String, String)>>;
+    /// The snapshot of a source as this engine reads it, for the columns and
+    /// types it is read with.
+    fn snapshot(
+        &self,
+        name: &str,
+        config: &SourceConfig,
+        typed: &[(String, String)],
+        files: Vec<state::FileSignature>,
+    ) -> Result<SourceSnapshot>;
+}
+
 /// Read state once and snapshot every source and seed. Files that did not
 /// change since the snapshot in state are not read again. With
 /// [`Ingest::Warehouse`] every file source is also copied into the warehouse
 /// (once per version of its files) for the build to read.
 pub fn observe(s: &dyn Session, ws: &Workspace, mode: Ingest) -> Result<Observed> {
+    observe_with(s, ws, mode, None)
+}
+
+/// [`observe`], with the sources snapshotted by `remote` when the warehouse's
+/// engine reads them itself.
+pub fn observe_with(
+    s: &dyn Session,
+    ws: &Workspace,
+    mode: Ingest,
+    remote: Option<&dyn SourceEngine>,
+) -> Result<Observed> {
     let t = std::time::Instant::now();
     let state = state::read(s)?;
     crate::progress::timing("read state", t.elapsed());
@@ -94,8 +124,10 @@ pub fn observe(s: &dyn Session, ws: &Workspace, mode: Ingest) -> Result<Observed
         let known = previous
             .filter(|p| same_definition && !files.is_empty() && p.files == files)
             .zip(out.state.schemas.get(key));
-        let relation = match (mode, known) {
-            (Ingest::Temp, Some(_)) => None,
+        // A table the remote engine holds is read there only.
+        let remote_table = remote.filter(|_| config.table.is_some());
+        let relation = match (mode, known, remote_table) {
+            (_, _, Some(_)) | (Ingest::Temp, Some(_), None) => None,
             _ => {
                 let ingested = sources::ingest(s, &ws.project, &node.name, config, &files, mode)?;
                 for w in &ingested.warnings {
@@ -120,15 +152,23 @@ pub fn observe(s: &dyn Session, ws: &Workspace, mode: Ingest) -> Result<Observed
                 cols.clone(),
                 recorded_types.cloned().unwrap_or_default(),
             ),
-            (None, Some(rel)) => {
-                let typed = sources::describe_typed(s, rel)?;
+            (None, _) => {
+                let typed = match (remote_table, &relation) {
+                    (Some(r), _) => r.describe_table(&node.name, config)?,
+                    (None, Some(rel)) => sources::describe_typed(s, rel)?,
+                    (None, None) => unreachable!("sources not known from state are read"),
+                };
+                let snapshot = match (remote, &relation) {
+                    (Some(r), _) => r.snapshot(&node.name, config, &typed, files)?,
+                    (None, Some(rel)) => sources::snapshot(s, &node.name, config, rel, files)?,
+                    (None, None) => unreachable!("sources not known from state are read"),
+                };
                 (
-                    sources::snapshot(s, &node.name, config, rel, files)?,
+                    snapshot,
                     typed.iter().map(|(c, _)| c.clone()).collect(),
                     typed.into_iter().map(|(_, t)| t).collect(),
                 )
             }
-            (None, None) => unreachable!("sources not known from state are read"),
         };
         if known.is_none()
             && config.columns.is_none()

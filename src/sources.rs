@@ -64,7 +64,7 @@ pub fn relation(root: &Path, config: &SourceConfig) -> String {
     }
 }
 
-fn table_relation(table: &str) -> String {
+pub fn table_relation(table: &str) -> String {
     table
         .split('.')
         .map(crate::engine::quote_ident)

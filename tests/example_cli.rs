@@ -117,6 +117,14 @@ fn ls_lists_a_selection() {
     let out = hubforge(&example(), &["ls", "--select", "no_such_model"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("error[HF050]"), "{}", stderr(&out));
+    // DuckDB's lock ends with its process: nothing to break.
+    let out = hubforge(&example(), &["build", "--break-lock"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--break-lock is for projects on Spark"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

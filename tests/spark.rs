@@ -348,6 +348,12 @@ type Table = Vec<Vec<Option<String>>>;
 
 /// The published rows of every model and seed of a DuckDB warehouse, sorted.
 fn duck_tables(dir: &std::path::Path) -> BTreeMap<String, Table> {
+    let names = published_names(dir);
+    duck_tables_named(dir, &names.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// The published rows of `names` of a DuckDB warehouse, sorted.
+fn duck_tables_named(dir: &std::path::Path, names: &[&str]) -> BTreeMap<String, Table> {
     use hubforge::engine::duckdb::{DuckDbEngine, DuckDbOptions};
     let duck = DuckDbEngine::open(
         &dir.join("warehouse.duckdb"),
@@ -358,13 +364,13 @@ fn duck_tables(dir: &std::path::Path) -> BTreeMap<String, Table> {
     )
     .unwrap();
     let d = duck.session().unwrap();
-    published_names(dir)
-        .into_iter()
-        .map(|name| {
+    names
+        .iter()
+        .map(|&name| {
             let sql = format!("SELECT COLUMNS(*)::VARCHAR FROM main.\"{name}\"");
             let mut rows = texts(&d.query(&sql).unwrap_or_else(|e| panic!("{name}: {e}")));
             rows.sort();
-            (name, rows)
+            (name.to_string(), rows)
         })
         .collect()
 }
@@ -623,9 +629,21 @@ fn a_spark_build_killed_while_staging_or_publishing_leaves_each_model_old_or_new
     let new = duck_tables(duck.path());
     common::fix_pricing(spark.path());
 
-    // Killed while staging: nothing published, the plan unchanged.
+    // Killed while staging: nothing published, the plan unchanged. While it
+    // runs, a second build is refused before it reads or drops anything.
     let plan = common::plan_json(spark.path(), &[]);
-    common::kill_at(spark.path(), "stage:2", &["build"]);
+    let mut first = common::paused_at(spark.path(), "stage:2", &["build"])
+        .unwrap()
+        .expect("the build reaches stage:2");
+    let second = common::hubforge(spark.path(), &["build"]);
+    assert!(!second.status.success(), "two builds ran at once");
+    let err = common::stderr(&second);
+    assert!(
+        err.contains("another build of this project is running"),
+        "{err}"
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
     assert_eq!(
         spark_tables(&spark),
         old,
@@ -746,4 +764,198 @@ fn git(dir: &std::path::Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn what_cannot_run_on_spark_is_a_diagnostic_at_the_model_line_before_anything_runs() {
+    let spark = SparkProject::new("untranslatable");
+    common::edit(
+        spark.path(),
+        "models/staging/stg_payments.sql",
+        "FROM raw_payments",
+        "FROM raw_payments\nQUALIFY row_number() OVER (PARTITION BY payment_id ORDER BY paid_at) = 1",
+    );
+    // `check` knows the project's engine; `build` refuses before it starts.
+    for args in [&["check"][..], &["build"]] {
+        let out = common::hubforge(spark.path(), args);
+        assert!(!out.status.success(), "{args:?} accepted QUALIFY on Spark");
+        let err = common::stderr(&out);
+        assert!(err.contains("QUALIFY"), "{args:?}: {err}");
+        assert!(
+            err.contains("models/staging/stg_payments.sql:17"),
+            "{args:?}: {err}"
+        );
+    }
+    // Nothing was written to the warehouse (its schemas do not exist).
+    let s = spark.engine.session().unwrap();
+    let tables = s
+        .query(&format!("SHOW TABLES IN `{}__data`", spark.schema))
+        .map_or(0, |r| r.rows.len());
+    assert_eq!(tables, 0);
+}
+
+/// A project with one daily model over a table source `table`, its warehouse
+/// in `warehouse` (DuckDB's settings, or Spark's).
+fn table_source_project(table: &str, warehouse: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::create_dir_all(p.join("models")).unwrap();
+    std::fs::write(
+        p.join("hubforge.toml"),
+        format!(
+            "[project]\nname = \"t\"\nstart = \"2025-01-01\"\nend = \"2025-01-04\"\n\n\
+             [warehouse]\n{warehouse}\n\n\
+             [sources.legacy_orders]\ntable = \"{table}\"\ntime_column = \"ordered_at\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("models/daily.sql"),
+        format!(
+            "/* @hubforge\nkind = \"incremental\"\ntime_column = \"day\"\nunit = \"day\"\n*/\n\
+             SELECT CAST(ordered_at AS DATE) AS day, count(*) AS orders, sum(amount) AS amount\n\
+             FROM {table}\nWHERE ordered_at >= {{{{ start }}}} AND ordered_at < {{{{ end }}}}\n\
+             GROUP BY 1\n"
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn a_table_source_is_read_and_snapshotted_by_spark_and_plans_as_on_duckdb() {
+    // The same rows in a table of each warehouse.
+    let duck = table_source_project("legacy.orders", "path = \"warehouse.duckdb\"");
+    {
+        let conn = duckdb::Connection::open(duck.path().join("warehouse.duckdb")).unwrap();
+        conn.execute_batch(
+            "CREATE SCHEMA legacy; CREATE TABLE legacy.orders AS \
+             SELECT TIMESTAMP '2025-01-01 10:00:00' + INTERVAL (i % 3) DAY AS ordered_at, \
+             i AS amount FROM range(30) t(i);",
+        )
+        .unwrap();
+    }
+    let raw = Scratch::new("legacy");
+    let schema = format!("hf_tables_{}", std::process::id());
+    let spark = SparkProject {
+        dir: table_source_project(
+            &format!("{}.orders", raw.db),
+            &format!(
+                "engine = \"spark\"\nurl = \"{}\"\nschema = \"{schema}\"",
+                server()
+            ),
+        ),
+        schema,
+        engine: SparkEngine::connect(&server()).unwrap(),
+    };
+    spark.drop_schemas();
+    let s = raw.engine.session().unwrap();
+    s.execute(&format!(
+        "CREATE TABLE {}.orders USING parquet AS \
+         SELECT timestampadd(DAY, id % 3, TIMESTAMP'2025-01-01 10:00:00') AS ordered_at, \
+         id AS amount FROM range(30)",
+        raw.db
+    ))
+    .unwrap();
+    let daily = |dir: &std::path::Path| -> Table {
+        if dir == duck.path() {
+            duck_tables_named(dir, &["daily"]).remove("daily").unwrap()
+        } else {
+            let mut rows = texts(
+                &s.query(&format!("SELECT * FROM `{}`.`daily`", spark.schema))
+                    .unwrap(),
+            );
+            rows.sort();
+            rows
+        }
+    };
+    let both = [duck.path(), spark.path()];
+    for dir in both {
+        run_ok(dir, &["build"]);
+    }
+    assert_eq!(daily(duck.path()).len(), 3);
+    assert!(same_rows(&daily(duck.path()), &daily(spark.path())));
+    assert!(run_ok(spark.path(), &["plan"]).contains("Nothing to do"));
+
+    // A late row in the table: Spark's snapshot finds the one day it falls
+    // in, as DuckDB's does.
+    d_execute(
+        duck.path(),
+        "INSERT INTO legacy.orders VALUES (TIMESTAMP '2025-01-02 12:00:00', 100)",
+    );
+    s.execute(&format!(
+        "INSERT INTO {}.orders VALUES (TIMESTAMP'2025-01-02 12:00:00', 100)",
+        raw.db
+    ))
+    .unwrap();
+    let plan = planned(&common::plan_json(duck.path(), &[]));
+    assert_eq!(
+        plan.0[0]["intervals"],
+        serde_json::json!([["2025-01-02", "2025-01-03"]]),
+        "{plan:?}"
+    );
+    assert_eq!(plan, planned(&common::plan_json(spark.path(), &[])));
+    for dir in both {
+        run_ok(dir, &["build"]);
+    }
+    assert!(same_rows(&daily(duck.path()), &daily(spark.path())));
+    assert!(run_ok(spark.path(), &["plan"]).contains("Nothing to do"));
+
+    // Declared types, or a table that is not there: errors at the source's
+    // lines in hubforge.toml.
+    let toml = std::fs::read_to_string(spark.path().join("hubforge.toml")).unwrap();
+    let plan_fails = |says: &str| {
+        let out = common::hubforge(spark.path(), &["plan"]);
+        assert!(!out.status.success());
+        let err = common::stderr(&out);
+        assert!(err.contains(says), "{err}");
+        assert!(err.contains("hubforge.toml:"), "{err}");
+    };
+    std::fs::write(
+        spark.path().join("hubforge.toml"),
+        toml.replacen(
+            "time_column = \"ordered_at\"",
+            "time_column = \"ordered_at\"\ncolumns = { amount = \"DOUBLE\" }",
+            1,
+        ),
+    )
+    .unwrap();
+    plan_fails("takes no `columns`");
+    std::fs::write(spark.path().join("hubforge.toml"), &toml).unwrap();
+    s.execute(&format!(
+        "ALTER TABLE {0}.orders RENAME TO {0}.orders_away",
+        raw.db
+    ))
+    .unwrap();
+    plan_fails("Spark cannot read the table");
+    s.execute(&format!(
+        "ALTER TABLE {0}.orders_away RENAME TO {0}.orders",
+        raw.db
+    ))
+    .unwrap();
+
+    // A build that died on another machine holds the lock until a build
+    // breaks it.
+    s.execute(&format!(
+        "INSERT INTO `{}__hubforge`.state_log VALUES (1000, 'lock-elsewhere', 'lock', 1, \
+         '{{\"host\":\"elsewhere\",\"pid\":1,\"start\":null,\"user\":\"ci\",\
+         \"since\":\"2026-01-01 00:00:00 UTC\"}}', current_timestamp())",
+        spark.schema
+    ))
+    .unwrap();
+    let out = common::hubforge(spark.path(), &["build"]);
+    assert!(!out.status.success());
+    let err = common::stderr(&out);
+    assert!(err.contains("by ci on elsewhere (pid 1)"), "{err}");
+    assert!(err.contains("--break-lock"), "{err}");
+    run_ok(spark.path(), &["build", "--break-lock"]);
+    run_ok(spark.path(), &["build"]);
+}
+
+/// Run statements on a DuckDB warehouse of a test.
+fn d_execute(dir: &std::path::Path, sql: &str) {
+    duckdb::Connection::open(dir.join("warehouse.duckdb"))
+        .unwrap()
+        .execute_batch(sql)
+        .unwrap();
 }

@@ -60,6 +60,8 @@ pub struct BuildOptions {
     pub skip_audits: Vec<String>,
     /// No metrics, thresholds or audits (`--skip-validation`).
     pub skip_validation: bool,
+    /// Take over the lock of a build no longer running (`--break-lock`, Spark).
+    pub break_lock: bool,
 }
 
 /// What a build did.
@@ -104,16 +106,18 @@ pub fn prepare(
     options: &PlanOptions,
     ingest: Ingest,
 ) -> Result<Prepared> {
-    prepare_with(s, ws, options, ingest, None)
+    prepare_with(s, ws, options, ingest, None, None)
 }
 
-/// [`prepare`], saying on `progress` what it is doing.
+/// [`prepare`], saying on `progress` what it is doing; `remote` snapshots the
+/// sources when the warehouse's engine reads them itself.
 pub fn prepare_with(
     s: &dyn Session,
     ws: &Workspace,
     options: &PlanOptions,
     ingest: Ingest,
     progress: Option<&Progress>,
+    remote: Option<&dyn observe::SourceEngine>,
 ) -> Result<Prepared> {
     let phase = |what: &str| {
         if let Some(p) = progress {
@@ -122,7 +126,7 @@ pub fn prepare_with(
     };
     phase("reading state and observing sources");
     let t = std::time::Instant::now();
-    let observed = observe::observe(s, ws, ingest)?;
+    let observed = observe::observe_with(s, ws, ingest, remote)?;
     crate::progress::timing("observe sources and state", t.elapsed());
     phase("fingerprinting models and column lineage");
     let t = std::time::Instant::now();
@@ -161,7 +165,14 @@ pub fn build(
         crate::fulfill::restore_files(main.as_ref(), &ws.project.root)?;
         Ingest::Warehouse
     };
-    let prepared = prepare_with(main.as_ref(), ws, &options.plan, ingest, Some(&progress))?;
+    let prepared = prepare_with(
+        main.as_ref(),
+        ws,
+        &options.plan,
+        ingest,
+        Some(&progress),
+        None,
+    )?;
     observe::check_drift(&prepared.observed, &options.accept_schema)?;
     let mut summary = BuildSummary {
         plan: prepared.plan.clone(),

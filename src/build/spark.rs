@@ -37,7 +37,7 @@ use super::{
 };
 use crate::config::Kind;
 use crate::engine::duckdb::DuckDbEngine;
-use crate::engine::{Engine, Session};
+use crate::engine::{Engine, Session, Value};
 use crate::error::{Error, Result};
 use crate::graph::{NodeId, NodeKind};
 use crate::interval::Interval;
@@ -278,6 +278,149 @@ fn append(
     Ok(())
 }
 
+/// The lock that keeps two builds of a project on Spark apart, as entries of
+/// the state log (Spark has no lock of its own; a build that ran beside
+/// another would drop the tables the other staged). A build appends a `lock`
+/// entry, then reads the log: it goes on only if no other lock is held, and
+/// otherwise releases its own and stops. Of two builds that start together at
+/// least one sees the other's entry (each reads after its own append), so at
+/// most one goes on. A lock is held until its `unlock` entry, or until its
+/// process is seen to be gone (on the same machine), or `--break-lock`.
+struct BuildLock<'a> {
+    spark: &'a dyn Session,
+    names: &'a SparkNames,
+    id: String,
+}
+
+/// Who holds a lock, as its entry records it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct LockHolder {
+    host: String,
+    pid: u32,
+    /// The process's start time (Linux: clock ticks since boot), so that a
+    /// pid used again by another process does not hold the lock.
+    start: Option<String>,
+    user: String,
+    since: String,
+}
+
+impl LockHolder {
+    fn me() -> LockHolder {
+        LockHolder {
+            host: host_name(),
+            pid: std::process::id(),
+            start: process_start(std::process::id()),
+            user: user(),
+            since: now().format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        }
+    }
+
+    /// Whether the process is known to be gone: only a process of this
+    /// machine can be looked at.
+    fn is_gone(&self) -> bool {
+        self.host == host_name()
+            && std::path::Path::new("/proc/self").exists()
+            && process_start(self.pid) != self.start
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// When process `pid` started (field 22 of `/proc/PID/stat`), if it runs.
+fn process_start(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which may hold spaces and parentheses.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19).map(str::to_string)
+}
+
+impl<'a> BuildLock<'a> {
+    fn acquire(
+        spark: &'a dyn Session,
+        names: &'a SparkNames,
+        break_lock: bool,
+    ) -> Result<BuildLock<'a>> {
+        let log = names.spark(Part::State, LOG);
+        let append = |id: &str, kind: &str, body: &str| {
+            spark.execute(&format!(
+                "INSERT INTO {log} SELECT coalesce(max(seq), 0) + 1, {}, {}, {}, {}, \
+                 current_timestamp() FROM {log}",
+                lit(id),
+                lit(kind),
+                state::SCHEMA_VERSION,
+                lit(body)
+            ))
+        };
+        let held = || -> Result<Vec<(String, LockHolder)>> {
+            let rows = spark.query(&format!(
+                "SELECT run_id, kind, body FROM {log} WHERE kind IN ('lock', 'unlock') ORDER BY seq"
+            ))?;
+            let mut held: Vec<(String, LockHolder)> = Vec::new();
+            for row in rows.rows {
+                let id = row[0].to_text().unwrap_or_default();
+                match row[1].to_text().as_deref() {
+                    Some("lock") => {
+                        if let Ok(h) = serde_json::from_str(&row[2].to_text().unwrap_or_default()) {
+                            held.push((id, h));
+                        }
+                    }
+                    _ => held.retain(|(other, _)| *other != id),
+                }
+            }
+            Ok(held)
+        };
+        if break_lock {
+            for (id, _) in held()? {
+                append(&id, "unlock", "broken by --break-lock")?;
+            }
+        }
+        let me = LockHolder::me();
+        let lock = BuildLock {
+            spark,
+            names,
+            id: format!("lock-{}", new_run_id()),
+        };
+        append(
+            &lock.id,
+            "lock",
+            &serde_json::to_string(&me).expect("lock holder serialises"),
+        )?;
+        let others: Vec<LockHolder> = held()?
+            .into_iter()
+            .filter(|(id, h)| *id != lock.id && !h.is_gone())
+            .map(|(_, h)| h)
+            .collect();
+        if let Some(other) = others.first() {
+            return Err(Error::Engine(format!(
+                "another build of this project is running on Spark: started {} by {} on {} \
+                 (pid {}); wait for it to end, or, if it no longer runs, build with --break-lock",
+                other.since, other.user, other.host, other.pid
+            )));
+        }
+        Ok(lock)
+    }
+}
+
+impl Drop for BuildLock<'_> {
+    fn drop(&mut self) {
+        // Not released (the server gone): the next build on this machine sees
+        // the process has ended.
+        let log = self.names.spark(Part::State, LOG);
+        let _ = self.spark.execute(&format!(
+            "INSERT INTO {log} SELECT coalesce(max(seq), 0) + 1, {}, 'unlock', {}, '', \
+             current_timestamp() FROM {log}",
+            lit(&self.id),
+            state::SCHEMA_VERSION,
+        ));
+    }
+}
+
 /// Swap the views of a journal, commit it, and drop what it replaced.
 fn finish_publish(
     spark: &dyn Session,
@@ -314,7 +457,20 @@ pub fn prepare_read_only(
     let names = SparkNames::of(ws);
     let spark = engine.session()?;
     let replica = replay(spark.as_ref(), &names, false)?;
-    let prepared = super::prepare(replica.session.as_ref(), ws, options, Ingest::Temp)?;
+    let reader = SparkSources {
+        spark: spark.as_ref(),
+        names: &names,
+        ws,
+        copy: false,
+    };
+    let prepared = prepare_with(
+        replica.session.as_ref(),
+        ws,
+        options,
+        Ingest::Temp,
+        None,
+        Some(&reader),
+    )?;
     Ok((replica, prepared))
 }
 
@@ -346,22 +502,39 @@ pub fn build(
     interrupted: &AtomicBool,
 ) -> Result<BuildSummary> {
     let started = now();
+    // What cannot run on Spark is found before anything runs, where `check`
+    // finds it.
+    let untranslatable = ws.untranslatable_for_spark();
+    if !untranslatable.is_empty() {
+        return Err(Error::Input(
+            crate::diagnostics::Diagnostics(untranslatable).sorted(),
+        ));
+    }
     let progress = Progress::new(options.quiet);
     progress.phase("connecting to Spark");
     let names = SparkNames::of(ws);
     let spark = engine.session()?;
     setup(spark.as_ref(), &names)?;
+    let _lock = BuildLock::acquire(spark.as_ref(), &names, options.break_lock)?;
     let mut replica = replay(spark.as_ref(), &names, true)?;
     // A run killed between its commit and writing its manifest file.
     crate::fulfill::restore_files(replica.session.as_ref(), &ws.project.root)?;
-    // Observed on this machine from the same files Spark reads; planning is
-    // the same code as on DuckDB.
+    // Sources are snapshotted by Spark as it reads them (file sources'
+    // columns and bad rows are read on this machine); planning is the same
+    // code as on DuckDB.
+    let reader = SparkSources {
+        spark: spark.as_ref(),
+        names: &names,
+        ws,
+        copy: true,
+    };
     let prepared = prepare_with(
         replica.session.as_ref(),
         ws,
         &options.plan,
         Ingest::Temp,
         Some(&progress),
+        Some(&reader),
     )?;
     observe::check_drift(&prepared.observed, &options.accept_schema)?;
     let mut summary = BuildSummary {
@@ -461,7 +634,9 @@ fn cleanup(spark: &dyn Session, names: &SparkNames, state: &state::State) -> Res
         let Some(table) = row.get(1).and_then(|v| v.to_text()) else {
             continue;
         };
-        if !kept.contains(&table.to_lowercase()) {
+        // The session's temporary views (the sources' readers) are listed too.
+        let temporary = row.get(2) == Some(&Value::Bool(true));
+        if !temporary && !kept.contains(&table.to_lowercase()) {
             let what = if is_view(spark, &names.spark(Part::Data, &table))? {
                 "VIEW"
             } else {
@@ -532,7 +707,19 @@ fn execute(
         let node = &ws.dag.nodes[id];
         match node.kind {
             NodeKind::Source => {
-                let table = ingest_source(spark, ws, names, id, prepared)?;
+                let config = &ws.project.config.sources[node.name.as_str()];
+                if let Some(table) = &config.table {
+                    // Read where it is.
+                    readers[id] = sources::table_relation(table);
+                    continue;
+                }
+                let key = node.name.key();
+                let typed: Vec<(String, String)> = prepared.observed.schemas[key]
+                    .iter()
+                    .cloned()
+                    .zip(prepared.observed.types[key].iter().cloned())
+                    .collect();
+                let table = ingest_source(spark, ws, names, &node.name, &typed)?;
                 readers[id] = names.duck(Part::Sources, &table);
                 source_tables.insert(id, table);
             }
@@ -637,11 +824,18 @@ fn execute(
             .filter(|t| !t.is_empty());
         match node.kind {
             NodeKind::Source => {
-                let table = &source_tables[&id];
+                let from = match source_tables.get(&id) {
+                    Some(copy) => names.spark(Part::Sources, copy),
+                    None => spark_table(
+                        ws.project.config.sources[node.name.as_str()]
+                            .table
+                            .as_deref()
+                            .unwrap_or_default(),
+                    ),
+                };
                 publish.push(format!(
-                    "CREATE OR REPLACE VIEW {} AS SELECT * FROM {}",
+                    "CREATE OR REPLACE VIEW {} AS SELECT * FROM {from}",
                     names.spark(Part::Sources, &node.name),
-                    names.spark(Part::Sources, table)
                 ));
             }
             NodeKind::Model(Kind::View) if work.contains_key(&id) => {
@@ -1210,47 +1404,167 @@ fn csv_options(
     Ok(out)
 }
 
-/// Copy the current files of a source into a Parquet table of the sources
-/// schema (once per version of the files); its name.
-fn ingest_source(
+/// Spark reads the sources: file sources from their files (a build copies
+/// each version of them into the sources schema; a plan only reads them),
+/// table sources where they are, and it snapshots them all. The columns and
+/// types of file sources are still read on this machine (see
+/// [`observe::SourceEngine`]).
+struct SparkSources<'a> {
+    spark: &'a dyn Session,
+    names: &'a SparkNames,
+    ws: &'a Workspace,
+    /// Copy file sources into the sources schema (a build), or leave the
+    /// warehouse as it is (a plan).
+    copy: bool,
+}
+
+impl observe::SourceEngine for SparkSources<'_> {
+    fn describe_table(
+        &self,
+        name: &str,
+        config: &crate::config::SourceConfig,
+    ) -> Result<Vec<(String, String)>> {
+        let table = config.table.as_deref().unwrap_or_default();
+        let problem = |code, message: String, help: String| {
+            Error::Input(crate::diagnostics::Diagnostics(vec![
+                crate::diagnostics::Diagnostic::error(code, message)
+                    .at(crate::config::source_location(
+                        &self.ws.project.config_text,
+                        name,
+                    ))
+                    .with_help(help),
+            ]))
+        };
+        if config.columns.is_some() {
+            return Err(problem(
+                crate::diagnostics::Code::SourceUnreadable,
+                format!("source `{name}`: a table source on Spark takes no `columns`"),
+                format!(
+                    "give the table `{table}` those types itself, and remove `columns` from [sources.{name}]"
+                ),
+            ));
+        }
+        let rows = self
+            .spark
+            .query(&format!("DESCRIBE TABLE {}", spark_table(table)))
+            .map_err(|e| {
+                problem(
+                    crate::diagnostics::Code::SourceMissing,
+                    format!(
+                        "source `{name}`: Spark cannot read the table `{table}`: {}",
+                        e.to_string().lines().next().unwrap_or_default()
+                    ),
+                    format!("create it, or fix `table` in [sources.{name}] (schema.table)"),
+                )
+            })?;
+        // Columns come first, then (for a partitioned table) a blank row and
+        // `# Partition Information`.
+        Ok(rows
+            .rows
+            .iter()
+            .map_while(|r| {
+                let column = r.first().and_then(Value::to_text).unwrap_or_default();
+                let ty = r.get(1).and_then(Value::to_text).unwrap_or_default();
+                (!column.is_empty() && !column.starts_with('#'))
+                    .then(|| (column, crate::sql::spark::duckdb_type(&ty)))
+            })
+            .collect())
+    }
+
+    fn snapshot(
+        &self,
+        name: &str,
+        config: &crate::config::SourceConfig,
+        typed: &[(String, String)],
+        files: Vec<state::FileSignature>,
+    ) -> Result<state::SourceSnapshot> {
+        let relation = match &config.table {
+            Some(table) => spark_table(table),
+            None if self.copy => {
+                let copy = ingest_source(self.spark, self.ws, self.names, name, typed)?;
+                self.names.spark(Part::Sources, &copy)
+            }
+            None => q(&source_reader(self.spark, self.ws, name, typed)?),
+        };
+        let mut snap = state::SourceSnapshot {
+            files,
+            ..state::SourceSnapshot::default()
+        };
+        let context = |e: Error| Error::Engine(format!("reading source `{name}` on Spark: {e}"));
+        let hash = "CAST(sum(CAST(h AS DECIMAL(38, 0))) AS STRING)";
+        match &config.time_column {
+            Some(tc) => {
+                let unit = config.unit;
+                let rows = self
+                    .spark
+                    .query(&format!(
+                        "SELECT date_format(u, \"yyyy-MM-dd'T'HH:mm:ss\"), count(*), {hash} \
+                         FROM (SELECT CAST(date_trunc('{}', {c}) AS TIMESTAMP) AS u, xxhash64(*) AS h \
+                         FROM {relation} WHERE {c} IS NOT NULL) GROUP BY u",
+                        sources::unit_sql(unit),
+                        c = q(tc)
+                    ))
+                    .map_err(context)?;
+                for row in rows.rows {
+                    let start = row[0]
+                        .as_str()
+                        .and_then(|t| crate::interval::parse_point(t).ok())
+                        .ok_or_else(|| {
+                            Error::Engine(format!("source `{name}`: unreadable time bucket"))
+                        })?;
+                    snap.units.insert(
+                        Interval::unit_at(unit, start),
+                        (
+                            row[1].as_i64().unwrap_or(0),
+                            row[2].to_text().unwrap_or_default(),
+                        ),
+                    );
+                }
+            }
+            None => {
+                let rows = self
+                    .spark
+                    .query(&format!(
+                        "SELECT count(*), {hash} FROM (SELECT xxhash64(*) AS h FROM {relation})"
+                    ))
+                    .map_err(context)?;
+                let row = &rows.rows[0];
+                snap.whole = Some((
+                    row[0].as_i64().unwrap_or(0),
+                    row[1].to_text().unwrap_or_default(),
+                ));
+            }
+        }
+        Ok(snap)
+    }
+}
+
+/// A table named in hubforge.toml (`db.table`, `catalog.db.table`), quoted
+/// for Spark.
+fn spark_table(table: &str) -> String {
+    table.split('.').map(q).collect::<Vec<_>>().join(".")
+}
+
+/// A temporary view of this session reading a file source's current files
+/// with the columns and types DuckDB reads them with; its name.
+fn source_reader(
     spark: &dyn Session,
     ws: &Workspace,
-    names: &SparkNames,
-    id: NodeId,
-    prepared: &Prepared,
+    name: &str,
+    typed: &[(String, String)],
 ) -> Result<String> {
-    let node = &ws.dag.nodes[id];
-    let key = node.name.key();
-    let config = &ws.project.config.sources[node.name.as_str()];
-    let Some(path) = &config.path else {
-        return Err(Error::Engine(format!(
-            "source `{}` is a table (`table = ...`): on Spark, sources are files for now",
-            node.name
-        )));
-    };
-    let files = sources::source_files(&ws.project, config);
-    let table = sources::ingested_name(&node.name, config, &files);
-    if crate::engine::relation_exists(spark, &names.spark(Part::Sources, &table)) {
-        return Ok(table);
-    }
-    let columns: Vec<(String, String)> = prepared.observed.schemas[key]
-        .iter()
-        .cloned()
-        .zip(prepared.observed.types[key].iter().cloned())
-        .collect();
-    let schema = spark_schema(&format!("source `{}`", node.name), &columns)?;
+    let config = &ws.project.config.sources[name];
+    let path = config.path.as_deref().expect("a file source");
+    let schema = spark_schema(&format!("source `{name}`"), typed)?;
     let full_path = ws.project.root.join(path).display().to_string();
     let format = config
         .format
         .or_else(|| crate::config::SourceFormat::from_path(path));
-    let reader = format!("hubforge_read_{key}");
+    let reader = format!("hubforge_read_{}", name.to_lowercase());
     let create = match format {
-        Some(crate::config::SourceFormat::Csv) => csv_reader(
-            &reader,
-            &schema,
-            &full_path,
-            &csv_options(&node.name, config)?,
-        ),
+        Some(crate::config::SourceFormat::Csv) => {
+            csv_reader(&reader, &schema, &full_path, &csv_options(name, config)?)
+        }
         Some(crate::config::SourceFormat::Parquet) => format!(
             "CREATE OR REPLACE TEMPORARY VIEW {} USING parquet OPTIONS (path {})",
             q(&reader),
@@ -1258,12 +1572,30 @@ fn ingest_source(
         ),
         _ => {
             return Err(Error::Engine(format!(
-                "source `{}`: on Spark, sources are CSV or Parquet files for now",
-                node.name
+                "source `{name}`: on Spark, file sources are CSV or Parquet files for now"
             )));
         }
     };
     spark.execute(&create)?;
+    Ok(reader)
+}
+
+/// Copy the current files of a source into a Parquet table of the sources
+/// schema (once per version of the files); its name.
+fn ingest_source(
+    spark: &dyn Session,
+    ws: &Workspace,
+    names: &SparkNames,
+    name: &str,
+    typed: &[(String, String)],
+) -> Result<String> {
+    let config = &ws.project.config.sources[name];
+    let files = sources::source_files(&ws.project, config);
+    let table = sources::ingested_name(name, config, &files);
+    if crate::engine::relation_exists(spark, &names.spark(Part::Sources, &table)) {
+        return Ok(table);
+    }
+    let reader = source_reader(spark, ws, name, typed)?;
     spark.execute(&format!(
         "CREATE TABLE {} USING parquet AS SELECT * FROM {}",
         names.spark(Part::Sources, &table),

@@ -89,6 +89,29 @@ pub fn spark_type(duckdb_type: &str) -> Option<String> {
     (known.contains(&text.as_str()) || text.starts_with("DECIMAL")).then_some(text)
 }
 
+/// The DuckDB name of a type Spark describes a column with (`DESCRIBE`): how
+/// hubforge records the schema of a table source Spark holds. Types without a
+/// DuckDB name of their own keep Spark's.
+pub fn duckdb_type(spark_type: &str) -> String {
+    let t = spark_type.trim().to_ascii_lowercase();
+    let name = match t.as_str() {
+        "string" => "VARCHAR",
+        "bigint" | "long" => "BIGINT",
+        "int" | "integer" => "INTEGER",
+        "smallint" | "short" => "SMALLINT",
+        "tinyint" | "byte" => "TINYINT",
+        "double" => "DOUBLE",
+        "float" | "real" => "FLOAT",
+        "boolean" => "BOOLEAN",
+        "date" => "DATE",
+        "timestamp" | "timestamp_ltz" | "timestamp_ntz" => "TIMESTAMP",
+        "binary" => "BLOB",
+        _ if t.starts_with("varchar") || t.starts_with("char") => "VARCHAR",
+        _ => return t.to_uppercase(),
+    };
+    name.to_string()
+}
+
 /// DuckDB functions with no Spark equivalent this translation knows.
 const UNKNOWN: &[&str] = &[
     "read_csv",
@@ -580,6 +603,27 @@ mod tests {
             ("INTERVAL", None),
         ] {
             assert_eq!(super::spark_type(duck).as_deref(), spark, "{duck}");
+        }
+    }
+
+    #[test]
+    fn spark_column_types_read_back_as_duckdb_names_them() {
+        for (spark, duck) in [
+            ("bigint", "BIGINT"),
+            ("int", "INTEGER"),
+            ("string", "VARCHAR"),
+            ("varchar(20)", "VARCHAR"),
+            ("timestamp", "TIMESTAMP"),
+            ("timestamp_ntz", "TIMESTAMP"),
+            ("decimal(18,3)", "DECIMAL(18,3)"),
+            ("array<int>", "ARRAY<INT>"),
+        ] {
+            assert_eq!(super::duckdb_type(spark), duck, "{spark}");
+        }
+        // What a source's types map to on Spark maps back to the same type.
+        for duck in ["BIGINT", "INTEGER", "VARCHAR", "DOUBLE", "DATE", "BOOLEAN"] {
+            let there = super::spark_type(duck).unwrap();
+            assert_eq!(super::duckdb_type(&there), duck);
         }
     }
 

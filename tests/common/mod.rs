@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -240,10 +240,10 @@ pub fn drop_days(dir: &Path, rel: &str, days: &[&str]) -> String {
     text
 }
 
-/// Start `hubforge args` in `dir` with `HUBFORGE_PAUSE_AT=point`, wait until it
-/// pauses there and SIGKILL it: Ok(true). Ok(false) when it finished without
-/// reaching the point; Err with what it printed when it failed.
-pub fn kill_at_pause(dir: &Path, point: &str, args: &[&str]) -> Result<bool, String> {
+/// Start hubforge with `HUBFORGE_PAUSE_AT=point` and wait until it is paused
+/// there: the paused process, for the test to act on and kill (`Ok(None)`
+/// when it ended without reaching the point; its stderr when it failed).
+pub fn paused_at(dir: &Path, point: &str, args: &[&str]) -> Result<Option<Child>, String> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hubforge"))
         .args(args)
         .current_dir(dir)
@@ -259,17 +259,29 @@ pub fn kill_at_pause(dir: &Path, point: &str, args: &[&str]) -> Result<bool, Str
     for line in BufReader::new(stderr).lines() {
         let line = line.unwrap_or_default();
         if line.starts_with("hubforge: paused at") {
-            child.kill().expect("SIGKILL");
-            child.wait().expect("wait");
-            return Ok(true);
+            return Ok(Some(child));
         }
         seen.push(line);
     }
     if child.wait().expect("wait").success() {
-        Ok(false)
+        Ok(None)
     } else {
         Err(seen.join("\n"))
     }
+}
+
+/// Start `hubforge args` in `dir` with `HUBFORGE_PAUSE_AT=point`, wait until it
+/// pauses there and SIGKILL it: Ok(true). Ok(false) when it finished without
+/// reaching the point; Err with what it printed when it failed.
+pub fn kill_at_pause(dir: &Path, point: &str, args: &[&str]) -> Result<bool, String> {
+    Ok(match paused_at(dir, point, args)? {
+        Some(mut child) => {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("wait");
+            true
+        }
+        None => false,
+    })
 }
 
 /// [`kill_at_pause`], which must reach the point.
