@@ -230,6 +230,16 @@ fn translated_constructs_give_duckdbs_results_on_spark() {
         "SELECT regexp_matches('abc', 'b.') AS found, 'ABC' ILIKE 'a%' AS like_it",
         "FROM (SELECT 1 AS a) SELECT a + 1 AS b",
         "SELECT unnest(['2024-01-01', '2024-01-02']) AS unit ORDER BY unit",
+        // Where Spark's function of the same name computes something else.
+        "SELECT concat('a', NULL, 'b', 1) AS c, concat([1], [2])[2] AS l",
+        "SELECT dayofweek(DATE '2024-03-03') AS sunday, extract(dow FROM DATE '2024-03-05') AS tuesday, date_part('isodow', DATE '2024-03-03') AS iso",
+        "SELECT CAST(DATE '2024-02-28' + INTERVAL 1 DAY AS VARCHAR) AS d, CAST(DATE '2024-01-31' + INTERVAL 1 MONTH AS VARCHAR) AS m, CAST(TIMESTAMP '2024-01-07 10:00:00' - INTERVAL 6 DAY AS VARCHAR) AS t",
+        "SELECT regexp_replace('a1b2', '[0-9]', 'X', 'g') AS every",
+        "SELECT 'a_c' LIKE 'a\\_c' ESCAPE '\\' AS escaped, 'abc' LIKE 'a\\_c' ESCAPE '\\' AS not_escaped",
+        // Spelled otherwise on Spark.
+        "SELECT list_contains([1, 2, 3], 2) AS has_two, starts_with('hello', 'he') AS s, ends_with('hello', 'lo') AS e, strpos('hello', 'l') AS p, strpos('hello', 'z') AS none",
+        "SELECT arg_max(v, t) AS latest, arg_min(v, t) AS earliest FROM (VALUES ('a', 1), ('b', 3), ('c', 2)) t(v, t)",
+        "SELECT CAST(strptime('05/03/2024 07:08', '%d/%m/%Y %H:%M') AS VARCHAR) AS t",
     ];
     for duck_sql in cases {
         let spark_sql = hubforge::sql::spark::to_spark(duck_sql)

@@ -80,6 +80,10 @@ enum Command {
     /// Time queries against a DuckDB file, read-only: the best of `--repeat`
     /// runs of each, with its row count. To see what a statement hubforge runs
     /// costs on its own (e.g. a validation pass or an audit).
+    /// hubforge's translation of DuckDB queries to Spark SQL: one query per
+    /// line of stdin, one JSON object per line out (`spark`, or `error`: why
+    /// it has no exact equivalent). To compare translators (bench/translators.py).
+    ToSpark,
     Query {
         database: PathBuf,
         #[arg(required = true)]
@@ -296,6 +300,19 @@ fn main() {
             if let Err(e) = baseline(&dir, &database) {
                 eprintln!("{e}");
                 std::process::exit(1);
+            }
+        }
+        Command::ToSpark => {
+            for line in std::io::stdin().lines() {
+                let sql = line.expect("stdin");
+                let out = match hubforge::sql::spark::to_spark(&sql) {
+                    Ok(spark) => serde_json::json!({ "duckdb": sql, "spark": spark }),
+                    Err(problems) => serde_json::json!({
+                        "duckdb": sql,
+                        "error": problems.iter().map(|p| p.message.clone()).collect::<Vec<_>>().join("; "),
+                    }),
+                };
+                println!("{out}");
             }
         }
         Command::Count { database, schema } => {

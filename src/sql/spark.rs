@@ -181,6 +181,28 @@ fn plain_args(f: &ast::Function) -> Option<Vec<Expr>> {
         .collect()
 }
 
+/// The day of the week counted from Sunday = 0, as DuckDB counts it.
+fn day_of_week(e: &Expr) -> Expr {
+    spark_expr(&format!("(dayofweek({e}) - 1)"))
+}
+
+/// The ISO day of the week (Monday = 1 to Sunday = 7).
+fn iso_day_of_week(e: &Expr) -> Expr {
+    spark_expr(&format!("(weekday({e}) + 1)"))
+}
+
+/// Whether an expression is a list by its form (a literal or constructor).
+fn is_list(e: &Expr) -> bool {
+    match e {
+        Expr::Array(_) => true,
+        Expr::Function(f) => matches!(
+            f.name.to_string().to_lowercase().as_str(),
+            "array" | "list_value" | "list_pack"
+        ),
+        _ => false,
+    }
+}
+
 fn literal_text(e: &Expr) -> Option<&str> {
     match e {
         Expr::Value(v) => match &v.value {
@@ -344,6 +366,57 @@ impl Translator {
                     }
                 }
             }
+            ("list_contains" | "list_has" | "array_contains" | "array_has", Some(args))
+                if args.len() == 2 =>
+            {
+                Some(call("array_contains", args))
+            }
+            ("arg_max" | "argmax" | "max_by", Some(args)) if args.len() == 2 => {
+                Some(call("max_by", args))
+            }
+            ("arg_min" | "argmin" | "min_by", Some(args)) if args.len() == 2 => {
+                Some(call("min_by", args))
+            }
+            ("starts_with", Some(args)) if args.len() == 2 => Some(call("startswith", args)),
+            ("ends_with", Some(args)) if args.len() == 2 => Some(call("endswith", args)),
+            // Both count from 1 and give 0 when the text is not there.
+            ("strpos" | "instr", Some(args)) if args.len() == 2 => Some(call("instr", args)),
+            ("strptime", Some(args)) if args.len() == 2 => {
+                match literal_text(&args[1]).and_then(java_format) {
+                    Some(pattern) => Some(call(
+                        "to_timestamp",
+                        vec![args[0].clone(), string(&pattern)],
+                    )),
+                    None => {
+                        self.refuse(
+                            e.span(),
+                            "strptime with this format has no exact Spark equivalent: use a \
+                             literal format of %Y %m %d %H %M %S and text"
+                                .to_string(),
+                        );
+                        None
+                    }
+                }
+            }
+            // DuckDB counts the days of the week from Sunday = 0, Spark from 1.
+            ("dayofweek" | "weekday", Some(args)) if args.len() == 1 => Some(day_of_week(&args[0])),
+            ("isodow", Some(args)) if args.len() == 1 => Some(iso_day_of_week(&args[0])),
+            ("date_part" | "datepart", Some(args)) if args.len() == 2 => {
+                match literal_text(&args[0]).map(str::to_lowercase).as_deref() {
+                    Some("dow" | "dayofweek" | "weekday") => Some(day_of_week(&args[1])),
+                    Some("isodow") => Some(iso_day_of_week(&args[1])),
+                    _ => None,
+                }
+            }
+            ("regexp_replace", Some(args)) => self.regexp_replace(e.span(), &args),
+            // DuckDB's concat skips NULLs (and casts to text); Spark's gives
+            // NULL. Lists are concatenated alike.
+            ("concat", Some(args)) if !args.iter().any(is_list) => Some(call(
+                "concat",
+                args.iter()
+                    .map(|a| spark_expr(&format!("coalesce(CAST({a} AS STRING), '')")))
+                    .collect(),
+            )),
             (name, _) if UNKNOWN.contains(&name) => {
                 self.refuse(e.span(), unknown(name));
                 None
@@ -352,6 +425,37 @@ impl Translator {
         };
         if let Some(r) = replacement {
             *e = r;
+        }
+    }
+
+    /// `regexp_replace`: DuckDB replaces the first match unless told `'g'`,
+    /// Spark every match; backreferences are spelled differently.
+    fn regexp_replace(&mut self, at: Span, args: &[Expr]) -> Option<Expr> {
+        let problem = match args {
+            [_, _, _] => Some(
+                "regexp_replace replaces only the first match on DuckDB and every match on \
+                 Spark: pass 'g' to replace every match",
+            ),
+            [_, _, _, options] if literal_text(options) != Some("g") => {
+                Some("regexp_replace's options other than 'g' have no Spark SQL equivalent")
+            }
+            [_, _, replacement, _]
+                if !literal_text(replacement).is_some_and(|r| !r.contains(['\\', '$'])) =>
+            {
+                Some(
+                    "regexp_replace with a replacement other than a literal without \\ or $ \
+                     (backreferences are spelled differently on Spark)",
+                )
+            }
+            [_, _, _, _] => None,
+            _ => return None,
+        };
+        match problem {
+            Some(p) => {
+                self.refuse(at, p.to_string());
+                None
+            }
+            None => Some(call("regexp_replace", args[..3].to_vec())),
         }
     }
 
@@ -436,6 +540,18 @@ impl VisitorMut for Translator {
         ControlFlow::Continue(())
     }
 
+    fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        // An escape character must stay a literal: in Spark's spelling.
+        if let Expr::Like { escape_char, .. } | Expr::ILike { escape_char, .. } = e
+            && let Some(escape) = escape_char
+            && let Some(c) = literal_text(escape)
+        {
+            let spark = format!("'{}'", c.replace('\\', "\\\\").replace('\'', "\\'"));
+            **escape = Expr::Value(Value::Placeholder(spark).with_empty_span());
+        }
+        ControlFlow::Continue(())
+    }
+
     fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
         match e {
             Expr::Cast { .. } => {
@@ -487,6 +603,22 @@ impl VisitorMut for Translator {
             Expr::BinaryOp { op, .. } if *op == BinaryOperator::DuckIntegerDivide => {
                 *op = BinaryOperator::MyIntegerDivide;
             }
+            // A date plus or minus an interval is a TIMESTAMP on DuckDB and
+            // a DATE on Spark (a timestamp stays one on both).
+            Expr::BinaryOp { left, op, right }
+                if matches!(op, BinaryOperator::Plus | BinaryOperator::Minus)
+                    && (matches!(**left, Expr::Interval(_))
+                        || matches!(**right, Expr::Interval(_))) =>
+            {
+                *e = spark_expr(&format!("CAST(({e}) AS TIMESTAMP)"));
+            }
+            Expr::Extract { field, expr, .. } => match field {
+                ast::DateTimeField::Dow | ast::DateTimeField::DayOfWeek => {
+                    *e = day_of_week(expr);
+                }
+                ast::DateTimeField::Isodow => *e = iso_day_of_week(expr),
+                _ => {}
+            },
             Expr::Function(_) => self.function(e),
             Expr::CompoundFieldAccess { root, access_chain } => {
                 // DuckDB's lists count from 1, Spark's `[]` from 0: element_at
@@ -713,5 +845,62 @@ mod tests {
         assert!(messages[1].contains("date_diff"));
         assert!(messages[2].contains("read_csv"));
         assert_eq!(err[2].line, 2);
+
+        // What Spark would run, silently, with another result.
+        for (sql, says) in [
+            ("SELECT regexp_replace(s, 'a', 'b') FROM t", "first match"),
+            ("SELECT regexp_replace(s, 'a', 'b', 'gi') FROM t", "options"),
+            (
+                "SELECT regexp_replace(s, '(a)', '\\1', 'g') FROM t",
+                "backreferences",
+            ),
+            ("SELECT strptime(s, '%V') FROM t", "strptime"),
+        ] {
+            let err = to_spark(sql).unwrap_err();
+            assert!(err[0].message.contains(says), "{sql}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn what_spark_computes_otherwise_is_rewritten_to_duckdbs_result() {
+        for (duck, expected) in [
+            (
+                "SELECT concat(a, NULL, 'b') FROM t",
+                "SELECT concat(coalesce(CAST(a AS STRING), ''), coalesce(CAST(NULL AS STRING), ''), \
+                 coalesce(CAST('b' AS STRING), '')) FROM t",
+            ),
+            (
+                "SELECT concat([1], [2])",
+                "SELECT concat(array(1), array(2))",
+            ),
+            (
+                "SELECT dayofweek(d), extract(dow FROM d), date_part('isodow', d) FROM t",
+                "SELECT (dayofweek(d) - 1), (dayofweek(d) - 1), (weekday(d) + 1) FROM t",
+            ),
+            (
+                "SELECT d + INTERVAL 1 DAY FROM t",
+                "SELECT CAST((d + INTERVAL 1 DAY) AS TIMESTAMP) FROM t",
+            ),
+            (
+                "SELECT regexp_replace(s, '[0-9]', 'X', 'g') FROM t",
+                "SELECT regexp_replace(s, '[0-9]', 'X') FROM t",
+            ),
+            (
+                "SELECT list_contains(l, 2), arg_max(v, t), arg_min(v, t), starts_with(s, 'a'), \
+                 ends_with(s, 'b'), strpos(s, 'c') FROM t",
+                "SELECT array_contains(l, 2), max_by(v, t), min_by(v, t), startswith(s, 'a'), \
+                 endswith(s, 'b'), instr(s, 'c') FROM t",
+            ),
+            (
+                "SELECT strptime(s, '%d/%m/%Y') FROM t",
+                "SELECT to_timestamp(s, 'dd/MM/yyyy') FROM t",
+            ),
+            (
+                "SELECT s LIKE 'a\\_c' ESCAPE '\\' FROM t",
+                "SELECT s LIKE concat('a', char(92), '_c') ESCAPE '\\\\' FROM t",
+            ),
+        ] {
+            assert_eq!(spark(duck), expected, "{duck}");
+        }
     }
 }
