@@ -6,7 +6,7 @@
 #   bench/spark.sh [WORK_DIR] [RUNS]    # default /tmp/hubforge-spark-bench, 3 runs
 #
 # Needs hubforge and hubforge-bench built with `--features spark` (HUBFORGE_BIN_DIR,
-# default $CARGO_TARGET_DIR or ~/.cache/hubforge-target-main, then debug/) and a
+# default $CARGO_TARGET_DIR or ~/.cache/hubforge-target as .ci/run uses, then debug/) and a
 # Spark Connect server (scripts/spark-connect.sh start; SPARK_URL to use another).
 # Each run starts from an empty warehouse (a new DuckDB file, new Spark schemas).
 # Prints a markdown table of the median wall seconds and hubforge's own peak memory
@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 REPO=$PWD
 WORK=${1:-/tmp/hubforge-spark-bench}
 RUNS=${2:-3}
-BIN=${HUBFORGE_BIN_DIR:-${CARGO_TARGET_DIR:-$HOME/.cache/hubforge-target-main}/debug}
+BIN=${HUBFORGE_BIN_DIR:-${CARGO_TARGET_DIR:-$HOME/.cache/hubforge-target}/debug}
 URL=${SPARK_URL:-sc://localhost:15002}
 VENV=${HUBFORGE_SPARK_VENV:-$HOME/.cache/hubforge-spark-venv}
 PREFIX=bench_$(date -u +%Y%m%d%H%M%S)

@@ -440,7 +440,7 @@ impl Translator {
                 Some("regexp_replace's options other than 'g' have no Spark SQL equivalent")
             }
             [_, _, replacement, _]
-                if !literal_text(replacement).is_some_and(|r| !r.contains(['\\', '$'])) =>
+                if literal_text(replacement).is_none_or(|r| r.contains(['\\', '$'])) =>
             {
                 Some(
                     "regexp_replace with a replacement other than a literal without \\ or $ \
