@@ -300,6 +300,10 @@ struct LockHolder {
     /// The process's start time (Linux: clock ticks since boot), so that a
     /// pid used again by another process does not hold the lock.
     start: Option<String>,
+    /// This boot of the machine's kernel: two machines (or containers) of one
+    /// host name are told apart by it.
+    #[serde(default)]
+    boot: Option<String>,
     user: String,
     since: String,
 }
@@ -310,6 +314,7 @@ impl LockHolder {
             host: host_name(),
             pid: std::process::id(),
             start: process_start(std::process::id()),
+            boot: boot_id(),
             user: user(),
             since: now().format("%Y-%m-%d %H:%M:%S UTC").to_string(),
         }
@@ -319,7 +324,8 @@ impl LockHolder {
     /// machine can be looked at.
     fn is_gone(&self) -> bool {
         self.host == host_name()
-            && std::path::Path::new("/proc/self").exists()
+            && self.boot.is_some()
+            && self.boot == boot_id()
             && process_start(self.pid) != self.start
     }
 }
@@ -330,6 +336,12 @@ fn host_name() -> String {
         .or_else(|| std::env::var("HOSTNAME").ok())
         .map(|h| h.trim().to_string())
         .unwrap_or_default()
+}
+
+fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|b| b.trim().to_string())
 }
 
 /// When process `pid` started (field 22 of `/proc/PID/stat`), if it runs.
