@@ -665,15 +665,8 @@ fn warehouse_options(ws: &Workspace) -> crate::engine::duckdb::DuckDbOptions {
 /// The Spark Connect server of a project whose `[warehouse] engine = "spark"`.
 #[cfg(feature = "spark")]
 fn spark_engine(ws: &Workspace) -> Result<std::sync::Arc<dyn crate::engine::Engine>> {
-    let url = ws
-        .project
-        .config
-        .warehouse
-        .url
-        .as_deref()
-        .unwrap_or_default();
     Ok(std::sync::Arc::new(
-        crate::engine::spark::SparkEngine::connect(url)?,
+        crate::engine::spark::SparkEngine::connect(ws.project.config.warehouse.spark_url())?,
     ))
 }
 

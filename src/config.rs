@@ -265,6 +265,13 @@ pub struct WarehouseSection {
     pub schema: Option<String>,
 }
 
+impl WarehouseSection {
+    /// The Spark Connect URL (checked present when the engine is Spark).
+    pub fn spark_url(&self) -> &str {
+        self.url.as_deref().unwrap_or_default()
+    }
+}
+
 impl Default for WarehouseSection {
     fn default() -> Self {
         WarehouseSection {

@@ -737,21 +737,7 @@ pub fn snapshot(
                 unit_sql(unit),
                 col = crate::engine::quote_ident(tc)
             );
-            for row in s.query(&q).map_err(context)?.rows {
-                let start = row[0]
-                    .as_str()
-                    .and_then(|t| parse_point(t).ok())
-                    .ok_or_else(|| {
-                        Error::Engine(format!("source `{name}`: unreadable time bucket"))
-                    })?;
-                snap.units.insert(
-                    Interval::unit_at(unit, start),
-                    (
-                        row[1].as_i64().unwrap_or(0),
-                        row[2].to_text().unwrap_or_default(),
-                    ),
-                );
-            }
+            snap.units = unit_snapshots(name, unit, &s.query(&q).map_err(context)?)?;
         }
         None => {
             let q = format!(
@@ -766,6 +752,31 @@ pub fn snapshot(
         }
     }
     Ok(snap)
+}
+
+/// A snapshot's units from rows of (unit start as `YYYY-MM-DDTHH:MM:SS`,
+/// row count, content hash), whichever engine computed them.
+pub fn unit_snapshots(
+    name: &str,
+    unit: Unit,
+    rows: &crate::engine::Rows,
+) -> Result<std::collections::BTreeMap<Interval, (i64, String)>> {
+    rows.rows
+        .iter()
+        .map(|row| {
+            let start = row[0]
+                .as_str()
+                .and_then(|t| parse_point(t).ok())
+                .ok_or_else(|| Error::Engine(format!("source `{name}`: unreadable time bucket")))?;
+            Ok((
+                Interval::unit_at(unit, start),
+                (
+                    row[1].as_i64().unwrap_or(0),
+                    row[2].to_text().unwrap_or_default(),
+                ),
+            ))
+        })
+        .collect()
 }
 
 /// Size and modification time of the files a source reads (none for table sources).

@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::{hubforge, stderr, stdout};
 
@@ -107,28 +106,6 @@ const REGIONS: &str = "customer_id,region\nc1,north\nc2,south\nc3,north\n";
 
 const CUSTOMER_REGIONS: &str = "SELECT customer_id, upper(region) AS region FROM regions\n";
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "Test")
-        .env("GIT_AUTHOR_EMAIL", "test@example.com")
-        .env("GIT_COMMITTER_NAME", "Test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.com")
-        .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
-        .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .expect("run git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 fn write(dir: &Path, rel: &str, text: &str) {
     let path = dir.join(rel);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -158,10 +135,10 @@ fn repo() -> (tempfile::TempDir, String) {
     write(d, "models/marts/big_orders.sql", BIG_ORDERS);
     write(d, "seeds/regions.csv", REGIONS);
     write(d, "models/marts/customer_regions.sql", CUSTOMER_REGIONS);
-    git(d, &["init", "-q", "-b", "main"]);
-    git(d, &["add", "-A"]);
-    git(d, &["commit", "-q", "-m", "base"]);
-    let sha = git(d, &["rev-parse", "HEAD"]);
+    common::git(d, &["init", "-q", "-b", "main"]);
+    common::git(d, &["add", "-A"]);
+    common::git(d, &["commit", "-q", "-m", "base"]);
+    let sha = common::git(d, &["rev-parse", "HEAD"]);
     (dir, sha)
 }
 
@@ -326,7 +303,7 @@ fn renamed_files() {
     let d = dir.path();
     // The same model moved to another folder, and a model renamed.
     std::fs::create_dir_all(d.join("models/crm")).unwrap();
-    git(
+    common::git(
         d,
         &[
             "mv",
@@ -334,7 +311,7 @@ fn renamed_files() {
             "models/crm/customer_orders.sql",
         ],
     );
-    git(
+    common::git(
         d,
         &[
             "mv",
@@ -435,7 +412,7 @@ fn impact_leaves_no_warehouse_and_no_file_behind() {
         "amount - 1 AS revenue,",
     );
     let before = tree(d);
-    let status_before = git(d, &["status", "--porcelain", "--untracked-files=all"]);
+    let status_before = common::git(d, &["status", "--porcelain", "--untracked-files=all"]);
     for format in ["markdown", "json"] {
         let out = hubforge(d, &["impact", "--base", &sha, "--format", format]);
         assert!(out.status.success(), "{}", stderr(&out));
@@ -443,7 +420,7 @@ fn impact_leaves_no_warehouse_and_no_file_behind() {
     assert!(!d.join("warehouse.duckdb").exists());
     assert_eq!(tree(d), before);
     assert_eq!(
-        git(d, &["status", "--porcelain", "--untracked-files=all"]),
+        common::git(d, &["status", "--porcelain", "--untracked-files=all"]),
         status_before
     );
     // No backfill range is guessed from a warehouse that is not there: each
@@ -567,8 +544,8 @@ fn a_base_version_that_does_not_load_says_so() {
         "FROM order_revenue",
         "FROM order_revenu",
     );
-    git(d, &["commit", "-qam", "broken"]);
-    let broken = git(d, &["rev-parse", "HEAD"]);
+    common::git(d, &["commit", "-qam", "broken"]);
+    let broken = common::git(d, &["rev-parse", "HEAD"]);
     edit(
         d,
         "models/marts/vat_daily.sql",
@@ -601,9 +578,9 @@ fn reports_with_and_without(
     for (rel, text) in extra {
         write(d, rel, text);
     }
-    git(d, &["add", "-A"]);
-    git(d, &["commit", "-q", "-m", "extra models"]);
-    let sha = git(d, &["rev-parse", "HEAD"]);
+    common::git(d, &["add", "-A"]);
+    common::git(d, &["commit", "-q", "-m", "extra models"]);
+    let sha = common::git(d, &["rev-parse", "HEAD"]);
     change(d);
     (reports(plain.path(), &plain_sha), reports(d, &sha))
 }

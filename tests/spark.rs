@@ -715,10 +715,10 @@ fn a_spark_build_killed_while_staging_or_publishing_leaves_each_model_old_or_new
     let mut reports = Vec::new();
     for dir in [duck.path(), spark.path()] {
         std::fs::write(dir.join(".gitignore"), "warehouse.duckdb*\ntarget/\n").unwrap();
-        git(dir, &["init", "-q", "-b", "main"]);
-        git(dir, &["add", "-A"]);
-        git(dir, &["commit", "-q", "-m", "base"]);
-        let sha = git(dir, &["rev-parse", "HEAD"]);
+        common::git(dir, &["init", "-q", "-b", "main"]);
+        common::git(dir, &["add", "-A"]);
+        common::git(dir, &["commit", "-q", "-m", "base"]);
+        let sha = common::git(dir, &["rev-parse", "HEAD"]);
         common::change_vat_amount(dir);
         let json = run_ok(dir, &["impact", "--base", &sha, "--format", "json"]);
         reports.push(json.replace(&sha, "[base]"));
@@ -754,26 +754,6 @@ fn a_spark_build_killed_while_staging_or_publishing_leaves_each_model_old_or_new
         tables,
         "a run stopped by an audit published"
     );
-}
-
-fn git(dir: &std::path::Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "Test")
-        .env("GIT_AUTHOR_EMAIL", "test@example.com")
-        .env("GIT_COMMITTER_NAME", "Test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.com")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .expect("run git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 #[test]

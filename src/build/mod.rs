@@ -190,34 +190,19 @@ pub fn build(
     let run_id = new_run_id();
     summary.run_id = Some(run_id.clone());
     let seq = prepared.observed.state.next_run_seq();
-    let plan_json = crate::render::plan_json(ws, &prepared.plan);
     // The run log records every run, whatever its outcome: the run is logged
     // as running now (a run whose process dies stays so, and is shown as
     // interrupted); publishing records it as published in the same
     // transaction as its data, and a failure is recorded after the rollback.
-    let log = |status: &str, summary: &serde_json::Value| {
-        let mut w = state::StateWrites::default();
-        w.run(
-            &run_id,
-            seq,
-            started,
-            now(),
-            status,
-            &options.command,
-            &user(),
-            &plan_json,
-            summary,
-        );
-        w.sql.concat()
+    let run_log = RunLog {
+        run_id: &run_id,
+        seq,
+        started,
+        command: &options.command,
+        plan_json: crate::render::plan_json(ws, &prepared.plan),
     };
-    main.execute(&format!(
-        "UPDATE {}.runs SET status = 'interrupted' WHERE status = 'running';\n{}",
-        state::SCHEMA,
-        log(
-            "running",
-            &serde_json::json!({ "scope": scope_json(ws, &options.plan) })
-        )
-    ))?;
+    let log = |status: &str, summary: &serde_json::Value| run_log.record(status, summary);
+    main.execute(&run_log.running(&scope_json(ws, &options.plan)))?;
     let outcome = execute(
         ws,
         engine,
@@ -794,6 +779,44 @@ fn state_changes_needed(ws: &Workspace, prepared: &Prepared) -> bool {
                     != Some(&prepared.versions[i].fingerprint)
                     || state.sources.get(key) != prepared.observed.sources.get(key))
         })
+}
+
+/// The record of one run in the run log, as its status changes.
+pub(crate) struct RunLog<'a> {
+    pub run_id: &'a str,
+    pub seq: i64,
+    pub started: NaiveDateTime,
+    pub command: &'a str,
+    pub plan_json: serde_json::Value,
+}
+
+impl RunLog<'_> {
+    /// The statements recording the run with `status`.
+    pub fn record(&self, status: &str, summary: &serde_json::Value) -> String {
+        let mut w = state::StateWrites::default();
+        w.run(
+            self.run_id,
+            self.seq,
+            self.started,
+            now(),
+            status,
+            self.command,
+            &user(),
+            &self.plan_json,
+            summary,
+        );
+        w.sql.concat()
+    }
+
+    /// The statements recording that the run started: runs still marked as
+    /// running were interrupted.
+    pub fn running(&self, scope: &serde_json::Value) -> String {
+        format!(
+            "UPDATE {}.runs SET status = 'interrupted' WHERE status = 'running';\n{}",
+            state::SCHEMA,
+            self.record("running", &serde_json::json!({ "scope": scope }))
+        )
+    }
 }
 
 /// A test hook: with `HUBFORGE_PAUSE_AT=point:n`, stop at that point (announced

@@ -460,6 +460,34 @@ fn finish_publish(
     Ok(())
 }
 
+/// Observe and plan from the replayed state: planning is the same code as on
+/// DuckDB, the sources snapshotted by Spark as it reads them (file sources'
+/// columns and bad rows are read on this machine). A build (`progress` given)
+/// copies file sources into the sources schema; `plan` writes nothing.
+fn prepare(
+    ws: &Workspace,
+    spark: &dyn Session,
+    names: &SparkNames,
+    replica: &Replica,
+    options: &PlanOptions,
+    progress: Option<&Progress>,
+) -> Result<Prepared> {
+    let reader = SparkSources {
+        spark,
+        names,
+        ws,
+        copy: progress.is_some(),
+    };
+    prepare_with(
+        replica.session.as_ref(),
+        ws,
+        options,
+        Ingest::Temp,
+        progress,
+        Some(&reader),
+    )
+}
+
 /// State, sources and the plan, read without changing anything (`plan`).
 pub fn prepare_read_only(
     ws: &Workspace,
@@ -469,34 +497,15 @@ pub fn prepare_read_only(
     let names = SparkNames::of(ws);
     let spark = engine.session()?;
     let replica = replay(spark.as_ref(), &names, false)?;
-    let reader = SparkSources {
-        spark: spark.as_ref(),
-        names: &names,
-        ws,
-        copy: false,
-    };
-    let prepared = prepare_with(
-        replica.session.as_ref(),
-        ws,
-        options,
-        Ingest::Temp,
-        None,
-        Some(&reader),
-    )?;
+    let prepared = prepare(ws, spark.as_ref(), &names, &replica, options, None)?;
     Ok((replica, prepared))
 }
 
 /// State as the log says it is, without changing anything (the empty state,
 /// without a schema version, when nothing was ever built).
 pub fn read_state(ws: &Workspace) -> Result<state::State> {
-    let url = ws
-        .project
-        .config
-        .warehouse
-        .url
-        .as_deref()
-        .unwrap_or_default();
-    let engine = crate::engine::spark::SparkEngine::connect(url)?;
+    let engine =
+        crate::engine::spark::SparkEngine::connect(ws.project.config.warehouse.spark_url())?;
     let spark = engine.session()?;
     let replica = replay(spark.as_ref(), &SparkNames::of(ws), false)?;
     if replica.next_seq == 1 {
@@ -531,22 +540,13 @@ pub fn build(
     let mut replica = replay(spark.as_ref(), &names, true)?;
     // A run killed between its commit and writing its manifest file.
     crate::fulfill::restore_files(replica.session.as_ref(), &ws.project.root)?;
-    // Sources are snapshotted by Spark as it reads them (file sources'
-    // columns and bad rows are read on this machine); planning is the same
-    // code as on DuckDB.
-    let reader = SparkSources {
-        spark: spark.as_ref(),
-        names: &names,
+    let prepared = prepare(
         ws,
-        copy: true,
-    };
-    let prepared = prepare_with(
-        replica.session.as_ref(),
-        ws,
+        spark.as_ref(),
+        &names,
+        &replica,
         &options.plan,
-        Ingest::Temp,
         Some(&progress),
-        Some(&reader),
     )?;
     observe::check_drift(&prepared.observed, &options.accept_schema)?;
     let mut summary = BuildSummary {
@@ -563,28 +563,16 @@ pub fn build(
     let run_id = new_run_id();
     summary.run_id = Some(run_id.clone());
     let seq = prepared.observed.state.next_run_seq();
-    let plan_json = crate::render::plan_json(ws, &prepared.plan);
-    let log = |status: &str, summary: &serde_json::Value| {
-        let mut w = state::StateWrites::default();
-        w.run(
-            &run_id,
-            seq,
-            started,
-            now(),
-            status,
-            &options.command,
-            &user(),
-            &plan_json,
-            summary,
-        );
-        w.sql.concat()
+    let run_log = super::RunLog {
+        run_id: &run_id,
+        seq,
+        started,
+        command: &options.command,
+        plan_json: crate::render::plan_json(ws, &prepared.plan),
     };
+    let log = |status: &str, summary: &serde_json::Value| run_log.record(status, summary);
     let scope = super::scope_json(ws, &options.plan);
-    let running = format!(
-        "UPDATE {}.runs SET status = 'interrupted' WHERE status = 'running';\n{}",
-        state::SCHEMA,
-        log("running", &serde_json::json!({ "scope": scope }))
-    );
+    let running = run_log.running(&scope);
     append(
         spark.as_ref(),
         &names,
@@ -1517,21 +1505,7 @@ impl observe::SourceEngine for SparkSources<'_> {
                         c = q(tc)
                     ))
                     .map_err(context)?;
-                for row in rows.rows {
-                    let start = row[0]
-                        .as_str()
-                        .and_then(|t| crate::interval::parse_point(t).ok())
-                        .ok_or_else(|| {
-                            Error::Engine(format!("source `{name}`: unreadable time bucket"))
-                        })?;
-                    snap.units.insert(
-                        Interval::unit_at(unit, start),
-                        (
-                            row[1].as_i64().unwrap_or(0),
-                            row[2].to_text().unwrap_or_default(),
-                        ),
-                    );
-                }
+                snap.units = sources::unit_snapshots(name, unit, &rows)?;
             }
             None => {
                 let rows = self

@@ -335,20 +335,7 @@ impl Translator {
                 args[0]
             ))),
             ("strftime", Some(args)) if args.len() == 2 => {
-                match literal_text(&args[1]).and_then(java_format) {
-                    Some(pattern) => {
-                        Some(call("date_format", vec![args[0].clone(), string(&pattern)]))
-                    }
-                    None => {
-                        self.refuse(
-                            e.span(),
-                            "strftime with this format has no exact Spark equivalent: use a \
-                             literal format of %Y %m %d %H %M %S and text"
-                                .to_string(),
-                        );
-                        None
-                    }
-                }
+                self.formatted(e.span(), "strftime", "date_format", &args)
             }
             ("date_diff" | "datediff", Some(args)) if args.len() == 3 => {
                 match literal_text(&args[0]).map(str::to_lowercase).as_deref() {
@@ -382,21 +369,7 @@ impl Translator {
             // Both count from 1 and give 0 when the text is not there.
             ("strpos" | "instr", Some(args)) if args.len() == 2 => Some(call("instr", args)),
             ("strptime", Some(args)) if args.len() == 2 => {
-                match literal_text(&args[1]).and_then(java_format) {
-                    Some(pattern) => Some(call(
-                        "to_timestamp",
-                        vec![args[0].clone(), string(&pattern)],
-                    )),
-                    None => {
-                        self.refuse(
-                            e.span(),
-                            "strptime with this format has no exact Spark equivalent: use a \
-                             literal format of %Y %m %d %H %M %S and text"
-                                .to_string(),
-                        );
-                        None
-                    }
-                }
+                self.formatted(e.span(), "strptime", "to_timestamp", &args)
             }
             // DuckDB counts the days of the week from Sunday = 0, Spark from 1.
             ("dayofweek" | "weekday", Some(args)) if args.len() == 1 => Some(day_of_week(&args[0])),
@@ -425,6 +398,24 @@ impl Translator {
         };
         if let Some(r) = replacement {
             *e = r;
+        }
+    }
+
+    /// `strftime`/`strptime(value, format)` as Spark's `spark(value, pattern)`
+    /// with the format as a Java pattern, or refused.
+    fn formatted(&mut self, at: Span, duck: &str, spark: &str, args: &[Expr]) -> Option<Expr> {
+        match literal_text(&args[1]).and_then(java_format) {
+            Some(pattern) => Some(call(spark, vec![args[0].clone(), string(&pattern)])),
+            None => {
+                self.refuse(
+                    at,
+                    format!(
+                        "{duck} with this format has no exact Spark equivalent: use a literal \
+                         format of %Y %m %d %H %M %S and text"
+                    ),
+                );
+                None
+            }
         }
     }
 
