@@ -811,6 +811,23 @@ fn build(
             crate::interrupt::flag(),
         )
     };
+    // After a build that did work, what the same command would answer now:
+    // planned again from the state it wrote, with the warehouse still open
+    // (a second's planning on 10,000 models), so that the next `build` with
+    // nothing changed is answered from the record below at once.
+    let answer_now = match &summary {
+        Ok(done) if noop.is_some() && !crate::render::nothing_built(done) => {
+            let t = std::time::Instant::now();
+            let answer =
+                crate::build::answer_if_nothing_to_do(&ws, engine.as_ref(), &build_options)
+                    .ok()
+                    .flatten()
+                    .map(|s| crate::render::build_text(&ws, &s));
+            crate::progress::timing("planned again for the next build", t.elapsed());
+            answer
+        }
+        _ => None,
+    };
     // Close the warehouse cleanly, whatever happened.
     crate::interrupt::release();
     drop(engine);
@@ -823,7 +840,16 @@ fn build(
         Format::Text => {
             let text = crate::render::build_text(&ws, &summary);
             let did_nothing = crate::render::nothing_built(&summary);
-            crate::noop::remember(&root, noop.as_ref().filter(|_| did_nothing), Some(&text));
+            let record = if did_nothing {
+                Some(&text)
+            } else {
+                answer_now.as_ref()
+            };
+            crate::noop::remember(
+                &root,
+                noop.as_ref().filter(|_| record.is_some()),
+                record.map(String::as_str),
+            );
             write_text(out, &quiet_filter(text))
         }
     }

@@ -391,8 +391,13 @@ fn a_source_can_be_an_existing_table_of_the_warehouse() {
 /// `build` with `HUBFORGE_TIMINGS`, which says whether it loaded the project
 /// (the normal path) or answered from the record of the last no-op build.
 fn timed_build(dir: &std::path::Path, now: Option<&str>) -> (String, bool) {
+    timed(dir, &["build"], now)
+}
+
+/// [`timed_build`] with other arguments.
+fn timed(dir: &std::path::Path, args: &[&str], now: Option<&str>) -> (String, bool) {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hubforge"));
-    cmd.arg("build")
+    cmd.args(args)
         .current_dir(dir)
         .env("HUBFORGE_PLAIN", "1")
         .env("HUBFORGE_TIMINGS", "1")
@@ -440,11 +445,27 @@ fn a_no_op_build_is_answered_at_once_until_anything_it_reads_changes() {
     assert_eq!(timed_build(p, None), (up_to_date.clone(), false));
     assert_eq!(timed_build(p, None), (up_to_date.clone(), true));
 
-    // Late source rows: found and built, never answered from the record.
+    // Late source rows: found and built, never answered from the record. The
+    // build that rebuilt them planned again from the state it wrote, so the
+    // next build is answered at once.
     drop_days(p, "data/payments/2025-11.csv", &["2025-11-10"]);
     let (text, answered) = timed_build(p, None);
     assert!(!answered);
     assert!(text.contains("payments_daily"), "{text}");
-    assert_eq!(timed_build(p, None), (up_to_date.clone(), false));
+    assert_eq!(timed_build(p, None), (up_to_date.clone(), true));
+    assert_eq!(timed_build(p, None), (up_to_date.clone(), true));
+
+    // A scoped build answers for its own scope only.
+    drop_days(p, "data/payments/2025-11.csv", &["2025-11-11"]);
+    let scoped = |args: &[&str]| timed(p, args, None);
+    let (text, answered) = scoped(&["build", "--select", "payments_daily"]);
+    assert!(!answered && text.contains("payments_daily"), "{text}");
+    let (text, answered) = scoped(&["build", "--select", "payments_daily"]);
+    assert!(
+        answered && text.starts_with("Nothing to do in the selected scope"),
+        "{text}"
+    );
+    let (text, answered) = timed_build(p, None);
+    assert!(!answered && text.contains("fct_orders"), "{text}");
     assert_eq!(timed_build(p, None), (up_to_date, true));
 }

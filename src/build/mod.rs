@@ -99,6 +99,38 @@ pub struct Prepared {
     pub now: NaiveDateTime,
 }
 
+/// What a `build` with `options` would answer now, if it found nothing to do:
+/// observed and planned like a build, without writing anything but the
+/// warehouse's copies of changed sources (as any build would).
+pub fn answer_if_nothing_to_do(
+    ws: &Workspace,
+    engine: &dyn Engine,
+    options: &BuildOptions,
+) -> Result<Option<BuildSummary>> {
+    let main = engine.session()?;
+    let prepared = prepare(main.as_ref(), ws, &options.plan, Ingest::Warehouse)?;
+    let summary = first_summary(&prepared, options)?;
+    let seeds = seeds_to_load(ws, &prepared);
+    Ok(nothing_to_do(ws, &prepared, &seeds).then_some(summary))
+}
+
+/// A build's summary before it does anything; an error when a source's schema
+/// drifted without the user accepting it.
+fn first_summary(prepared: &Prepared, options: &BuildOptions) -> Result<BuildSummary> {
+    observe::check_drift(&prepared.observed, &options.accept_schema)?;
+    Ok(BuildSummary {
+        plan: prepared.plan.clone(),
+        rejected: prepared.observed.rejected.clone(),
+        rejected_units: prepared.observed.rejected_units.clone(),
+        ..BuildSummary::default()
+    })
+}
+
+/// No data to build, no seed to load, no state to write.
+fn nothing_to_do(ws: &Workspace, prepared: &Prepared, seeds: &[NodeId]) -> bool {
+    prepared.plan.is_empty() && seeds.is_empty() && !state_changes_needed(ws, prepared)
+}
+
 /// Observe, fingerprint and plan.
 pub fn prepare(
     s: &dyn Session,
@@ -173,18 +205,12 @@ pub fn build(
         Some(&progress),
         None,
     )?;
-    observe::check_drift(&prepared.observed, &options.accept_schema)?;
-    let mut summary = BuildSummary {
-        plan: prepared.plan.clone(),
-        rejected: prepared.observed.rejected.clone(),
-        rejected_units: prepared.observed.rejected_units.clone(),
-        ..BuildSummary::default()
-    };
+    let mut summary = first_summary(&prepared, options)?;
     if options.dry_run {
         return Ok(summary);
     }
     let seeds = seeds_to_load(ws, &prepared);
-    if prepared.plan.is_empty() && seeds.is_empty() && !state_changes_needed(ws, &prepared) {
+    if nothing_to_do(ws, &prepared, &seeds) {
         return Ok(summary);
     }
     let run_id = new_run_id();
