@@ -55,7 +55,12 @@ pub fn inputs(root: &Path, args: &[String], now: chrono::NaiveDateTime) -> Optio
     let exe = std::env::current_exe().ok()?;
     put(signature(&exe)?.as_bytes());
     put(root.canonicalize().ok()?.to_string_lossy().as_bytes());
-    for a in args {
+    // How much is printed is not part of the answer (a quiet build prints the
+    // summary lines of the same text).
+    for a in args
+        .iter()
+        .filter(|a| !matches!(a.as_str(), "-q" | "--quiet" | "-v" | "--verbose"))
+    {
         put(a.as_bytes());
     }
     put(std::env::var("HUBFORGE_NOW").unwrap_or_default().as_bytes());
