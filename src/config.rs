@@ -256,6 +256,9 @@ pub struct WarehouseSection {
     pub path: PathBuf,
     pub threads: Option<usize>,
     pub memory_limit: Option<String>,
+    /// Rows of sources a batch of a model without `batch` reads at most:
+    /// batches of the unit's default size are joined up to it.
+    pub batch_rows: Option<i64>,
     /// Spark: the Spark Connect URL, `sc://host:port[/;token=...;use_ssl=true]`.
     pub url: Option<String>,
     /// Spark: the catalog holding the project's schemas (the session's by default).
@@ -279,6 +282,7 @@ impl Default for WarehouseSection {
             path: PathBuf::from("warehouse.duckdb"),
             threads: None,
             memory_limit: None,
+            batch_rows: None,
             url: None,
             catalog: None,
             schema: None,
@@ -530,6 +534,7 @@ const PROJECT_SCHEMA: Schema = Schema::Table(&[
             ("path", Schema::Leaf),
             ("threads", Schema::Leaf),
             ("memory_limit", Schema::Leaf),
+            ("batch_rows", Schema::Leaf),
             ("url", Schema::Leaf),
             ("catalog", Schema::Leaf),
             ("schema", Schema::Leaf),

@@ -471,3 +471,66 @@ fn a_no_op_build_is_answered_at_once_until_anything_it_reads_changes() {
     assert_eq!(timed(p, &["-q", "build"], None), (up_to_date.clone(), true));
     assert_eq!(timed_build(p, None), (up_to_date, true));
 }
+
+/// A model without `batch` is built in as few batches as its sources' rows
+/// allow (`[warehouse] batch_rows`), one that sets it in batches of that many
+/// units; the rows are the same either way.
+#[test]
+fn batches_of_the_default_size_are_joined_up_to_the_rows_of_their_sources() {
+    // 90 days of 10 events a day: 900 source rows.
+    let events: String = std::iter::once("event_time,user_id,amount\n".to_string())
+        .chain((0..900).map(|i| {
+            let day =
+                chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap() + chrono::Days::new(i / 10);
+            format!("{day} {:02}:00:00,{},{}\n", i % 10, i % 7, i % 13)
+        }))
+        .collect();
+    let daily = "SELECT CAST(event_time AS DATE) AS day, user_id, sum(amount) AS amount, \
+                 count(*) AS n FROM events WHERE event_time >= {{ start }} AND event_time < {{ end }} \
+                 GROUP BY 1, 2\n";
+    let built = |warehouse: &str, batch: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        std::fs::create_dir_all(p.join("models")).unwrap();
+        std::fs::create_dir_all(p.join("data")).unwrap();
+        std::fs::write(p.join("data/events.csv"), &events).unwrap();
+        std::fs::write(
+            p.join("hubforge.toml"),
+            format!(
+                "[project]\nname = \"t\"\nstart = \"2025-01-01\"\nend = \"2025-04-01\"\n\n\
+                 [warehouse]\n{warehouse}\n\n\
+                 [sources.events]\npath = \"data/events.csv\"\ntime_column = \"event_time\"\n"
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            p.join("models/daily.sql"),
+            format!(
+                "/* @hubforge\nkind = \"incremental\"\ntime_column = \"day\"\nunit = \"day\"\n{batch}*/\n{daily}"
+            ),
+        )
+        .unwrap();
+        let run = build_json(p, &[]);
+        let rows = query(
+            p,
+            "SELECT CAST(day AS VARCHAR), user_id, amount, n FROM daily ORDER BY 1, 2",
+        );
+        (run["batches"].as_u64().unwrap(), rows, dir)
+    };
+    // The whole history in one batch: 900 rows are far below the default.
+    let (one, rows, _d1) = built("", "");
+    assert_eq!(one, 1);
+    // At most 650 source rows: the default batches (31, 31 and 28 days: 310,
+    // 310 and 280 rows) become two, the first two joined.
+    let (two, rows_joined, _d2) = built("batch_rows = 650", "");
+    assert_eq!(two, 2);
+    // `batch` set: batches of 31 days whatever the rows.
+    let (set, rows_set, _d3) = built("batch_rows = 100000", "batch = 31\n");
+    assert_eq!(set, 3);
+    let (small, rows_small, _d4) = built("", "batch = 7\n");
+    assert_eq!(small, 13);
+    assert_eq!(rows.len(), 90 * 7);
+    assert_eq!(rows, rows_joined);
+    assert_eq!(rows, rows_set);
+    assert_eq!(rows, rows_small);
+}

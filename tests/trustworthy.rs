@@ -497,6 +497,13 @@ fn a_binder_error_is_reported_with_duckdbs_message_and_the_model_file() {
 fn a_rerun_after_a_kill_with_another_scope_finishes() {
     let dir = base();
     let p = dir.path();
+    // Batches of 31 days (without `batch`, this small model is one batch).
+    edit(
+        p,
+        "models/p.sql",
+        "unit = \"day\"",
+        "unit = \"day\"\nbatch = 31",
+    );
     ok(p, &["build"]);
     edit(
         p,

@@ -103,6 +103,72 @@ pub(super) fn stage_view(name: &str) -> String {
     format!("{STAGE_SCHEMA}.{}", quote_ident(name))
 }
 
+/// Rows of sources a batch of a model without `batch` reads at most, counted
+/// by the sources' snapshots, when its batches of the default size are joined
+/// (`[warehouse] batch_rows` sets another).
+const DEFAULT_BATCH_ROWS: i64 = 10_000_000;
+
+/// The batches of a model's stale intervals. A model that sets `batch` gets
+/// batches of that many units. Otherwise batches of the unit's default size
+/// (31 days) are joined with their neighbours while the time-partitioned
+/// sources under the model hold at most `[warehouse] batch_rows` rows
+/// ([`DEFAULT_BATCH_ROWS`]) in the joined window: a batch costs a statement, a commit and its checks whatever
+/// its size, and a small project's model is then built in one statement. The
+/// rows are the same however a model is batched: an output unit reads its own
+/// input units (or its declared `window` of them), which planning by
+/// intervals rests on, and batch size is metadata (DESIGN §2).
+pub(super) fn batches(
+    ws: &Workspace,
+    prepared: &Prepared,
+    id: NodeId,
+    intervals: &IntervalSet,
+    unit: Unit,
+) -> Vec<Interval> {
+    let (file, _) = ws.model(id).expect("model");
+    let defaults = intervals.batches(unit, file.config.batch_size());
+    if file.config.batch.is_some() {
+        return defaults;
+    }
+    let sources: Vec<&state::SourceSnapshot> = ws
+        .dag
+        .reachable(id, true, None)
+        .into_iter()
+        .filter(|&a| ws.dag.nodes[a].kind == NodeKind::Source)
+        .filter_map(|a| prepared.observed.sources.get(ws.dag.nodes[a].name.key()))
+        .collect();
+    // Rows of the source units that start inside a batch.
+    let rows_in = |b: &Interval| -> i64 {
+        sources
+            .iter()
+            .flat_map(|s| {
+                s.units
+                    .iter()
+                    .skip_while(|(u, _)| u.start() < b.start())
+                    .take_while(|(u, _)| u.start() < b.end())
+                    .map(|(_, (rows, _))| rows)
+            })
+            .sum()
+    };
+    let most = ws
+        .project
+        .config
+        .warehouse
+        .batch_rows
+        .unwrap_or(DEFAULT_BATCH_ROWS);
+    let mut joined: Vec<(Interval, i64)> = Vec::new();
+    for b in defaults {
+        let rows = rows_in(&b);
+        match joined.last_mut() {
+            Some((last, sum)) if last.end() == b.start() && *sum + rows <= most => {
+                *last = Interval::new(last.start(), b.end()).expect("batches are in order");
+                *sum += rows;
+            }
+            _ => joined.push((b, rows)),
+        }
+    }
+    joined.into_iter().map(|(b, _)| b).collect()
+}
+
 /// Decide the batches of the run, where each node's staged rows go, and what
 /// readers of each node read during the run.
 pub(super) fn plan_staging(
@@ -168,8 +234,7 @@ pub(super) fn plan_staging(
                         if published && !state.built(key).subtract(&w.intervals).is_empty() {
                             mode = Mode::Partial;
                         }
-                        w.intervals
-                            .batches(unit, file.config.batch_size())
+                        batches(ws, prepared, id, &w.intervals, unit)
                             .into_iter()
                             .map(Some)
                             .collect()
