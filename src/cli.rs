@@ -586,6 +586,35 @@ fn plan_options(ws: &Workspace, scope: &Scope) -> Result<crate::plan::PlanOption
             &selected(ws, &scope.selection)?,
         ))
     };
+    // Restating only views would do nothing: they hold no data.
+    if let Some(set) = selected
+        .as_ref()
+        .filter(|s| scope.backfill && !s.is_empty())
+    {
+        let view = |&id: &crate::graph::NodeId| {
+            ws.dag.nodes[id].kind == crate::graph::NodeKind::Model(crate::config::Kind::View)
+        };
+        if set.iter().all(view) {
+            let names: Vec<String> = set
+                .iter()
+                .map(|&id| format!("`{}`", ws.dag.nodes[id].name))
+                .collect();
+            let first = &ws.dag.nodes[*set.iter().next().expect("not empty")].name;
+            return Err(invalid_argument(
+                format!(
+                    "--backfill: {} {} and hold{} no data, so there is nothing to restate",
+                    names.join(", "),
+                    if names.len() == 1 {
+                        "is a view"
+                    } else {
+                        "are views"
+                    },
+                    if names.len() == 1 { "s" } else { "" },
+                ),
+                format!("restate the models that read it: `--select {first}+`"),
+            ));
+        }
+    }
     Ok(crate::plan::PlanOptions {
         selected,
         range,

@@ -252,3 +252,30 @@ fn completions_for_every_shell() {
         assert!(script.contains("mark-current"), "{shell}");
     }
 }
+
+#[test]
+fn backfilling_only_views_is_refused_with_what_to_select() {
+    for command in ["plan", "build"] {
+        let out = hubforge(
+            &example(),
+            &[command, "--backfill", "--select", "stg_payments"],
+        );
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("`stg_payments` is a view"), "{err}");
+        assert!(err.contains("--select stg_payments+"), "{err}");
+    }
+    // A view among tables is simply left out: its readers are restated.
+    let out = hubforge(
+        &example(),
+        &[
+            "plan",
+            "--backfill",
+            "--select",
+            "stg_payments+",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}
