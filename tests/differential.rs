@@ -1738,12 +1738,56 @@ impl Runner {
                 .any(|c| error.contains(&format!("Referenced column \"{c}\" not found")))
     }
 
+    /// The models a `--select` of [`make_scope`] names: `m`, `m+`, `+m`.
+    fn selected(&self, select: &str) -> Vec<&Model> {
+        let name = select.trim_matches('+');
+        let models = &self.project.models;
+        // Each model reads one parent (a model or a source).
+        let ancestors = |m: &Model| -> Vec<String> {
+            let mut out = Vec::new();
+            let mut at = m.parent.clone();
+            while let Some(p) = self.project.model(&at) {
+                out.push(p.name.clone());
+                at = p.parent.clone();
+            }
+            out
+        };
+        models
+            .iter()
+            .filter(|m| {
+                m.name == name
+                    || (select.ends_with('+') && ancestors(m).iter().any(|a| a == name))
+                    || (select.starts_with('+')
+                        && self
+                            .project
+                            .model(name)
+                            .is_some_and(|n| ancestors(n).contains(&m.name)))
+            })
+            .collect()
+    }
+
+    /// `--backfill` of views alone restates nothing, and hubforge says so.
+    fn only_views(&self, scope: &Scope, error: &str) -> bool {
+        scope.backfill
+            && error.contains("no data, so there is nothing to restate")
+            && scope.select.as_deref().is_some_and(|s| {
+                let chosen = self.selected(s);
+                !chosen.is_empty() && chosen.iter().all(|m| m.kind == Kind::View)
+            })
+    }
+
     fn build(&mut self, scope: &Scope) -> Result<(), String> {
         let out = match self.run(self.dir.path(), &scope.args()) {
             Ok(out) => out,
             Err(e) if self.refused(scope, &e) => {
                 self.note(format!(
                     "    hubforge {scope}: refused, a selected model reads a column not built yet"
+                ));
+                return Ok(());
+            }
+            Err(e) if self.only_views(scope, &e) => {
+                self.note(format!(
+                    "    hubforge {scope}: refused, only views selected"
                 ));
                 return Ok(());
             }
