@@ -254,6 +254,54 @@ fn newer_state_error(found: u32) -> Error {
     ))
 }
 
+/// The whole state store as statements that recreate it in a new store of
+/// the same version (after [`migrate`]): every table emptied, then its rows
+/// as literals of their own types.
+pub fn dump(s: &dyn Session) -> Result<String> {
+    let columns = s.query(&format!(
+        "SELECT table_name, column_name, data_type FROM duckdb_columns() \
+         WHERE schema_name = {} ORDER BY table_name, column_index",
+        quote_str(SCHEMA)
+    ))?;
+    let mut tables: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for row in &columns.rows {
+        let text = |i: usize| row[i].to_text().unwrap_or_default();
+        tables.entry(text(0)).or_default().push((text(1), text(2)));
+    }
+    let mut sql = String::new();
+    for (table, columns) in &tables {
+        let relation = format!("{SCHEMA}.{}", crate::engine::quote_ident(table));
+        sql.push_str(&format!("DELETE FROM {relation};\n"));
+        let text_of = columns
+            .iter()
+            .map(|(c, _)| format!("CAST({} AS VARCHAR)", crate::engine::quote_ident(c)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = s.query(&format!("SELECT {text_of} FROM {relation}"))?;
+        for chunk in rows.rows.chunks(500) {
+            let values: Vec<String> = chunk
+                .iter()
+                .map(|row| {
+                    let literals: Vec<String> = row
+                        .iter()
+                        .zip(columns)
+                        .map(|(v, (_, ty))| match v.to_text() {
+                            None => "NULL".to_string(),
+                            Some(t) => format!("CAST({} AS {ty})", quote_str(&t)),
+                        })
+                        .collect();
+                    format!("({})", literals.join(", "))
+                })
+                .collect();
+            sql.push_str(&format!(
+                "INSERT INTO {relation} VALUES {};\n",
+                values.join(", ")
+            ));
+        }
+    }
+    Ok(sql)
+}
+
 /// Bring the state schema to [`SCHEMA_VERSION`], in one transaction.
 pub fn migrate(s: &dyn Session) -> Result<()> {
     let from = stored_version(s)?.unwrap_or(0);
@@ -1083,5 +1131,66 @@ impl StateWrites {
 
     pub fn is_empty(&self) -> bool {
         self.sql.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Engine;
+    use crate::engine::duckdb::DuckDbEngine;
+
+    /// Every table of a store, as text, in a stable order.
+    fn contents(s: &dyn Session) -> Vec<Vec<Option<String>>> {
+        let tables = s
+            .query(
+                "SELECT table_name FROM duckdb_tables() WHERE schema_name = '_hubforge' ORDER BY 1",
+            )
+            .unwrap();
+        let mut out = Vec::new();
+        for t in &tables.rows {
+            let t = t[0].to_text().unwrap();
+            let rows = s
+                .query(&format!(
+                    "SELECT '{t}', * FROM _hubforge.\"{t}\" ORDER BY ALL"
+                ))
+                .unwrap();
+            out.extend(
+                rows.rows
+                    .into_iter()
+                    .map(|r| r.iter().map(Value::to_text).collect::<Vec<_>>()),
+            );
+        }
+        out
+    }
+
+    #[test]
+    fn a_dump_recreates_the_store_exactly() {
+        let engine = DuckDbEngine::in_memory().unwrap();
+        let s = engine.session().unwrap();
+        migrate(s.as_ref()).unwrap();
+        s.execute(
+            "INSERT INTO _hubforge.runs \
+             (run_id, seq, started_at, finished_at, status, command, user_name, plan, summary) \
+             VALUES ('r1', 1, TIMESTAMP '2025-01-01 10:00:00', TIMESTAMP '2025-01-01 10:00:05', \
+             'published', 'hubforge build --var note=''it''s', 'ana', '{}', '{}'), \
+             ('r2', 2, TIMESTAMP '2025-01-02 23:59:59.123456', TIMESTAMP '2025-01-03 00:00:01', \
+             'failed', e'line one\\nline two', 'bo', '{\"a\": \"b''c\"}', '{}');
+             INSERT INTO _hubforge.decisions VALUES ('r1', 'orders', NULL, NULL, 'mark-current', \
+             'fp', 'ana', TIMESTAMP '2025-01-01 10:00:00', '');
+             INSERT INTO _hubforge.schemas (node, columns) VALUES ('orders', '[\"a\",\"b\"]');",
+        )
+        .unwrap();
+        let before = contents(s.as_ref());
+        assert!(before.len() > 3, "{before:?}");
+        let sql = dump(s.as_ref()).unwrap();
+
+        let other = DuckDbEngine::in_memory().unwrap();
+        let t = other.session().unwrap();
+        migrate(t.as_ref()).unwrap();
+        t.execute("INSERT INTO _hubforge.schemas VALUES ('stale', '[]', '[]')")
+            .unwrap();
+        t.execute(&sql).unwrap();
+        assert_eq!(contents(t.as_ref()), before);
     }
 }

@@ -867,29 +867,34 @@ fn a_table_source_is_read_and_snapshotted_by_spark_and_plans_as_on_duckdb() {
     assert!(same_rows(&daily(duck.path()), &daily(spark.path())));
     assert!(run_ok(spark.path(), &["plan"]).contains("Nothing to do"));
 
+    // A row arriving late in both tables at `at`.
+    let late = |at: &str, amount: i64| {
+        d_execute(
+            duck.path(),
+            &format!("INSERT INTO legacy.orders VALUES (TIMESTAMP '{at}', {amount})"),
+        );
+        s.execute(&format!(
+            "INSERT INTO {}.orders VALUES (TIMESTAMP'{at}', {amount})",
+            raw.db
+        ))
+        .unwrap();
+    };
+    // Both engines plan exactly `day` and, built, converge to equal tables.
+    let plan_one_day_and_build = |day: [&str; 2]| {
+        let plan = planned(&common::plan_json(duck.path(), &[]));
+        assert_eq!(plan.0[0]["intervals"], serde_json::json!([day]), "{plan:?}");
+        assert_eq!(plan, planned(&common::plan_json(spark.path(), &[])));
+        for dir in both {
+            run_ok(dir, &["build"]);
+        }
+        assert!(same_rows(&daily(duck.path()), &daily(spark.path())));
+        assert!(run_ok(spark.path(), &["plan"]).contains("Nothing to do"));
+    };
+
     // A late row in the table: Spark's snapshot finds the one day it falls
     // in, as DuckDB's does.
-    d_execute(
-        duck.path(),
-        "INSERT INTO legacy.orders VALUES (TIMESTAMP '2025-01-02 12:00:00', 100)",
-    );
-    s.execute(&format!(
-        "INSERT INTO {}.orders VALUES (TIMESTAMP'2025-01-02 12:00:00', 100)",
-        raw.db
-    ))
-    .unwrap();
-    let plan = planned(&common::plan_json(duck.path(), &[]));
-    assert_eq!(
-        plan.0[0]["intervals"],
-        serde_json::json!([["2025-01-02", "2025-01-03"]]),
-        "{plan:?}"
-    );
-    assert_eq!(plan, planned(&common::plan_json(spark.path(), &[])));
-    for dir in both {
-        run_ok(dir, &["build"]);
-    }
-    assert!(same_rows(&daily(duck.path()), &daily(spark.path())));
-    assert!(run_ok(spark.path(), &["plan"]).contains("Nothing to do"));
+    late("2025-01-02 12:00:00", 100);
+    plan_one_day_and_build(["2025-01-02", "2025-01-03"]);
 
     // Declared types, or a table that is not there: errors at the source's
     // lines in hubforge.toml.
@@ -940,6 +945,32 @@ fn a_table_source_is_read_and_snapshotted_by_spark_and_plans_as_on_duckdb() {
     assert!(err.contains("--break-lock"), "{err}");
     run_ok(spark.path(), &["build", "--break-lock"]);
     run_ok(spark.path(), &["build"]);
+
+    // The state log replayed from a snapshot: a build that finds the log grown
+    // writes the whole state as one entry, and every command reads from there.
+    late("2025-01-03 08:00:00", 200);
+    run_ok(duck.path(), &["build"]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hubforge"))
+        .arg("build")
+        .current_dir(spark.path())
+        .env("HUBFORGE_PLAIN", "1")
+        .env("HUBFORGE_SPARK_SNAPSHOT_EVERY", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let snapshots = s
+        .query(&format!(
+            "SELECT count(*) FROM `{}__hubforge`.state_log WHERE kind = 'snapshot'",
+            spark.schema
+        ))
+        .unwrap();
+    assert_eq!(texts(&snapshots), [[Some("1".to_string())]]);
+    assert!(same_rows(&daily(duck.path()), &daily(spark.path())));
+    assert!(run_ok(spark.path(), &["plan"]).contains("Nothing to do"));
+    // What was built before the snapshot is known after it: one late row
+    // plans its one day, as on DuckDB.
+    late("2025-01-03 08:00:00", 300);
+    plan_one_day_and_build(["2025-01-03", "2025-01-04"]);
 }
 
 /// Run statements on a DuckDB warehouse of a test.

@@ -159,6 +159,34 @@ pub struct Replica {
     _engine: DuckDbEngine,
     pub session: Box<dyn Session>,
     next_seq: i64,
+    /// Entries of the log replayed or appended since its last snapshot.
+    since_snapshot: usize,
+}
+
+/// Entries of the state log after which a build first writes the whole state
+/// as one `snapshot` entry: every command replays the log from its last
+/// snapshot, so the replay stays as long as about this many entries (a build
+/// appends four or five) however long the project lives. The log itself only
+/// grows: a Parquet table has no atomic rewrite, and losing the log would
+/// lose state. `HUBFORGE_SPARK_SNAPSHOT_EVERY` sets another count (tests).
+const SNAPSHOT_EVERY: usize = 100;
+
+/// Write the replayed state as a `snapshot` entry when the log has grown by
+/// [`SNAPSHOT_EVERY`] entries since the last one. Called with the build lock
+/// held and every journal rolled forward, so the replica is the whole truth.
+fn snapshot_if_due(spark: &dyn Session, names: &SparkNames, replica: &mut Replica) -> Result<()> {
+    let every = std::env::var("HUBFORGE_SPARK_SNAPSHOT_EVERY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(SNAPSHOT_EVERY)
+        .max(1);
+    if replica.since_snapshot < every {
+        return Ok(());
+    }
+    let body = state::dump(replica.session.as_ref())?;
+    append(spark, names, replica, "", "snapshot", &body)?;
+    replica.since_snapshot = 0;
+    Ok(())
 }
 
 /// Create the project's schemas and the state log where missing.
@@ -193,12 +221,17 @@ fn replay(spark: &dyn Session, names: &SparkNames, roll_forward: bool) -> Result
         _engine: engine,
         session: local,
         next_seq: 1,
+        since_snapshot: 0,
     };
     if !crate::engine::relation_exists(spark, &log) {
         return Ok(replica);
     }
+    // From the last snapshot on: it holds everything before it (it was
+    // written with the lock held, after every journal was committed).
     let rows = spark.query(&format!(
-        "SELECT seq, run_id, kind, state_version, body FROM {log} ORDER BY seq"
+        "SELECT seq, run_id, kind, state_version, body FROM {log} \
+         WHERE seq >= (SELECT coalesce(max(seq), 0) FROM {log} WHERE kind = 'snapshot') \
+         ORDER BY seq"
     ))?;
     let mut entries = Vec::new();
     for row in &rows.rows {
@@ -222,9 +255,10 @@ fn replay(spark: &dyn Session, names: &SparkNames, roll_forward: bool) -> Result
         .filter(|e| e.kind == "commit")
         .map(|e| e.run_id.as_str())
         .collect();
+    replica.since_snapshot = entries.iter().filter(|e| e.kind != "snapshot").count();
     for e in &entries {
         let sql = match e.kind.as_str() {
-            "state" => e.body.clone(),
+            "state" | "snapshot" => e.body.clone(),
             "journal" => {
                 let journal: Journal = serde_json::from_str(&e.body).map_err(|err| {
                     Error::Engine(format!(
@@ -266,6 +300,7 @@ fn append(
     body: &str,
 ) -> Result<()> {
     let seq = replica.next_seq;
+    replica.since_snapshot += 1;
     spark.execute(&format!(
         "INSERT INTO {} VALUES ({seq}, {}, {}, {}, {}, current_timestamp())",
         names.spark(Part::State, LOG),
@@ -538,6 +573,7 @@ pub fn build(
     setup(spark.as_ref(), &names)?;
     let _lock = BuildLock::acquire(spark.as_ref(), &names, options.break_lock)?;
     let mut replica = replay(spark.as_ref(), &names, true)?;
+    snapshot_if_due(spark.as_ref(), &names, &mut replica)?;
     // A run killed between its commit and writing its manifest file.
     crate::fulfill::restore_files(replica.session.as_ref(), &ws.project.root)?;
     let prepared = prepare(
