@@ -611,7 +611,10 @@ fn plan_options(ws: &Workspace, scope: &Scope) -> Result<crate::plan::PlanOption
                     },
                     if names.len() == 1 { "s" } else { "" },
                 ),
-                format!("restate the models that read it: `--select {first}+`"),
+                format!(
+                    "restate the models that read {}: `--select {first}+`",
+                    if names.len() == 1 { "it" } else { "them" }
+                ),
             ));
         }
     }
