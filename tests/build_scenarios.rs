@@ -344,22 +344,20 @@ fn dry_run_prints_the_plan_and_touches_nothing() {
 
 #[test]
 fn a_source_can_be_an_existing_table_of_the_warehouse() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = project_of(&[
+        (
+            "hubforge.toml",
+            "[project]\nname = \"t\"\nstart = \"2025-01-01\"\nend = \"2025-01-04\"\n\n\
+             [sources.legacy_orders]\ntable = \"legacy.orders\"\ntime_column = \"ordered_at\"\n",
+        ),
+        (
+            "models/daily.sql",
+            "/* @hubforge\nkind = \"incremental\"\ntime_column = \"day\"\nunit = \"day\"\n*/\n\
+             SELECT CAST(ordered_at AS DATE) AS day, count(*) AS orders FROM legacy.orders\n\
+             WHERE ordered_at >= {{ start }} AND ordered_at < {{ end }} GROUP BY 1\n",
+        ),
+    ]);
     let p = dir.path();
-    std::fs::create_dir_all(p.join("models")).unwrap();
-    std::fs::write(
-        p.join("hubforge.toml"),
-        "[project]\nname = \"t\"\nstart = \"2025-01-01\"\nend = \"2025-01-04\"\n\n\
-         [sources.legacy_orders]\ntable = \"legacy.orders\"\ntime_column = \"ordered_at\"\n",
-    )
-    .unwrap();
-    std::fs::write(
-        p.join("models/daily.sql"),
-        "/* @hubforge\nkind = \"incremental\"\ntime_column = \"day\"\nunit = \"day\"\n*/\n\
-         SELECT CAST(ordered_at AS DATE) AS day, count(*) AS orders FROM legacy.orders\n\
-         WHERE ordered_at >= {{ start }} AND ordered_at < {{ end }} GROUP BY 1\n",
-    )
-    .unwrap();
     {
         let conn = duckdb::Connection::open(p.join("warehouse.duckdb")).unwrap();
         conn.execute_batch(
@@ -533,4 +531,64 @@ fn batches_of_the_default_size_are_joined_up_to_the_rows_of_their_sources() {
     assert_eq!(rows, rows_joined);
     assert_eq!(rows, rows_set);
     assert_eq!(rows, rows_small);
+}
+
+/// A view over a model whose column changed type shows the new type in the
+/// catalog, as a clean build's does.
+#[test]
+fn a_view_follows_the_types_of_a_rebuilt_model_under_it() {
+    let dir = project_of(&[
+        (
+            "data/events.csv",
+            "event_time,value\n2025-01-03 10:00:00,4\n2025-02-05 11:00:00,7\n",
+        ),
+        (
+            "hubforge.toml",
+            "[project]\nname = \"t\"\nstart = \"2025-01-01\"\nend = \"2025-03-01\"\n\n\
+             [sources.events]\npath = \"data/events.csv\"\ntime_column = \"event_time\"\n",
+        ),
+        (
+            "models/monthly.sql",
+            "/* @hubforge\nkind = \"incremental\"\ntime_column = \"month\"\nunit = \"month\"\n*/\n\
+             SELECT CAST(date_trunc('month', event_time) AS DATE) AS month, sum(value) AS total\n\
+             FROM events WHERE event_time >= {{ start }} AND event_time < {{ end }} GROUP BY 1\n",
+        ),
+        (
+            "models/overall.sql",
+            "/* @hubforge\nkind = \"view\"\n*/\nSELECT sum(total) AS total FROM monthly\n",
+        ),
+    ]);
+    let p = dir.path();
+    let typed = |p: &std::path::Path| {
+        query(
+            p,
+            "SELECT data_type FROM duckdb_columns() WHERE schema_name = 'main' \
+             AND table_name = 'overall'",
+        )
+    };
+    build_json(p, &[]);
+    assert_eq!(typed(p), [["HUGEINT"]]);
+    edit(
+        p,
+        "models/monthly.sql",
+        "sum(value)",
+        "sum(round(value * 1.1, 1))",
+    );
+    build_json(p, &[]);
+    assert_eq!(typed(p), [["DECIMAL(38,1)"]]);
+    assert_eq!(
+        query(p, "SELECT CAST(total AS VARCHAR) FROM overall"),
+        [["12.1"]]
+    );
+}
+
+/// A new project of `files` (path under the project, text).
+fn project_of(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, text) in files {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    dir
 }

@@ -107,7 +107,17 @@ pub(super) fn statements(
                     ));
                 }
             }
-            (NodeKind::Model(Kind::View), _) if work.contains_key(&id) => {
+            // A changed view, or one over a model rebuilt in this run: created
+            // again, so that the catalog's types of its columns follow the
+            // new types under it (DuckDB keeps a view's types as created).
+            (NodeKind::Model(Kind::View), _)
+                if work.contains_key(&id)
+                    || ws
+                        .dag
+                        .reachable(id, true, None)
+                        .iter()
+                        .any(|a| staging.nodes.contains_key(a)) =>
+            {
                 let (body, _) = render_sql(
                     ws,
                     id,
