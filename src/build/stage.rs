@@ -112,11 +112,12 @@ const DEFAULT_BATCH_ROWS: i64 = 10_000_000;
 /// batches of that many units. Otherwise batches of the unit's default size
 /// (31 days) are joined with their neighbours while the time-partitioned
 /// sources under the model hold at most `[warehouse] batch_rows` rows
-/// ([`DEFAULT_BATCH_ROWS`]) in the joined window: a batch costs a statement, a commit and its checks whatever
-/// its size, and a small project's model is then built in one statement. The
-/// rows are the same however a model is batched: an output unit reads its own
-/// input units (or its declared `window` of them), which planning by
-/// intervals rests on, and batch size is metadata (DESIGN §2).
+/// ([`DEFAULT_BATCH_ROWS`]) in the joined window: a batch costs a statement,
+/// a commit and its checks whatever its size, and a small project's model is
+/// then built in one statement. The rows are the same however a model is
+/// batched: an output unit reads its own input units (or its declared
+/// `window` of them), which planning by intervals rests on, and batch size is
+/// metadata (DESIGN §2).
 pub(super) fn batches(
     ws: &Workspace,
     prepared: &Prepared,
