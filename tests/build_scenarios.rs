@@ -5,7 +5,7 @@ mod common;
 
 use common::{
     build_json, built_example, drop_days, edit, entry, example_copy, hubforge, names, plan_json,
-    query, scalar, stderr, stdout, table_rows,
+    project_of, query, scalar, stderr, stdout, table_rows,
 };
 use serde_json::json;
 
@@ -487,27 +487,20 @@ fn batches_of_the_default_size_are_joined_up_to_the_rows_of_their_sources() {
                  count(*) AS n FROM events WHERE event_time >= {{ start }} AND event_time < {{ end }} \
                  GROUP BY 1, 2\n";
     let built = |warehouse: &str, batch: &str| {
-        let dir = tempfile::tempdir().unwrap();
+        let toml = format!(
+            "[project]\nname = \"t\"\nstart = \"2025-01-01\"\nend = \"2025-04-01\"\n\n\
+             [warehouse]\n{warehouse}\n\n\
+             [sources.events]\npath = \"data/events.csv\"\ntime_column = \"event_time\"\n"
+        );
+        let model = format!(
+            "/* @hubforge\nkind = \"incremental\"\ntime_column = \"day\"\nunit = \"day\"\n{batch}*/\n{daily}"
+        );
+        let dir = project_of(&[
+            ("data/events.csv", &events),
+            ("hubforge.toml", &toml),
+            ("models/daily.sql", &model),
+        ]);
         let p = dir.path();
-        std::fs::create_dir_all(p.join("models")).unwrap();
-        std::fs::create_dir_all(p.join("data")).unwrap();
-        std::fs::write(p.join("data/events.csv"), &events).unwrap();
-        std::fs::write(
-            p.join("hubforge.toml"),
-            format!(
-                "[project]\nname = \"t\"\nstart = \"2025-01-01\"\nend = \"2025-04-01\"\n\n\
-                 [warehouse]\n{warehouse}\n\n\
-                 [sources.events]\npath = \"data/events.csv\"\ntime_column = \"event_time\"\n"
-            ),
-        )
-        .unwrap();
-        std::fs::write(
-            p.join("models/daily.sql"),
-            format!(
-                "/* @hubforge\nkind = \"incremental\"\ntime_column = \"day\"\nunit = \"day\"\n{batch}*/\n{daily}"
-            ),
-        )
-        .unwrap();
         let run = build_json(p, &[]);
         let rows = query(
             p,
@@ -580,15 +573,4 @@ fn a_view_follows_the_types_of_a_rebuilt_model_under_it() {
         query(p, "SELECT CAST(total AS VARCHAR) FROM overall"),
         [["12.1"]]
     );
-}
-
-/// A new project of `files` (path under the project, text).
-fn project_of(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for (path, text) in files {
-        let path = dir.path().join(path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
-    dir
 }

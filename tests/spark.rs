@@ -787,29 +787,25 @@ fn what_cannot_run_on_spark_is_a_diagnostic_at_the_model_line_before_anything_ru
 /// A project with one daily model over a table source `table`, its warehouse
 /// in `warehouse` (DuckDB's settings, or Spark's).
 fn table_source_project(table: &str, warehouse: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path();
-    std::fs::create_dir_all(p.join("models")).unwrap();
-    std::fs::write(
-        p.join("hubforge.toml"),
-        format!(
-            "[project]\nname = \"t\"\nstart = \"2025-01-01\"\nend = \"2025-01-04\"\n\n\
-             [warehouse]\n{warehouse}\n\n\
-             [sources.legacy_orders]\ntable = \"{table}\"\ntime_column = \"ordered_at\"\n"
+    common::project_of(&[
+        (
+            "hubforge.toml",
+            &format!(
+                "[project]\nname = \"t\"\nstart = \"2025-01-01\"\nend = \"2025-01-04\"\n\n\
+                 [warehouse]\n{warehouse}\n\n\
+                 [sources.legacy_orders]\ntable = \"{table}\"\ntime_column = \"ordered_at\"\n"
+            ),
         ),
-    )
-    .unwrap();
-    std::fs::write(
-        p.join("models/daily.sql"),
-        format!(
-            "/* @hubforge\nkind = \"incremental\"\ntime_column = \"day\"\nunit = \"day\"\n*/\n\
-             SELECT CAST(ordered_at AS DATE) AS day, count(*) AS orders, sum(amount) AS amount\n\
-             FROM {table}\nWHERE ordered_at >= {{{{ start }}}} AND ordered_at < {{{{ end }}}}\n\
-             GROUP BY 1\n"
+        (
+            "models/daily.sql",
+            &format!(
+                "/* @hubforge\nkind = \"incremental\"\ntime_column = \"day\"\nunit = \"day\"\n*/\n\
+                 SELECT CAST(ordered_at AS DATE) AS day, count(*) AS orders, sum(amount) AS amount\n\
+                 FROM {table}\nWHERE ordered_at >= {{{{ start }}}} AND ordered_at < {{{{ end }}}}\n\
+                 GROUP BY 1\n"
+            ),
         ),
-    )
-    .unwrap();
-    dir
+    ])
 }
 
 #[test]

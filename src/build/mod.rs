@@ -215,18 +215,12 @@ pub fn build(
     }
     let run_id = new_run_id();
     summary.run_id = Some(run_id.clone());
-    let seq = prepared.observed.state.next_run_seq();
     // The run log records every run, whatever its outcome: the run is logged
     // as running now (a run whose process dies stays so, and is shown as
     // interrupted); publishing records it as published in the same
     // transaction as its data, and a failure is recorded after the rollback.
-    let run_log = RunLog {
-        run_id: &run_id,
-        seq,
-        started,
-        command: &options.command,
-        plan_json: crate::render::plan_json(ws, &prepared.plan),
-    };
+    let run_log = RunLog::new(ws, &prepared, options, &run_id, started);
+    let seq = run_log.seq;
     let log = |status: &str, summary: &serde_json::Value| run_log.record(status, summary);
     main.execute(&run_log.running(&scope_json(ws, &options.plan)))?;
     let outcome = execute(
@@ -816,7 +810,24 @@ pub(crate) struct RunLog<'a> {
     pub plan_json: serde_json::Value,
 }
 
-impl RunLog<'_> {
+impl<'a> RunLog<'a> {
+    /// The record of a run starting now, numbered after the runs in state.
+    pub fn new(
+        ws: &Workspace,
+        prepared: &Prepared,
+        options: &'a BuildOptions,
+        run_id: &'a str,
+        started: NaiveDateTime,
+    ) -> RunLog<'a> {
+        RunLog {
+            run_id,
+            seq: prepared.observed.state.next_run_seq(),
+            started,
+            command: &options.command,
+            plan_json: crate::render::plan_json(ws, &prepared.plan),
+        }
+    }
+
     /// The statements recording the run with `status`.
     pub fn record(&self, status: &str, summary: &serde_json::Value) -> String {
         let mut w = state::StateWrites::default();

@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::stage::{self, Mode, Staged, Staging};
 use super::{
     BuildOptions, BuildSummary, Prepared, new_run_id, now, prepare_with, render_sql, seeds_to_load,
-    state_changes_needed, user, window_for,
+    user, window_for,
 };
 use crate::config::Kind;
 use crate::engine::duckdb::DuckDbEngine;
@@ -584,28 +584,16 @@ pub fn build(
         &options.plan,
         Some(&progress),
     )?;
-    observe::check_drift(&prepared.observed, &options.accept_schema)?;
-    let mut summary = BuildSummary {
-        plan: prepared.plan.clone(),
-        rejected: prepared.observed.rejected.clone(),
-        rejected_units: prepared.observed.rejected_units.clone(),
-        ..BuildSummary::default()
-    };
+    let mut summary = super::first_summary(&prepared, options)?;
     let seeds = seeds_to_load(ws, &prepared);
-    if prepared.plan.is_empty() && seeds.is_empty() && !state_changes_needed(ws, &prepared) {
+    if super::nothing_to_do(ws, &prepared, &seeds) {
         cleanup(spark.as_ref(), &names, &prepared.observed.state)?;
         return Ok(summary);
     }
     let run_id = new_run_id();
     summary.run_id = Some(run_id.clone());
-    let seq = prepared.observed.state.next_run_seq();
-    let run_log = super::RunLog {
-        run_id: &run_id,
-        seq,
-        started,
-        command: &options.command,
-        plan_json: crate::render::plan_json(ws, &prepared.plan),
-    };
+    let run_log = super::RunLog::new(ws, &prepared, options, &run_id, started);
+    let seq = run_log.seq;
     let log = |status: &str, summary: &serde_json::Value| run_log.record(status, summary);
     let scope = super::scope_json(ws, &options.plan);
     let running = run_log.running(&scope);

@@ -333,3 +333,14 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// A new project of `files` (path under the project, text).
+pub fn project_of(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    for (path, text) in files {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().expect("a file in a directory")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+    dir
+}
