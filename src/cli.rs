@@ -382,13 +382,23 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<()> {
             format,
         } => {
             let ws = load(cli)?;
-            let engine = if *dry_run {
-                open_for_reading(&ws)?
+            let delivered = if on_spark(&ws) {
+                deliver_on_spark(&ws, destinations, *dry_run)?
             } else {
-                open_warehouse(&ws)?
+                let engine = if *dry_run {
+                    open_for_reading(&ws)?
+                } else {
+                    open_warehouse(&ws)?
+                };
+                let s = crate::engine::Engine::session(&engine)?;
+                // Each product's delivery is recorded once its files are written.
+                crate::deliver::deliver(s.as_ref(), &ws, destinations, *dry_run, &mut |sql| {
+                    s.execute(&format!("BEGIN TRANSACTION;\n{sql}\nCOMMIT;"))
+                        .inspect_err(|_| {
+                            let _ = s.execute("ROLLBACK");
+                        })
+                })?
             };
-            let s = crate::engine::Engine::session(&engine)?;
-            let delivered = crate::deliver::deliver(s.as_ref(), &ws, destinations, *dry_run)?;
             match format {
                 Format::Json => write_json(
                     out,
@@ -400,9 +410,10 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<()> {
         Command::Ack { run, destination } => {
             let ws = load(cli)?;
             crate::fulfill::destination(&ws, destination)?;
-            let engine = open_warehouse(&ws)?;
-            let s = crate::engine::Engine::session(&engine)?;
-            let n = crate::deliver::ack(s.as_ref(), run, destination)?;
+            let n = record(&ws, &format!("ack-{run}"), |state| {
+                let (n, sql) = crate::deliver::ack(state.session(), run, destination)?;
+                Ok((n, vec![sql]))
+            })?;
             write_text(
                 out,
                 &format!(
@@ -434,6 +445,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<()> {
             format,
         } => {
             let ws = load(cli)?;
+            not_on_spark(&ws)?;
             let report = crate::validate::diff::diff(
                 &ws,
                 &crate::validate::diff::DiffOptions {
@@ -488,15 +500,16 @@ fn mark_current(
     }
     let ws = load(cli)?;
     let options = plan_options(&ws, scope)?;
-    let engine = open_warehouse(&ws)?;
     let user = crate::build::user();
-    let marked = crate::mark::mark_current(
+    let now = chrono::Utc::now().naive_utc();
+    let marked = record(
         &ws,
-        &engine,
-        &options,
-        note,
-        &user,
-        chrono::Utc::now().naive_utc(),
+        &format!("decision-{}", now.format("%Y%m%dT%H%M%S")),
+        |state| {
+            let prepared = state.prepare(&options)?;
+            let (marked, writes) = crate::mark::decide(&ws, &prepared, &options, note, &user, now);
+            Ok((marked, writes.sql))
+        },
     )?;
     match format {
         Format::Json => write_json(
@@ -675,10 +688,92 @@ fn not_on_spark(ws: &Workspace) -> Result<()> {
             "this command does not run on the Spark engine yet ([warehouse] engine = \"spark\" \
              in hubforge.toml)"
                 .to_string(),
-            "on Spark, `check`, `plan`, `build` and `impact` run".to_string(),
+            "on Spark, every command but `diff` runs".to_string(),
         ));
     }
     Ok(())
+}
+
+fn on_spark(ws: &Workspace) -> bool {
+    ws.project.config.warehouse.engine == crate::config::EngineKind::Spark
+}
+
+/// Where the commands that only read state find it: the warehouse file
+/// (read-only) on DuckDB, the replayed state log on Spark.
+enum StateStore {
+    Warehouse {
+        _engine: crate::engine::duckdb::DuckDbEngine,
+        session: Box<dyn crate::engine::Session>,
+    },
+    #[cfg(feature = "spark")]
+    Spark(crate::build::spark::Replica),
+}
+
+impl StateStore {
+    fn session(&self) -> &dyn crate::engine::Session {
+        match self {
+            StateStore::Warehouse { session, .. } => session.as_ref(),
+            #[cfg(feature = "spark")]
+            StateStore::Spark(replica) => replica.session.as_ref(),
+        }
+    }
+}
+
+fn state_store(ws: &Workspace) -> Result<StateStore> {
+    if on_spark(ws) {
+        return spark_state_store(ws);
+    }
+    let engine = open_for_reading(ws)?;
+    let session = crate::engine::Engine::session(&engine)?;
+    Ok(StateStore::Warehouse {
+        _engine: engine,
+        session,
+    })
+}
+
+#[cfg(feature = "spark")]
+fn spark_state_store(ws: &Workspace) -> Result<StateStore> {
+    let engine = spark_engine(ws)?;
+    Ok(StateStore::Spark(crate::build::spark::replayed(
+        ws,
+        engine.as_ref(),
+    )?))
+}
+
+#[cfg(not(feature = "spark"))]
+fn spark_state_store(ws: &Workspace) -> Result<StateStore> {
+    spark_engine(ws).map(|_| unreachable!("no Spark engine in this build"))
+}
+
+/// Record what a command decided in the project's state: in the warehouse
+/// file on DuckDB, in the state log on Spark (as an entry named `id`).
+fn record<T>(
+    ws: &Workspace,
+    id: &str,
+    decide: impl FnOnce(&dyn crate::build::StateView) -> Result<(T, Vec<String>)>,
+) -> Result<T> {
+    if on_spark(ws) {
+        return record_on_spark(ws, id, decide);
+    }
+    crate::build::write_state(ws, &open_warehouse(ws)?, decide)
+}
+
+#[cfg(feature = "spark")]
+fn record_on_spark<T>(
+    ws: &Workspace,
+    id: &str,
+    decide: impl FnOnce(&dyn crate::build::StateView) -> Result<(T, Vec<String>)>,
+) -> Result<T> {
+    crate::build::spark::write_state(ws, spark_engine(ws)?.as_ref(), id, decide)
+}
+
+#[cfg(not(feature = "spark"))]
+fn record_on_spark<T>(
+    ws: &Workspace,
+    _: &str,
+    _: impl FnOnce(&dyn crate::build::StateView) -> Result<(T, Vec<String>)>,
+) -> Result<T> {
+    spark_engine(ws).map(|_| unreachable!("no Spark engine in this build"))
 }
 
 fn open_warehouse(ws: &Workspace) -> Result<crate::engine::duckdb::DuckDbEngine> {
@@ -929,73 +1024,188 @@ fn intervals(cli: &Cli, model: &str, format: Format, out: &mut dyn Write) -> Res
             };
             invalid_argument(format!("no model named `{model}`"), help)
         })?;
-    let (options, _engine, session, prepared) = plan_read_only(&ws, &Scope::default())?;
-    let key = ws.dag.nodes[node].name.key().to_string();
-    let decisions = crate::state::read_decisions(session.as_ref(), Some(&key))?
-        .remove(&key)
-        .unwrap_or_default();
-    let runs = crate::intervals::run_numbers(session.as_ref())?;
-    let mut history = crate::intervals::history(
-        &ws,
-        node,
-        prepared.plan.models.iter().find(|w| w.node == node),
-        &prepared.observed.state,
-        &decisions,
-        &runs,
-        &prepared.versions[node].fingerprint,
-        options.now,
-    );
-    crate::intervals::count_rows(
-        session.as_ref(),
-        &ws,
-        node,
-        &prepared.observed.state,
-        &mut history,
-    );
+    let history = if on_spark(&ws) {
+        intervals_on_spark(&ws, node)?
+    } else {
+        let (options, _engine, session, prepared) = plan_read_only(&ws, &Scope::default())?;
+        let mut history = model_history(&ws, node, session.as_ref(), &prepared, options.now)?;
+        crate::intervals::count_rows(
+            &ws,
+            node,
+            &prepared.observed.state,
+            &mut history,
+            crate::intervals::count_in_warehouse(session.as_ref()),
+        );
+        history
+    };
     match format {
         Format::Json => write_json(out, &crate::intervals::to_json(&history)),
         Format::Text => write_text(out, &crate::intervals::to_text(&history)),
     }
 }
 
+/// A model's intervals as state and the plan see them (`state`: the state store).
+fn model_history(
+    ws: &Workspace,
+    node: NodeId,
+    state: &dyn crate::engine::Session,
+    prepared: &crate::build::Prepared,
+    now: chrono::NaiveDateTime,
+) -> Result<crate::intervals::History> {
+    let key = ws.dag.nodes[node].name.key().to_string();
+    let decisions = crate::state::read_decisions(state, Some(&key))?
+        .remove(&key)
+        .unwrap_or_default();
+    let runs = crate::intervals::run_numbers(state)?;
+    Ok(crate::intervals::history(
+        ws,
+        node,
+        prepared.plan.models.iter().find(|w| w.node == node),
+        &prepared.observed.state,
+        &decisions,
+        &runs,
+        &prepared.versions[node].fingerprint,
+        now,
+    ))
+}
+
+#[cfg(feature = "spark")]
+fn intervals_on_spark(ws: &Workspace, node: NodeId) -> Result<crate::intervals::History> {
+    let options = plan_options(ws, &Scope::default())?;
+    let engine = spark_engine(ws)?;
+    let (replica, prepared) =
+        crate::build::spark::prepare_read_only(ws, engine.as_ref(), &options)?;
+    let mut history = model_history(ws, node, replica.session.as_ref(), &prepared, options.now)?;
+    let spark = engine.session()?;
+    crate::intervals::count_rows(
+        ws,
+        node,
+        &prepared.observed.state,
+        &mut history,
+        |table, window| crate::build::spark::count_rows(ws, spark.as_ref(), table, window),
+    );
+    Ok(history)
+}
+
+/// `deliver` on Spark: the pending rows are read from Spark into the local
+/// replica of state, and written to the destinations from there; the
+/// deliveries are recorded in the state log when the command ends (a
+/// delivery stopped before that is written again, file by file, next time).
+#[cfg(feature = "spark")]
+fn deliver_on_spark(
+    ws: &Workspace,
+    destinations: &[String],
+    dry_run: bool,
+) -> Result<Vec<crate::deliver::Delivered>> {
+    let engine = spark_engine(ws)?;
+    let deliver = |state: &dyn crate::engine::Session| {
+        let pending = crate::fulfill::pending(state, ws)?;
+        crate::build::spark::pull_pending(ws, engine.as_ref(), state, &pending)?;
+        let mut writes = Vec::new();
+        let delivered = crate::deliver::deliver(state, ws, destinations, dry_run, &mut |sql| {
+            writes.push(sql);
+            Ok(())
+        })?;
+        Ok((delivered, writes))
+    };
+    if dry_run {
+        let replica = crate::build::spark::replayed(ws, engine.as_ref())?;
+        return deliver(replica.session.as_ref()).map(|(delivered, _)| delivered);
+    }
+    let id = format!("deliver-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S"));
+    crate::build::spark::write_state(ws, engine.as_ref(), &id, |view| deliver(view.session()))
+}
+
+#[cfg(not(feature = "spark"))]
+fn deliver_on_spark(
+    ws: &Workspace,
+    _: &[String],
+    _: bool,
+) -> Result<Vec<crate::deliver::Delivered>> {
+    spark_engine(ws).map(|_| unreachable!("no Spark engine in this build"))
+}
+
+#[cfg(not(feature = "spark"))]
+fn intervals_on_spark(ws: &Workspace, _: NodeId) -> Result<crate::intervals::History> {
+    spark_engine(ws).map(|_| unreachable!("no Spark engine in this build"))
+}
+
+/// What the docs site shows of what was built: published types, the latest
+/// runs and every model's intervals (`s`: the state store).
+fn built_from_state(
+    ws: &Workspace,
+    s: &dyn crate::engine::Session,
+    prepared: &crate::build::Prepared,
+    types: std::collections::BTreeMap<String, Vec<(String, String)>>,
+) -> Result<crate::docs::Built> {
+    let mut built = crate::docs::Built {
+        types,
+        runs: crate::state::read_runs(s, Some(200), None)?,
+        ..crate::docs::Built::default()
+    };
+    let numbers = crate::intervals::run_numbers(s)?;
+    let mut decisions = crate::state::read_decisions(s, None)?;
+    let work: std::collections::HashMap<NodeId, &crate::plan::ModelWork> =
+        prepared.plan.models.iter().map(|w| (w.node, w)).collect();
+    for id in 0..ws.dag.len() {
+        if !ws.dag.nodes[id].kind.is_model() {
+            continue;
+        }
+        let key = ws.dag.nodes[id].name.key().to_string();
+        let history = crate::intervals::history(
+            ws,
+            id,
+            work.get(&id).copied(),
+            &prepared.observed.state,
+            &decisions.remove(&key).unwrap_or_default(),
+            &numbers,
+            &prepared.versions[id].fingerprint,
+            prepared.now,
+        );
+        built
+            .intervals
+            .insert(key, crate::intervals::to_json(&history));
+    }
+    Ok(built)
+}
+
+#[cfg(feature = "spark")]
+fn docs_on_spark(ws: &Workspace) -> Result<(crate::build::Prepared, crate::docs::Built)> {
+    let options = plan_options(ws, &Scope::default())?;
+    let engine = spark_engine(ws)?;
+    let (replica, prepared) =
+        crate::build::spark::prepare_read_only(ws, engine.as_ref(), &options)?;
+    let types =
+        crate::build::spark::published_types(ws, engine.as_ref(), &prepared.observed.state)?;
+    let built = built_from_state(ws, replica.session.as_ref(), &prepared, types)?;
+    Ok((prepared, built))
+}
+
+#[cfg(not(feature = "spark"))]
+fn docs_on_spark(ws: &Workspace) -> Result<(crate::build::Prepared, crate::docs::Built)> {
+    spark_engine(ws).map(|_| unreachable!("no Spark engine in this build"))
+}
+
 fn docs(cli: &Cli, dir: Option<&Path>, serve: bool, port: u16, out: &mut dyn Write) -> Result<()> {
     let ws = load(cli)?;
     let t = std::time::Instant::now();
-    let (options, _engine, session, prepared) = plan_read_only(&ws, &Scope::default())?;
-    let mut built = crate::docs::Built::default();
-    if ws.project.warehouse_path().exists() {
-        let s = session.as_ref();
-        built.types = crate::docs::published_types(s)?;
-        built.runs = crate::state::read_runs(s, Some(200), None)?;
-        let numbers = crate::intervals::run_numbers(s)?;
-        let mut decisions = crate::state::read_decisions(s, None)?;
-        let work: std::collections::HashMap<NodeId, &crate::plan::ModelWork> =
-            prepared.plan.models.iter().map(|w| (w.node, w)).collect();
-        for id in 0..ws.dag.len() {
-            if !ws.dag.nodes[id].kind.is_model() {
-                continue;
-            }
-            let key = ws.dag.nodes[id].name.key().to_string();
-            let history = crate::intervals::history(
-                &ws,
-                id,
-                work.get(&id).copied(),
-                &prepared.observed.state,
-                &decisions.remove(&key).unwrap_or_default(),
-                &numbers,
-                &prepared.versions[id].fingerprint,
-                options.now,
-            );
-            built
-                .intervals
-                .insert(key, crate::intervals::to_json(&history));
-        }
-    }
+    let (prepared, built) = if on_spark(&ws) {
+        docs_on_spark(&ws)?
+    } else {
+        let (_, _engine, session, prepared) = plan_read_only(&ws, &Scope::default())?;
+        let built = if ws.project.warehouse_path().exists() {
+            let types = crate::docs::published_types(session.as_ref())?;
+            built_from_state(&ws, session.as_ref(), &prepared, types)?
+        } else {
+            crate::docs::Built::default()
+        };
+        (prepared, built)
+    };
     let dir = dir.map_or_else(
         || ws.project.root.join("target").join("docs"),
         Path::to_path_buf,
     );
-    let files = crate::docs::generate(&ws, &prepared.versions, &built, options.now, &dir)?;
+    let files = crate::docs::generate(&ws, &prepared.versions, &built, prepared.now, &dir)?;
     crate::progress::timing("docs", t.elapsed());
     let index = dir.join("index.html");
     if !crate::progress::is_quiet() || !serve {
@@ -1022,11 +1232,9 @@ fn runs(
     format: Format,
     out: &mut dyn Write,
 ) -> Result<()> {
-    use crate::engine::Engine as _;
     let ws = load(cli)?;
-    let engine = open_for_reading(&ws)?;
-    let session = engine.session()?;
-    let log = crate::state::read_runs(session.as_ref(), run.is_none().then_some(limit), run)?;
+    let state = state_store(&ws)?;
+    let log = crate::state::read_runs(state.session(), run.is_none().then_some(limit), run)?;
     match run {
         Some(id) => {
             let Some(one) = log.first() else {
@@ -1067,16 +1275,8 @@ fn fulfillment(
     let ws = load(cli)?;
     if let Some(dest) = pause.or(resume) {
         crate::fulfill::destination(&ws, dest)?;
-        let engine = open_warehouse(&ws)?;
-        let s = crate::engine::Engine::session(&engine)?;
-        crate::state::migrate(s.as_ref())?;
-        crate::fulfill::set_paused(
-            s.as_ref(),
-            dest,
-            pause.is_some(),
-            &crate::build::user(),
-            note,
-        )?;
+        let sql = crate::fulfill::paused_sql(dest, pause.is_some(), &crate::build::user(), note);
+        record(&ws, &format!("destination-{dest}"), |_| Ok(((), vec![sql])))?;
         return write_text(
             out,
             &format!(
@@ -1090,9 +1290,8 @@ fn fulfillment(
             ),
         );
     }
-    let engine = open_for_reading(&ws)?;
-    let s = crate::engine::Engine::session(&engine)?;
-    let pending = crate::fulfill::pending(s.as_ref(), &ws)?;
+    let state = state_store(&ws)?;
+    let pending = crate::fulfill::pending(state.session(), &ws)?;
     match format {
         Format::Json => write_json(
             out,
@@ -1105,9 +1304,8 @@ fn fulfillment(
 /// `hubforge validation [RUN]`.
 fn validation(cli: &Cli, run: Option<&str>, format: Format, out: &mut dyn Write) -> Result<()> {
     let ws = load(cli)?;
-    let engine = open_for_reading(&ws)?;
-    let session = crate::engine::Engine::session(&engine)?;
-    let found = crate::state::read_validation(session.as_ref(), run)?;
+    let state = state_store(&ws)?;
+    let found = crate::state::read_validation(state.session(), run)?;
     let Some((run_id, report)) = found else {
         return Err(Error::Input(
             Diagnostic::error(

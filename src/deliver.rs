@@ -44,12 +44,16 @@ fn units(set: &IntervalSet, unit: crate::interval::Unit) -> Vec<Interval> {
     out
 }
 
-/// Deliver what `destinations` (all when empty) have pending.
+/// Deliver what `destinations` (all when empty) have pending. `s` holds state
+/// and the published products (`main.<product>`); `record` is given, product
+/// by product once its files are written, the state write that records the
+/// delivery.
 pub fn deliver(
     s: &dyn Session,
     ws: &Workspace,
     destinations: &[String],
     dry_run: bool,
+    record: &mut dyn FnMut(String) -> Result<()>,
 ) -> Result<Vec<Delivered>> {
     for d in destinations {
         crate::fulfill::destination(ws, d)?;
@@ -64,7 +68,11 @@ pub fn deliver(
             continue;
         }
         let dest = crate::fulfill::destination(ws, &p.destination)?;
-        out.push(deliver_one(s, ws, dest, p, dry_run)?);
+        let delivered = deliver_one(s, ws, dest, p, dry_run)?;
+        if !dry_run {
+            record(recorded(dest, p, &delivered.left))?;
+        }
+        out.push(delivered);
     }
     Ok(out)
 }
@@ -189,9 +197,6 @@ fn deliver_one(
         }
     }
     let delivered = IntervalSet::from_intervals(write.iter().flatten().copied());
-    if !dry_run {
-        record(s, dest, p, &left)?;
-    }
     Ok(Delivered {
         destination: dest.name.clone(),
         product: p.product.clone(),
@@ -262,52 +267,49 @@ fn write_duckdb(
     })
 }
 
-/// The pending rows of a product for a destination are delivered; what the
-/// throttle left stays pending.
-fn record(
-    s: &dyn Session,
-    dest: &DestinationConfig,
-    p: &Pending,
-    left: &IntervalSet,
-) -> Result<()> {
+/// The state write recording that the pending rows of a product for a
+/// destination are delivered; what the throttle left stays pending. Times are
+/// literals: Spark's state log replays the write later.
+fn recorded(dest: &DestinationConfig, p: &Pending, left: &IntervalSet) -> String {
+    let now = crate::engine::ts_literal(chrono::Utc::now().naive_utc());
     let mut sql = format!(
-        "BEGIN TRANSACTION; UPDATE {SCHEMA}.fulfillment SET status = 'delivered', released_at = now()::TIMESTAMP \
+        "UPDATE {SCHEMA}.fulfillment SET status = 'delivered', released_at = {now} \
          WHERE destination = {} AND product = {} AND status = 'pending';",
         quote_str(&dest.name),
         quote_str(&p.product)
     );
     if !left.is_empty() {
         sql.push_str(&format!(
-            "INSERT INTO {SCHEMA}.fulfillment VALUES ({}, {}, {}, 'deliver', 'throttled', {}, 'pending', now()::TIMESTAMP, NULL);",
+            "\nINSERT INTO {SCHEMA}.fulfillment VALUES ({}, {}, {}, 'deliver', 'throttled', {}, 'pending', {now}, NULL);",
             quote_str(p.runs.last().map_or("", String::as_str)),
             quote_str(&p.product),
             quote_str(&dest.name),
             quote_str(&serde_json::to_string(left).expect("json"))
         ));
     }
-    sql.push_str("COMMIT;");
-    s.execute(&sql).inspect_err(|_| {
-        let _ = s.execute("ROLLBACK");
-    })
+    sql
 }
 
 /// `hubforge ack RUN DEST`: another system delivered what run `RUN` changed.
-pub fn ack(s: &dyn Session, run: &str, destination: &str) -> Result<usize> {
-    let n = s.query(&format!(
-        "SELECT count(*) FROM {SCHEMA}.fulfillment WHERE status = 'pending' AND destination = {} AND (run_id = {} OR run_id LIKE {})",
+/// How many pending deliveries that acknowledges, read from state `s`, and
+/// the state write that records it (with a literal time: Spark's state log
+/// replays it later).
+pub fn ack(s: &dyn Session, run: &str, destination: &str) -> Result<(usize, String)> {
+    let which = format!(
+        "status = 'pending' AND destination = {} AND (run_id = {} OR run_id LIKE {})",
         quote_str(destination),
         quote_str(run),
         quote_str(&format!("{run}%"))
+    );
+    let n = s.query(&format!(
+        "SELECT count(*) FROM {SCHEMA}.fulfillment WHERE {which}"
     ))?;
     let n = n.rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0) as usize;
-    s.execute(&format!(
-        "UPDATE {SCHEMA}.fulfillment SET status = 'acknowledged', released_at = now()::TIMESTAMP \
-         WHERE status = 'pending' AND destination = {} AND (run_id = {} OR run_id LIKE {})",
-        quote_str(destination),
-        quote_str(run),
-        quote_str(&format!("{run}%"))
-    ))?;
-    Ok(n)
+    let sql = format!(
+        "UPDATE {SCHEMA}.fulfillment SET status = 'acknowledged', released_at = {} WHERE {which};",
+        crate::engine::ts_literal(chrono::Utc::now().naive_utc())
+    );
+    Ok((n, sql))
 }
 
 /// What a delivery wrote, for people.

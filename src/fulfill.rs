@@ -346,20 +346,16 @@ pub fn pending(s: &dyn Session, ws: &Workspace) -> Result<Vec<Pending>> {
     Ok(out.into_values().collect())
 }
 
-/// Pause or resume a destination, recorded with who and why.
-pub fn set_paused(
-    s: &dyn Session,
-    destination: &str,
-    paused: bool,
-    user: &str,
-    note: &str,
-) -> Result<()> {
-    s.execute(&format!(
-        "INSERT OR REPLACE INTO {SCHEMA}.destinations VALUES ({}, {paused}, {}, {}, now()::TIMESTAMP)",
+/// The state write that pauses or resumes a destination, recorded with who,
+/// why and when (a literal time: Spark's state log replays it later).
+pub fn paused_sql(destination: &str, paused: bool, user: &str, note: &str) -> String {
+    format!(
+        "INSERT OR REPLACE INTO {SCHEMA}.destinations VALUES ({}, {paused}, {}, {}, {});",
         quote_str(destination),
         quote_str(user),
-        quote_str(note)
-    ))
+        quote_str(note),
+        crate::engine::ts_literal(chrono::Utc::now().naive_utc())
+    )
 }
 
 /// `hubforge fulfillment` for people.

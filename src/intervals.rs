@@ -268,7 +268,15 @@ pub fn history(
 
 /// Count the rows of ranges whose records do not know theirs (a batch
 /// recorded unit by unit, a range cut by a decision) in the model's data.
-pub fn count_rows(s: &dyn Session, ws: &Workspace, node: NodeId, state: &State, h: &mut History) {
+/// `count` counts the rows of a model's table (its name in state): all of
+/// them, or those whose time column lies in an interval.
+pub fn count_rows(
+    ws: &Workspace,
+    node: NodeId,
+    state: &State,
+    h: &mut History,
+    count: impl Fn(&str, Option<(&str, &Interval)>) -> Option<i64>,
+) {
     let key = ws.dag.nodes[node].name.key();
     let Some(table) = state
         .models
@@ -278,11 +286,6 @@ pub fn count_rows(s: &dyn Session, ws: &Workspace, node: NodeId, state: &State, 
     else {
         return;
     };
-    let table = format!(
-        "{}.{}",
-        crate::build::DATA_SCHEMA,
-        crate::engine::quote_ident(table)
-    );
     let time = ws
         .model(node)
         .and_then(|(f, _)| f.config.time_column.clone());
@@ -291,21 +294,32 @@ pub fn count_rows(s: &dyn Session, ws: &Workspace, node: NodeId, state: &State, 
         .iter_mut()
         .filter(|r| r.rows.is_none() && r.status != Status::Missing)
     {
-        let filter = match (&time, h.unit) {
-            (Some(col), Some(_)) => format!(
-                " WHERE {c} >= {} AND {c} < {}",
-                crate::engine::ts_literal(r.interval.start()),
-                crate::engine::ts_literal(r.interval.end()),
-                c = crate::engine::quote_ident(col)
-            ),
-            (_, None) => String::new(),
+        let window = match (&time, h.unit) {
+            (Some(col), Some(_)) => Some((col.as_str(), &r.interval)),
+            (_, None) => None,
             _ => continue,
         };
-        if let Ok(rows) = s.query(&format!("SELECT count(*) FROM {table}{filter}"))
-            && let Some(n) = rows.rows.first().and_then(|row| row[0].as_i64())
-        {
-            r.rows = Some(n);
-        }
+        r.rows = count(table, window);
+    }
+}
+
+/// [`count_rows`]' counting in DuckDB's warehouse.
+pub fn count_in_warehouse(
+    s: &dyn Session,
+) -> impl Fn(&str, Option<(&str, &Interval)>) -> Option<i64> + '_ {
+    move |table, window| {
+        let filter = window
+            .map(|(col, iv)| format!(" WHERE {}", crate::engine::window_predicate(None, col, iv)))
+            .unwrap_or_default();
+        s.query(&format!(
+            "SELECT count(*) FROM {}.{}{filter}",
+            crate::build::DATA_SCHEMA,
+            crate::engine::quote_ident(table)
+        ))
+        .ok()?
+        .rows
+        .first()
+        .and_then(|row| row[0].as_i64())
     }
 }
 

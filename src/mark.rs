@@ -8,13 +8,10 @@ use chrono::NaiveDateTime;
 
 use crate::build;
 use crate::change::VersionLookup as _;
-use crate::engine::Engine;
-use crate::error::Result;
 use crate::graph::NodeId;
 use crate::interval::IntervalSet;
 use crate::plan::{ChangeKind, PlanOptions};
-use crate::sources::Ingest;
-use crate::state::{self, StateWrites};
+use crate::state::StateWrites;
 use crate::workspace::Workspace;
 
 /// Intervals of one model marked as current.
@@ -30,18 +27,17 @@ pub struct Marked {
     pub partial: IntervalSet,
 }
 
-/// Mark the logic-stale work of the selected models inside the range as current.
-pub fn mark_current(
+/// Mark the logic-stale work of the selected models inside the range as
+/// current: what is marked, and the state writes that record it, from a plan
+/// made on either engine.
+pub fn decide(
     ws: &Workspace,
-    engine: &dyn Engine,
+    prepared: &build::Prepared,
     options: &PlanOptions,
     note: &str,
     user: &str,
     now: NaiveDateTime,
-) -> Result<Vec<Marked>> {
-    let s = engine.session()?;
-    state::migrate(s.as_ref())?;
-    let prepared = build::prepare(s.as_ref(), ws, options, Ingest::Temp)?;
+) -> (Vec<Marked>, StateWrites) {
     let state = &prepared.observed.state;
     let decision_id = format!("decision-{}", now.format("%Y%m%dT%H%M%S"));
     let mut w = StateWrites::default();
@@ -128,16 +124,5 @@ pub fn mark_current(
             partial,
         });
     }
-    if !w.is_empty() {
-        let mut sql = String::from("BEGIN TRANSACTION;\n");
-        for stmt in &w.sql {
-            sql.push_str(stmt);
-            sql.push('\n');
-        }
-        sql.push_str("COMMIT;");
-        s.execute(&sql).inspect_err(|_| {
-            let _ = s.execute("ROLLBACK");
-        })?;
-    }
-    Ok(marked)
+    (marked, w)
 }

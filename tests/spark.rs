@@ -491,6 +491,91 @@ fn manifest_digest(manifest: &serde_json::Value) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Keys of what `runs`, `intervals` and `fulfillment` print that differ by
+/// run or by clock, not by what state holds.
+const VARYING: [&str; 7] = [
+    "run_id",
+    "runs",
+    "started_at",
+    "finished_at",
+    "seconds",
+    "at",
+    "decision",
+];
+
+fn scrub(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for key in VARYING {
+                map.remove(key);
+            }
+            map.values_mut().for_each(scrub);
+        }
+        serde_json::Value::Array(list) => list.iter_mut().for_each(scrub),
+        _ => {}
+    }
+}
+
+/// What the commands that read state say of a project: its run log, the
+/// intervals of three models, the last validation and pending deliveries.
+fn state_views(dir: &std::path::Path) -> serde_json::Value {
+    let json = |args: &[&str]| -> serde_json::Value {
+        serde_json::from_str(&run_ok(dir, args))
+            .unwrap_or_else(|e| panic!("hubforge {args:?}: {e}"))
+    };
+    let intervals: Vec<serde_json::Value> = ["int_order_revenue", "revenue_daily", "dim_customers"]
+        .iter()
+        .map(|m| json(&["intervals", m, "--format", "json"]))
+        .collect();
+    let mut views = serde_json::json!({
+        "run_log": json(&["runs", "--format", "json"])["runs"],
+        "intervals": intervals,
+        "fulfillment": json(&["fulfillment", "--format", "json"])["pending"],
+    });
+    scrub(&mut views);
+    views["validation"] = serde_json::json!(validation_digest(
+        &json(&["validation", "--format", "json"])["validation"]
+    ));
+    views
+}
+
+fn assert_same_state_views(duck: &std::path::Path, spark: &std::path::Path, when: &str) {
+    let (a, b) = (state_views(duck), state_views(spark));
+    assert!(
+        a == b,
+        "{when}: DuckDB and Spark say different things of state:\n{}\n---\n{}",
+        serde_json::to_string_pretty(&a).unwrap(),
+        serde_json::to_string_pretty(&b).unwrap()
+    );
+}
+
+/// The rows of every file `deliver` wrote under `exports/`, sorted.
+fn delivered_files(dir: &std::path::Path) -> BTreeMap<String, Table> {
+    use hubforge::engine::duckdb::DuckDbEngine;
+    let duck = DuckDbEngine::in_memory().unwrap();
+    let d = duck.session().unwrap();
+    let root = dir.join("exports");
+    let mut out = BTreeMap::new();
+    for entry in walkdir::WalkDir::new(&root) {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        let reader = match path.extension().and_then(|e| e.to_str()) {
+            Some("csv") => "read_csv",
+            Some("parquet") => "read_parquet",
+            _ => continue,
+        };
+        let sql = format!(
+            "SELECT COLUMNS(*)::VARCHAR FROM {reader}('{}')",
+            path.display()
+        );
+        let mut rows = texts(&d.query(&sql).unwrap());
+        rows.sort();
+        let name = path.strip_prefix(&root).unwrap().display().to_string();
+        out.insert(name, rows);
+    }
+    out
+}
+
 /// The work of a plan, as both engines must plan it.
 fn planned(plan: &serde_json::Value) -> (serde_json::Value, serde_json::Value) {
     (plan["models"].clone(), plan["out_of_scope"].clone())
@@ -510,6 +595,7 @@ fn the_example_builds_on_spark_as_on_duckdb_through_changes_late_data_and_scoped
         run_ok(dir, &["build"]);
     }
     assert_same_tables(duck.path(), &spark, "first build");
+    assert_same_state_views(duck.path(), spark.path(), "first build");
     assert!(
         run_ok(spark.path(), &["plan"]).contains("Nothing to do"),
         "a second plan on Spark finds work"
@@ -624,6 +710,95 @@ fn the_example_builds_on_spark_as_on_duckdb_through_changes_late_data_and_scoped
         &spark,
         "after catching up, against a clean build",
     );
+
+    // Decisions are recorded on Spark as on DuckDB: a change of logic marked
+    // current for 2024, a destination paused, a run acknowledged for another,
+    // then everything pending delivered.
+    let mut acks = Vec::new();
+    for dir in both {
+        common::edit(
+            dir,
+            "models/marts/revenue_daily.sql",
+            "FILTER (WHERE r.is_cancelled)",
+            "FILTER (WHERE r.is_cancelled AND r.order_date IS NOT NULL)",
+        );
+        let marked = run_ok(
+            dir,
+            &[
+                "mark-current",
+                "--select",
+                "revenue_daily",
+                "--end",
+                "2025-01-01",
+                "--note",
+                "same counts in 2024",
+            ],
+        );
+        assert!(marked.contains("revenue_daily"), "{marked}");
+        run_ok(
+            dir,
+            &["fulfillment", "--pause", "finance", "--note", "audit"],
+        );
+        let runs: serde_json::Value =
+            serde_json::from_str(&run_ok(dir, &["runs", "--format", "json"])).unwrap();
+        let first = runs["runs"].as_array().unwrap().last().unwrap()["run_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        acks.push(run_ok(dir, &["ack", &first, "crm"]).replace(&first, "RUN"));
+    }
+    assert!(acks[0].starts_with("Recorded "), "{}", acks[0]);
+    assert_eq!(acks[0], acks[1]);
+    assert_eq!(
+        planned(&common::plan_json(duck.path(), &[])),
+        planned(&common::plan_json(spark.path(), &[]))
+    );
+    assert_same_state_views(duck.path(), spark.path(), "after the decisions");
+    for dir in both {
+        run_ok(dir, &["fulfillment", "--resume", "finance"]);
+        run_ok(dir, &["deliver"]);
+    }
+    let (delivered, on_spark) = (delivered_files(duck.path()), delivered_files(spark.path()));
+    assert!(delivered.len() > 100, "{} files delivered", delivered.len());
+    assert_eq!(
+        delivered.keys().collect::<Vec<_>>(),
+        on_spark.keys().collect::<Vec<_>>()
+    );
+    for (file, rows) in &delivered {
+        assert!(same_rows(rows, &on_spark[file]), "{file} differs");
+    }
+    assert_same_state_views(duck.path(), spark.path(), "after delivering");
+
+    // The docs site shows what was built, from the log and Spark's catalog.
+    let mut sites = Vec::new();
+    for dir in both {
+        run_ok(dir, &["docs"]);
+        let site = dir.join("target/docs");
+        let mut files: Vec<(String, String)> = walkdir::WalkDir::new(&site)
+            .into_iter()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_type().is_file())
+            .map(|e| {
+                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                (
+                    e.path().strip_prefix(&site).unwrap().display().to_string(),
+                    text,
+                )
+            })
+            .collect();
+        files.sort();
+        sites.push(files);
+    }
+    let names = |site: &[(String, String)]| site.iter().map(|f| f.0.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&sites[0]), names(&sites[1]));
+    let text: String = sites[1].iter().map(|f| f.1.as_str()).collect();
+    // The decision's note, and a type read from Spark's catalog.
+    for shown in [
+        "same counts in 2024",
+        "\"name\":\"net_revenue\",\"type\":\"DECIMAL(18,2)\"",
+    ] {
+        assert!(text.contains(shown), "the docs site on Spark lacks {shown}");
+    }
 }
 
 #[test]
@@ -649,8 +824,20 @@ fn a_spark_build_killed_while_staging_or_publishing_leaves_each_model_old_or_new
     assert!(!second.status.success(), "two builds ran at once");
     let err = common::stderr(&second);
     assert!(
-        err.contains("another build of this project is running"),
+        err.contains("another command writing this project's state is running on Spark")
+            && err.contains("`hubforge build`"),
         "{err}"
+    );
+    // So is a command that records a decision.
+    let pause = common::hubforge(spark.path(), &["fulfillment", "--pause", "finance"]);
+    assert!(
+        !pause.status.success(),
+        "a decision was written beside a build"
+    );
+    assert!(
+        common::stderr(&pause).contains("is running on Spark (`hubforge build`)"),
+        "{}",
+        common::stderr(&pause)
     );
     first.kill().unwrap();
     first.wait().unwrap();
@@ -725,8 +912,8 @@ fn a_spark_build_killed_while_staging_or_publishing_leaves_each_model_old_or_new
     }
     assert_eq!(reports[0], reports[1]);
 
-    // Commands that only read or write a DuckDB warehouse refuse a Spark project.
-    let out = common::hubforge(spark.path(), &["runs"]);
+    // `diff` reads a DuckDB warehouse: it refuses a Spark project.
+    let out = common::hubforge(spark.path(), &["diff", "revenue_daily"]);
     assert!(!out.status.success());
     assert!(
         common::stderr(&out).contains("does not run on the Spark engine yet"),

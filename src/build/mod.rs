@@ -141,6 +141,57 @@ pub fn prepare(
     prepare_with(s, ws, options, ingest, None, None)
 }
 
+/// The state a command that records a decision (`mark-current`, `ack`,
+/// pausing a destination) reads and plans from: DuckDB's warehouse, or the
+/// state log replayed on Spark.
+pub trait StateView {
+    /// The state store, to query.
+    fn session(&self) -> &dyn Session;
+    /// Observe the sources and plan from this state, as `plan` does.
+    fn prepare(&self, options: &PlanOptions) -> Result<Prepared>;
+}
+
+struct WarehouseState<'a> {
+    ws: &'a Workspace,
+    session: &'a dyn Session,
+}
+
+impl StateView for WarehouseState<'_> {
+    fn session(&self) -> &dyn Session {
+        self.session
+    }
+
+    fn prepare(&self, options: &PlanOptions) -> Result<Prepared> {
+        prepare(self.session, self.ws, options, Ingest::Temp)
+    }
+}
+
+/// Record a command's decision in DuckDB's warehouse: `decide` reads state and
+/// returns its answer with the state store's statements, run in one
+/// transaction (Spark: `spark::write_state`).
+pub fn write_state<T>(
+    ws: &Workspace,
+    engine: &dyn Engine,
+    decide: impl FnOnce(&dyn StateView) -> Result<(T, Vec<String>)>,
+) -> Result<T> {
+    let s = engine.session()?;
+    crate::state::migrate(s.as_ref())?;
+    let (answer, statements) = decide(&WarehouseState {
+        ws,
+        session: s.as_ref(),
+    })?;
+    if !statements.is_empty() {
+        s.execute(&format!(
+            "BEGIN TRANSACTION;\n{}\nCOMMIT;",
+            statements.join("\n")
+        ))
+        .inspect_err(|_| {
+            let _ = s.execute("ROLLBACK");
+        })?;
+    }
+    Ok(answer)
+}
+
 /// [`prepare`], saying on `progress` what it is doing; `remote` snapshots the
 /// sources when the warehouse's engine reads them itself.
 pub fn prepare_with(

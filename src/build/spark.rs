@@ -26,6 +26,11 @@
 //! command replays it into an in-memory DuckDB database and reads state from
 //! there, so that planning runs the same code, on the same state, whichever
 //! engine holds the data: every machine reading the log sees the same truth.
+//! The commands that read state query the replica as they query DuckDB's
+//! warehouse ([`replayed`]); those that record a decision append it as one
+//! entry under the build's lock ([`write_state`]); `deliver` copies the
+//! pending rows into the replica and writes files from there
+//! ([`pull_pending`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -341,11 +346,20 @@ struct LockHolder {
     boot: Option<String>,
     user: String,
     since: String,
+    /// The command holding it (`hubforge build`, `hubforge deliver`, ...).
+    #[serde(default)]
+    command: Option<String>,
 }
 
 impl LockHolder {
     fn me() -> LockHolder {
         LockHolder {
+            command: Some(
+                std::iter::once("hubforge".to_string())
+                    .chain(std::env::args().skip(1))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
             host: host_name(),
             pid: std::process::id(),
             start: process_start(std::process::id()),
@@ -445,9 +459,14 @@ impl<'a> BuildLock<'a> {
             .collect();
         if let Some(other) = others.first() {
             return Err(Error::Engine(format!(
-                "another build of this project is running on Spark: started {} by {} on {} \
-                 (pid {}); wait for it to end, or, if it no longer runs, build with --break-lock",
-                other.since, other.user, other.host, other.pid
+                "another command writing this project's state is running on Spark (`{}`): \
+                 started {} by {} on {} (pid {}); wait for it to end, or, if it no longer \
+                 runs, `hubforge build --break-lock`",
+                other.command.as_deref().unwrap_or("hubforge build"),
+                other.since,
+                other.user,
+                other.host,
+                other.pid
             )));
         }
         Ok(lock)
@@ -541,13 +560,232 @@ pub fn prepare_read_only(
 pub fn read_state(ws: &Workspace) -> Result<state::State> {
     let engine =
         crate::engine::spark::SparkEngine::connect(ws.project.config.warehouse.spark_url())?;
-    let spark = engine.session()?;
-    let replica = replay(spark.as_ref(), &SparkNames::of(ws), false)?;
+    let replica = replayed(ws, &engine)?;
     if replica.next_seq == 1 {
         // Nothing was ever built there.
         return Ok(state::State::default());
     }
     state::read(replica.session.as_ref())
+}
+
+/// The state log replayed without changing anything, for the commands that
+/// read state (`runs`, `validation`, `fulfillment`): they run their queries
+/// on the replica, as they run them on DuckDB's warehouse. A publish that was
+/// stopped is read as the state the next build rolls forward to.
+pub fn replayed(ws: &Workspace, engine: &dyn Engine) -> Result<Replica> {
+    let spark = engine.session()?;
+    replay(spark.as_ref(), &SparkNames::of(ws), false)
+}
+
+/// Rows of a model's table on Spark: all of them, or those of one interval.
+pub fn count_rows(
+    ws: &Workspace,
+    spark: &dyn Session,
+    table: &str,
+    window: Option<(&str, &Interval)>,
+) -> Option<i64> {
+    let filter = window
+        .map(|(column, iv)| format!(" WHERE {}", in_window(column, iv)))
+        .unwrap_or_default();
+    let relation = SparkNames::of(ws).spark(Part::Data, table);
+    spark
+        .query(&format!("SELECT count(*) FROM {relation}{filter}"))
+        .ok()?
+        .rows
+        .first()
+        .and_then(|row| row[0].as_i64())
+}
+
+/// Copy from Spark what a delivery writes into the local DuckDB session
+/// `local`, as `main.<product>` typed as Spark holds it: `deliver` then
+/// writes the destination's files on this machine, with the same code and
+/// the same file formats as on DuckDB. Only pending rows are read: a
+/// product's pending intervals, or all of it when it is pending in full.
+pub fn pull_pending(
+    ws: &Workspace,
+    engine: &dyn Engine,
+    local: &dyn Session,
+    pending: &[crate::fulfill::Pending],
+) -> Result<()> {
+    let names = SparkNames::of(ws);
+    let spark = engine.session()?;
+    // Per product: everything, or the union of its pending intervals.
+    let mut wanted: BTreeMap<&str, Option<crate::interval::IntervalSet>> = BTreeMap::new();
+    for p in pending {
+        let entry = wanted
+            .entry(p.product.as_str())
+            .or_insert_with(|| Some(crate::interval::IntervalSet::new()));
+        *entry = match entry.take() {
+            Some(set) if !p.full => Some(set.union(&p.intervals)),
+            _ => None,
+        };
+    }
+    let dir = ws.project.root.join("target").join("spark-deliver");
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    for (product, intervals) in wanted {
+        let relation = names.spark(Part::Published, product);
+        let columns = typed_columns(spark.as_ref(), &relation)?;
+        let time = ws
+            .project
+            .models
+            .iter()
+            .find(|m| m.name.eq_ignore_ascii_case(product))
+            .and_then(|m| m.config.time_column.clone());
+        let filter = match (&intervals, &time) {
+            (Some(set), Some(tc)) => {
+                let windows: Vec<String> = set
+                    .iter()
+                    .map(|iv| format!("({})", in_window(tc, iv)))
+                    .collect();
+                format!(
+                    " WHERE {}",
+                    if windows.is_empty() {
+                        "false".to_string()
+                    } else {
+                        windows.join(" OR ")
+                    }
+                )
+            }
+            _ => String::new(),
+        };
+        let rows = spark.query(&format!("SELECT * FROM {relation}{filter}"))?;
+        let path = dir.join(format!("{}.jsonl", product.to_lowercase()));
+        let mut text = String::new();
+        for row in &rows.rows {
+            let object: serde_json::Map<String, serde_json::Value> = columns
+                .iter()
+                .zip(row)
+                .map(|((name, _), v)| (name.clone(), json_value(v)))
+                .collect();
+            text.push_str(&serde_json::Value::Object(object).to_string());
+            text.push('\n');
+        }
+        std::fs::write(&path, text)
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        let table = format!("main.{}", crate::engine::quote_ident(product));
+        let mut sql = format!(
+            "CREATE OR REPLACE TABLE {table} ({});",
+            columns
+                .iter()
+                .map(|(n, t)| format!("{} {t}", crate::engine::quote_ident(n)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        if !rows.rows.is_empty() {
+            sql.push_str(&format!(
+                "\nINSERT INTO {table} SELECT * FROM read_json({}, format = 'newline_delimited', \
+                 columns = {{{}}});",
+                crate::engine::quote_str(&path.to_string_lossy()),
+                columns
+                    .iter()
+                    .map(|(n, t)| format!(
+                        "{}: {}",
+                        crate::engine::quote_str(n),
+                        crate::engine::quote_str(t)
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        let loaded = local.execute(&sql);
+        let _ = std::fs::remove_file(&path);
+        loaded.map_err(|e| {
+            Error::Engine(format!(
+                "reading product {product} from Spark for delivery: {e}"
+            ))
+        })?;
+    }
+    let _ = std::fs::remove_dir(&dir);
+    Ok(())
+}
+
+/// A value read from Spark, as JSON that DuckDB reads back into its column's
+/// type (text for dates, times and decimals; non-finite floats as text).
+fn json_value(v: &Value) -> serde_json::Value {
+    match v {
+        Value::Null => serde_json::Value::Null,
+        Value::Bool(b) => serde_json::Value::Bool(*b),
+        Value::Int(i) => serde_json::Value::from(*i),
+        Value::Float(f) => serde_json::Number::from_f64(*f)
+            .map(serde_json::Value::Number)
+            .unwrap_or_else(|| serde_json::Value::String(f.to_string())),
+        Value::Text(t) => serde_json::Value::String(t.clone()),
+    }
+}
+
+/// Column types of every published view on Spark, by lowercase name (as the
+/// docs site shows DuckDB's): the models, seeds and sources `state` knows of.
+pub fn published_types(
+    ws: &Workspace,
+    engine: &dyn Engine,
+    state: &state::State,
+) -> Result<BTreeMap<String, Vec<(String, String)>>> {
+    let names = SparkNames::of(ws);
+    let spark = engine.session()?;
+    let mut out = BTreeMap::new();
+    for key in state.models.keys() {
+        let relation = names.spark(Part::Published, key);
+        if let Ok(columns) = typed_columns(spark.as_ref(), &relation) {
+            out.insert(key.to_lowercase(), columns);
+        }
+    }
+    Ok(out)
+}
+
+/// What a command that records something in state sees on Spark: the state
+/// log replayed, with the build lock held and a stopped publish rolled
+/// forward, and Spark to plan against.
+struct StateWriter<'a> {
+    ws: &'a Workspace,
+    spark: &'a dyn Session,
+    names: &'a SparkNames,
+    replica: &'a Replica,
+}
+
+impl super::StateView for StateWriter<'_> {
+    fn session(&self) -> &dyn Session {
+        self.replica.session.as_ref()
+    }
+
+    fn prepare(&self, options: &PlanOptions) -> Result<Prepared> {
+        prepare(self.ws, self.spark, self.names, self.replica, options, None)
+    }
+}
+
+/// Record what a command decided (`mark-current`, `ack`, pausing a
+/// destination) in the state log, as builds do: under the build lock, after
+/// the log is replayed. `decide` reads the replayed state and returns its
+/// answer with the state store's statements; they run on the replica first,
+/// so that the log never holds a statement its replay would refuse, then are
+/// appended as one entry named `id`.
+pub fn write_state<T>(
+    ws: &Workspace,
+    engine: &dyn Engine,
+    id: &str,
+    decide: impl FnOnce(&dyn super::StateView) -> Result<(T, Vec<String>)>,
+) -> Result<T> {
+    let names = SparkNames::of(ws);
+    let spark = engine.session()?;
+    setup(spark.as_ref(), &names)?;
+    let _lock = BuildLock::acquire(spark.as_ref(), &names, false)?;
+    let mut replica = replay(spark.as_ref(), &names, true)?;
+    let (answer, statements) = decide(&StateWriter {
+        ws,
+        spark: spark.as_ref(),
+        names: &names,
+        replica: &replica,
+    })?;
+    if statements.is_empty() {
+        return Ok(answer);
+    }
+    let body = format!("BEGIN TRANSACTION;\n{}\nCOMMIT;", statements.join("\n"));
+    replica.session.execute(&body).inspect_err(|_| {
+        let _ = replica.session.execute("ROLLBACK");
+    })?;
+    append(spark.as_ref(), &names, &mut replica, id, "state", &body)?;
+    snapshot_if_due(spark.as_ref(), &names, &mut replica)?;
+    Ok(answer)
 }
 
 /// Run a build on Spark.
