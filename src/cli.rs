@@ -393,10 +393,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<()> {
                 let s = crate::engine::Engine::session(&engine)?;
                 // Each product's delivery is recorded once its files are written.
                 crate::deliver::deliver(s.as_ref(), &ws, destinations, *dry_run, &mut |sql| {
-                    s.execute(&format!("BEGIN TRANSACTION;\n{sql}\nCOMMIT;"))
-                        .inspect_err(|_| {
-                            let _ = s.execute("ROLLBACK");
-                        })
+                    crate::engine::in_transaction(s.as_ref(), &[sql])
                 })?
             };
             match format {
@@ -683,7 +680,7 @@ fn plan_read_only(
 /// Spark rather than answer from (or create) a local file that is not its
 /// warehouse.
 fn not_on_spark(ws: &Workspace) -> Result<()> {
-    if ws.project.config.warehouse.engine == crate::config::EngineKind::Spark {
+    if on_spark(ws) {
         return Err(invalid_argument(
             "this command does not run on the Spark engine yet ([warehouse] engine = \"spark\" \
              in hubforge.toml)"
@@ -842,8 +839,7 @@ fn plan_on_spark(ws: &Workspace, _: &Scope) -> Result<crate::build::Prepared> {
 
 fn plan(cli: &Cli, scope: &Scope, format: Format, out: &mut dyn Write) -> Result<()> {
     let ws = load(cli)?;
-    let on_spark = ws.project.config.warehouse.engine == crate::config::EngineKind::Spark;
-    let (_engine, prepared) = if on_spark {
+    let (_engine, prepared) = if on_spark(&ws) {
         (None, plan_on_spark(&ws, scope)?)
     } else {
         let (_, engine, _, prepared) = plan_read_only(&ws, scope)?;
@@ -1400,8 +1396,7 @@ fn write_text(out: &mut dyn Write, text: &str) -> Result<()> {
 
 fn check(cli: &Cli, format: Format, engine: Option<EngineName>, out: &mut dyn Write) -> Result<()> {
     let ws = load(cli)?;
-    let on_spark = ws.project.config.warehouse.engine == crate::config::EngineKind::Spark;
-    if engine.map_or(on_spark, |e| e == EngineName::Spark) {
+    if engine.map_or(on_spark(&ws), |e| e == EngineName::Spark) {
         let problems = ws.untranslatable_for_spark();
         if !problems.is_empty() {
             return Err(crate::error::Error::Input(Diagnostics(problems).sorted()));

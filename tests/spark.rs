@@ -1163,3 +1163,78 @@ fn d_execute(dir: &std::path::Path, sql: &str) {
         .execute_batch(sql)
         .unwrap();
 }
+
+#[test]
+fn a_view_over_a_rebuilt_model_or_a_changed_source_takes_its_new_types_on_spark() {
+    // Spark keeps the column types a view was created with: a view summing an
+    // integer column would go on casting the sum of the new decimals to an
+    // integer (12 for 12.1) unless publishing creates it again.
+    let schema = format!("hf_view_types_{}", std::process::id());
+    let spark = SparkProject {
+        dir: common::project_of(&[
+            (
+                "data/events.csv",
+                "event_time,value\n2025-01-03 10:00:00,4\n2025-02-05 11:00:00,7\n",
+            ),
+            (
+                "hubforge.toml",
+                &format!(
+                    "[project]\nname = \"t\"\nstart = \"2025-01-01\"\nend = \"2025-03-01\"\n\n\
+                     [warehouse]\nengine = \"spark\"\nurl = \"{}\"\nschema = \"{schema}\"\n\n\
+                     [sources.events]\npath = \"data/events.csv\"\ntime_column = \"event_time\"\n",
+                    server()
+                ),
+            ),
+            (
+                "models/monthly.sql",
+                "/* @hubforge\nkind = \"incremental\"\ntime_column = \"month\"\nunit = \"month\"\n*/\n\
+                 SELECT CAST(date_trunc('month', event_time) AS DATE) AS month, sum(value) AS total\n\
+                 FROM events WHERE event_time >= {{ start }} AND event_time < {{ end }} GROUP BY 1\n",
+            ),
+            (
+                "models/overall.sql",
+                "/* @hubforge\nkind = \"view\"\n*/\nSELECT sum(total) AS total FROM monthly\n",
+            ),
+            (
+                "models/raw_total.sql",
+                "/* @hubforge\nkind = \"view\"\n*/\nSELECT sum(value) AS total FROM events\n",
+            ),
+        ]),
+        schema,
+        engine: SparkEngine::connect(&server()).unwrap(),
+    };
+    spark.drop_schemas();
+    let total = |view: &str| {
+        let s = spark.engine.session().unwrap();
+        let rows = s
+            .query(&format!(
+                "SELECT CAST(total AS STRING) FROM `{}`.{view}",
+                spark.schema
+            ))
+            .unwrap();
+        texts(&rows)
+    };
+    let overall = || total("overall");
+    run_ok(spark.path(), &["build"]);
+    assert_eq!(overall(), [[Some("11".to_string())]]);
+    common::edit(
+        spark.path(),
+        "models/monthly.sql",
+        "sum(value)",
+        "sum(round(value * 1.1, 1))",
+    );
+    run_ok(spark.path(), &["build"]);
+    assert_eq!(overall(), [[Some("12.1".to_string())]]);
+    assert!(run_ok(spark.path(), &["plan"]).contains("Nothing to do"));
+
+    // So does a view over a source whose schema changed (accepted).
+    assert_eq!(total("raw_total"), [[Some("11".to_string())]]);
+    std::fs::write(
+        spark.path().join("data/events.csv"),
+        "event_time,value\n2025-01-03 10:00:00,4.5\n2025-02-05 11:00:00,7\n",
+    )
+    .unwrap();
+    run_ok(spark.path(), &["build", "--accept-schema", "events"]);
+    assert_eq!(total("raw_total"), [[Some("11.5".to_string())]]);
+    assert!(run_ok(spark.path(), &["plan"]).contains("Nothing to do"));
+}

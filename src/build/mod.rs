@@ -181,13 +181,7 @@ pub fn write_state<T>(
         session: s.as_ref(),
     })?;
     if !statements.is_empty() {
-        s.execute(&format!(
-            "BEGIN TRANSACTION;\n{}\nCOMMIT;",
-            statements.join("\n")
-        ))
-        .inspect_err(|_| {
-            let _ = s.execute("ROLLBACK");
-        })?;
+        crate::engine::in_transaction(s.as_ref(), &statements)?;
     }
     Ok(answer)
 }
@@ -816,10 +810,7 @@ fn validation_subjects(
 fn record_findings(s: &dyn Session, run_id: &str, report: &crate::validate::Report) -> Result<()> {
     let mut w = state::StateWrites::default();
     w.validation(run_id, report);
-    let sql = format!("BEGIN TRANSACTION;\n{}\nCOMMIT;", w.sql.join("\n"));
-    s.execute(&sql).inspect_err(|_| {
-        let _ = s.execute("ROLLBACK");
-    })
+    crate::engine::in_transaction(s, &w.sql)
 }
 
 /// Seeds whose content changed or that were never loaded. They are compared by

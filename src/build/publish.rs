@@ -69,12 +69,7 @@ pub(super) fn statements(
             _ => main_name(&node.name),
         }
     };
-    // Nodes rebuilt in this run or reading one (through any chain).
-    let mut over_rebuilt = vec![false; ws.dag.len()];
-    for &id in &ws.dag.order {
-        over_rebuilt[id] =
-            staging.nodes.contains_key(&id) || ws.dag.parents(id).iter().any(|&p| over_rebuilt[p]);
-    }
+    let over_rebuilt = staging.over_rebuilt(ws, &prepared.observed.drift);
     let mut data_tables: BTreeMap<NodeId, String> = BTreeMap::new();
     for &id in &ws.dag.order {
         let node = &ws.dag.nodes[id];
@@ -113,9 +108,7 @@ pub(super) fn statements(
                     ));
                 }
             }
-            // A changed view, or one over a model rebuilt in this run: created
-            // again, so that the catalog's types of its columns follow the
-            // new types under it (DuckDB keeps a view's types as created).
+            // A changed view, or one over a model rebuilt in this run.
             (NodeKind::Model(Kind::View), _) if work.contains_key(&id) || over_rebuilt[id] => {
                 let (body, _) = render_sql(
                     ws,

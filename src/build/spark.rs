@@ -779,10 +779,8 @@ pub fn write_state<T>(
     if statements.is_empty() {
         return Ok(answer);
     }
-    let body = format!("BEGIN TRANSACTION;\n{}\nCOMMIT;", statements.join("\n"));
-    replica.session.execute(&body).inspect_err(|_| {
-        let _ = replica.session.execute("ROLLBACK");
-    })?;
+    crate::engine::in_transaction(replica.session.as_ref(), &statements)?;
+    let body = crate::engine::transaction_sql(&statements);
     append(spark.as_ref(), &names, &mut replica, id, "state", &body)?;
     snapshot_if_due(spark.as_ref(), &names, &mut replica)?;
     Ok(answer)
@@ -1077,6 +1075,7 @@ fn execute(
     let mut publish = Vec::new();
     let mut drop = Vec::new();
     let mut data_tables: BTreeMap<NodeId, String> = BTreeMap::new();
+    let over_rebuilt = staging.over_rebuilt(ws, &prepared.observed.drift);
     for &id in &ws.dag.order {
         let node = &ws.dag.nodes[id];
         let old_table = state
@@ -1100,7 +1099,8 @@ fn execute(
                     names.spark(Part::Sources, &node.name),
                 ));
             }
-            NodeKind::Model(Kind::View) if work.contains_key(&id) => {
+            // A changed view, or one over a model rebuilt in this run.
+            NodeKind::Model(Kind::View) if work.contains_key(&id) || over_rebuilt[id] => {
                 let body = spark_sql(ws, id, prepared, &publish_target)?;
                 publish.push(format!(
                     "CREATE OR REPLACE VIEW {} AS {body}",

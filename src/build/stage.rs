@@ -86,6 +86,26 @@ impl Staging {
             .cloned()
             .unwrap_or_else(|| self.read[id].clone())
     }
+
+    /// Per node: whether it is staged in this run, or is a source whose
+    /// schema changed (`drift`, accepted), or reads one of those (through any
+    /// chain). A view over such a node is created again at publish, so that
+    /// its columns take the new types under it: Spark keeps a view's types as
+    /// it was created, and DuckDB its catalog's.
+    pub fn over_rebuilt(
+        &self,
+        ws: &Workspace,
+        drift: &BTreeMap<String, crate::diagnostics::Diagnostic>,
+    ) -> Vec<bool> {
+        let mut over = vec![false; ws.dag.len()];
+        for &id in &ws.dag.order {
+            let node = &ws.dag.nodes[id];
+            over[id] = self.nodes.contains_key(&id)
+                || (node.kind == NodeKind::Source && drift.contains_key(node.name.key()))
+                || ws.dag.parents(id).iter().any(|&p| over[p]);
+        }
+        over
+    }
 }
 
 /// A finished batch.

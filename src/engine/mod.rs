@@ -137,6 +137,18 @@ pub fn window_predicate(qualifier: Option<&str>, column: &str, interval: &Interv
     )
 }
 
+/// `statements` as one transaction.
+pub fn transaction_sql(statements: &[String]) -> String {
+    format!("BEGIN TRANSACTION;\n{}\nCOMMIT;", statements.join("\n"))
+}
+
+/// Run `statements` in one transaction, rolled back if one fails.
+pub fn in_transaction(s: &dyn Session, statements: &[String]) -> Result<()> {
+    s.execute(&transaction_sql(statements)).inspect_err(|_| {
+        let _ = s.execute("ROLLBACK");
+    })
+}
+
 /// Whether a table or view exists, by looking its name up: listing
 /// `information_schema.tables` reads the whole catalog, a tenth of a second
 /// in a warehouse of 10,000 models. Not for use inside a transaction (the
