@@ -1095,7 +1095,7 @@ fn deliver_on_spark(
 ) -> Result<Vec<crate::deliver::Delivered>> {
     let engine = spark_engine(ws)?;
     let deliver = |state: &dyn crate::engine::Session| {
-        let pending = crate::fulfill::pending(state, ws)?;
+        let pending = crate::deliver::to_deliver(state, ws, destinations)?;
         crate::build::spark::pull_pending(ws, engine.as_ref(), state, &pending)?;
         let mut writes = Vec::new();
         let delivered = crate::deliver::deliver(state, ws, destinations, dry_run, &mut |sql| {

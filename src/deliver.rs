@@ -55,18 +55,8 @@ pub fn deliver(
     dry_run: bool,
     record: &mut dyn FnMut(String) -> Result<()>,
 ) -> Result<Vec<Delivered>> {
-    for d in destinations {
-        crate::fulfill::destination(ws, d)?;
-    }
-    let pending = crate::fulfill::pending(s, ws)?;
     let mut out = Vec::new();
-    for p in &pending {
-        if !destinations.is_empty() && !destinations.contains(&p.destination) {
-            continue;
-        }
-        if p.held.is_some() {
-            continue;
-        }
+    for p in &to_deliver(s, ws, destinations)? {
         let dest = crate::fulfill::destination(ws, &p.destination)?;
         let delivered = deliver_one(s, ws, dest, p, dry_run)?;
         if !dry_run {
@@ -75,6 +65,24 @@ pub fn deliver(
         out.push(delivered);
     }
     Ok(out)
+}
+
+/// What a delivery to `destinations` (all when empty) writes: their pending
+/// products, but for destinations that are held.
+pub fn to_deliver(
+    s: &dyn Session,
+    ws: &Workspace,
+    destinations: &[String],
+) -> Result<Vec<Pending>> {
+    for d in destinations {
+        crate::fulfill::destination(ws, d)?;
+    }
+    Ok(crate::fulfill::pending(s, ws)?
+        .into_iter()
+        .filter(|p| {
+            p.held.is_none() && (destinations.is_empty() || destinations.contains(&p.destination))
+        })
+        .collect())
 }
 
 fn deliver_one(
