@@ -573,4 +573,29 @@ fn a_view_follows_the_types_of_a_rebuilt_model_under_it() {
         query(p, "SELECT CAST(total AS VARCHAR) FROM overall"),
         [["12.1"]]
     );
+
+    // A view over a view whose own definition changed (found by the
+    // randomized differential test): created again too.
+    std::fs::write(
+        p.join("models/rounded.sql"),
+        "/* @hubforge\nkind = \"view\"\n*/\nSELECT round(total, 2) AS total FROM overall\n",
+    )
+    .unwrap();
+    build_json(p, &[]);
+    let rounded = |p: &std::path::Path| {
+        query(
+            p,
+            "SELECT data_type FROM duckdb_columns() WHERE schema_name = 'main' \
+             AND table_name = 'rounded'",
+        )
+    };
+    assert_eq!(rounded(p), [["DECIMAL(38,1)"]]);
+    edit(
+        p,
+        "models/overall.sql",
+        "sum(total)",
+        "CAST(sum(total) AS DOUBLE)",
+    );
+    build_json(p, &[]);
+    assert_eq!(rounded(p), [["DOUBLE"]]);
 }

@@ -69,7 +69,7 @@ pub(super) fn statements(
             _ => main_name(&node.name),
         }
     };
-    let over_rebuilt = staging.over_rebuilt(ws, &prepared.observed.drift);
+    let over_rebuilt = staging.over_rebuilt(ws, work, &prepared.observed.drift);
     let mut data_tables: BTreeMap<NodeId, String> = BTreeMap::new();
     for &id in &ws.dag.order {
         let node = &ws.dag.nodes[id];
@@ -109,7 +109,7 @@ pub(super) fn statements(
                 }
             }
             // A changed view, or one over a model rebuilt in this run.
-            (NodeKind::Model(Kind::View), _) if work.contains_key(&id) || over_rebuilt[id] => {
+            (NodeKind::Model(Kind::View), _) if over_rebuilt[id] => {
                 let (body, _) = render_sql(
                     ws,
                     id,

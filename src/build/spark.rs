@@ -1075,7 +1075,7 @@ fn execute(
     let mut publish = Vec::new();
     let mut drop = Vec::new();
     let mut data_tables: BTreeMap<NodeId, String> = BTreeMap::new();
-    let over_rebuilt = staging.over_rebuilt(ws, &prepared.observed.drift);
+    let over_rebuilt = staging.over_rebuilt(ws, &work, &prepared.observed.drift);
     for &id in &ws.dag.order {
         let node = &ws.dag.nodes[id];
         let old_table = state
@@ -1100,7 +1100,7 @@ fn execute(
                 ));
             }
             // A changed view, or one over a model rebuilt in this run.
-            NodeKind::Model(Kind::View) if work.contains_key(&id) || over_rebuilt[id] => {
+            NodeKind::Model(Kind::View) if over_rebuilt[id] => {
                 let body = spark_sql(ws, id, prepared, &publish_target)?;
                 publish.push(format!(
                     "CREATE OR REPLACE VIEW {} AS {body}",

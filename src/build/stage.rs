@@ -87,20 +87,22 @@ impl Staging {
             .unwrap_or_else(|| self.read[id].clone())
     }
 
-    /// Per node: whether it is staged in this run, or is a source whose
-    /// schema changed (`drift`, accepted), or reads one of those (through any
-    /// chain). A view over such a node is created again at publish, so that
-    /// its columns take the new types under it: Spark keeps a view's types as
-    /// it was created, and DuckDB its catalog's.
+    /// Per node: whether this run changes what it is (staged, a view with
+    /// work, a source whose schema changed: `drift`, accepted), or it reads
+    /// one of those (through any chain). A view over such a node is created
+    /// again at publish, so that its columns take the new types under it:
+    /// Spark keeps a view's types as it was created, and DuckDB its catalog's.
     pub fn over_rebuilt(
         &self,
         ws: &Workspace,
+        work: &BTreeMap<NodeId, &crate::plan::ModelWork>,
         drift: &BTreeMap<String, crate::diagnostics::Diagnostic>,
     ) -> Vec<bool> {
         let mut over = vec![false; ws.dag.len()];
         for &id in &ws.dag.order {
             let node = &ws.dag.nodes[id];
             over[id] = self.nodes.contains_key(&id)
+                || work.contains_key(&id)
                 || (node.kind == NodeKind::Source && drift.contains_key(node.name.key()))
                 || ws.dag.parents(id).iter().any(|&p| over[p]);
         }
