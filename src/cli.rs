@@ -738,8 +738,8 @@ fn spark_state_store(ws: &Workspace) -> Result<StateStore> {
 }
 
 #[cfg(not(feature = "spark"))]
-fn spark_state_store(ws: &Workspace) -> Result<StateStore> {
-    spark_engine(ws).map(|_| unreachable!("no Spark engine in this build"))
+fn spark_state_store(_: &Workspace) -> Result<StateStore> {
+    without_spark()
 }
 
 /// Record what a command decided in the project's state: in the warehouse
@@ -766,11 +766,11 @@ fn record_on_spark<T>(
 
 #[cfg(not(feature = "spark"))]
 fn record_on_spark<T>(
-    ws: &Workspace,
+    _: &Workspace,
     _: &str,
     _: impl FnOnce(&dyn crate::build::StateView) -> Result<(T, Vec<String>)>,
 ) -> Result<T> {
-    spark_engine(ws).map(|_| unreachable!("no Spark engine in this build"))
+    without_spark()
 }
 
 fn open_warehouse(ws: &Workspace) -> Result<crate::engine::duckdb::DuckDbEngine> {
@@ -796,6 +796,13 @@ fn spark_engine(ws: &Workspace) -> Result<std::sync::Arc<dyn crate::engine::Engi
 
 #[cfg(not(feature = "spark"))]
 fn spark_engine(_: &Workspace) -> Result<std::sync::Arc<dyn crate::engine::Engine>> {
+    without_spark()
+}
+
+/// What every command says of a Spark project to a hubforge compiled
+/// without the Spark engine.
+#[cfg(not(feature = "spark"))]
+fn without_spark<T>() -> Result<T> {
     Err(Error::Engine(
         "this project is built on Spark ([warehouse] engine = \"spark\" in hubforge.toml), and \
          this hubforge was compiled without the Spark engine; build hubforge with \
@@ -815,11 +822,11 @@ fn build_on_spark(
 
 #[cfg(not(feature = "spark"))]
 fn build_on_spark(
-    ws: &Workspace,
+    _: &Workspace,
     _: &dyn crate::engine::Engine,
     _: &crate::build::BuildOptions,
 ) -> Result<crate::build::BuildSummary> {
-    spark_engine(ws).map(|_| unreachable!("no Spark engine in this build"))
+    without_spark()
 }
 
 /// `plan` on Spark: state replayed from the warehouse's log, nothing changed.
@@ -833,8 +840,8 @@ fn plan_on_spark(ws: &Workspace, scope: &Scope) -> Result<crate::build::Prepared
 }
 
 #[cfg(not(feature = "spark"))]
-fn plan_on_spark(ws: &Workspace, _: &Scope) -> Result<crate::build::Prepared> {
-    spark_engine(ws).map(|_| unreachable!("no Spark engine in this build"))
+fn plan_on_spark(_: &Workspace, _: &Scope) -> Result<crate::build::Prepared> {
+    without_spark()
 }
 
 fn plan(cli: &Cli, scope: &Scope, format: Format, out: &mut dyn Write) -> Result<()> {
@@ -915,10 +922,7 @@ fn build(
         dry_run: false,
         threads,
         quiet: format == Format::Json,
-        command: std::iter::once("hubforge".to_string())
-            .chain(std::env::args().skip(1))
-            .collect::<Vec<_>>()
-            .join(" "),
+        command: crate::build::command_line(),
         accept_schema: scope.accept_schema.clone(),
         skip_audits: checks.skip_audits.clone(),
         skip_validation: checks.skip_validation,
@@ -1023,8 +1027,8 @@ fn intervals(cli: &Cli, model: &str, format: Format, out: &mut dyn Write) -> Res
     let history = if on_spark(&ws) {
         intervals_on_spark(&ws, node)?
     } else {
-        let (options, _engine, session, prepared) = plan_read_only(&ws, &Scope::default())?;
-        let mut history = model_history(&ws, node, session.as_ref(), &prepared, options.now)?;
+        let (_, _engine, session, prepared) = plan_read_only(&ws, &Scope::default())?;
+        let mut history = model_history(&ws, node, session.as_ref(), &prepared)?;
         crate::intervals::count_rows(
             &ws,
             node,
@@ -1046,7 +1050,6 @@ fn model_history(
     node: NodeId,
     state: &dyn crate::engine::Session,
     prepared: &crate::build::Prepared,
-    now: chrono::NaiveDateTime,
 ) -> Result<crate::intervals::History> {
     let key = ws.dag.nodes[node].name.key().to_string();
     let decisions = crate::state::read_decisions(state, Some(&key))?
@@ -1055,13 +1058,11 @@ fn model_history(
     let runs = crate::intervals::run_numbers(state)?;
     Ok(crate::intervals::history(
         ws,
+        prepared,
         node,
         prepared.plan.models.iter().find(|w| w.node == node),
-        &prepared.observed.state,
         &decisions,
         &runs,
-        &prepared.versions[node].fingerprint,
-        now,
     ))
 }
 
@@ -1071,7 +1072,7 @@ fn intervals_on_spark(ws: &Workspace, node: NodeId) -> Result<crate::intervals::
     let engine = spark_engine(ws)?;
     let (replica, prepared) =
         crate::build::spark::prepare_read_only(ws, engine.as_ref(), &options)?;
-    let mut history = model_history(ws, node, replica.session.as_ref(), &prepared, options.now)?;
+    let mut history = model_history(ws, node, replica.session.as_ref(), &prepared)?;
     let spark = engine.session()?;
     crate::intervals::count_rows(
         ws,
@@ -1114,16 +1115,16 @@ fn deliver_on_spark(
 
 #[cfg(not(feature = "spark"))]
 fn deliver_on_spark(
-    ws: &Workspace,
+    _: &Workspace,
     _: &[String],
     _: bool,
 ) -> Result<Vec<crate::deliver::Delivered>> {
-    spark_engine(ws).map(|_| unreachable!("no Spark engine in this build"))
+    without_spark()
 }
 
 #[cfg(not(feature = "spark"))]
-fn intervals_on_spark(ws: &Workspace, _: NodeId) -> Result<crate::intervals::History> {
-    spark_engine(ws).map(|_| unreachable!("no Spark engine in this build"))
+fn intervals_on_spark(_: &Workspace, _: NodeId) -> Result<crate::intervals::History> {
+    without_spark()
 }
 
 /// What the docs site shows of what was built: published types, the latest
@@ -1150,13 +1151,11 @@ fn built_from_state(
         let key = ws.dag.nodes[id].name.key().to_string();
         let history = crate::intervals::history(
             ws,
+            prepared,
             id,
             work.get(&id).copied(),
-            &prepared.observed.state,
             &decisions.remove(&key).unwrap_or_default(),
             &numbers,
-            &prepared.versions[id].fingerprint,
-            prepared.now,
         );
         built
             .intervals
@@ -1178,8 +1177,8 @@ fn docs_on_spark(ws: &Workspace) -> Result<(crate::build::Prepared, crate::docs:
 }
 
 #[cfg(not(feature = "spark"))]
-fn docs_on_spark(ws: &Workspace) -> Result<(crate::build::Prepared, crate::docs::Built)> {
-    spark_engine(ws).map(|_| unreachable!("no Spark engine in this build"))
+fn docs_on_spark(_: &Workspace) -> Result<(crate::build::Prepared, crate::docs::Built)> {
+    without_spark()
 }
 
 fn docs(cli: &Cli, dir: Option<&Path>, serve: bool, port: u16, out: &mut dyn Write) -> Result<()> {

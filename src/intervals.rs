@@ -94,19 +94,19 @@ pub struct History {
     pub ranges: Vec<Range>,
 }
 
-#[allow(clippy::too_many_arguments)]
-/// The history of `node` as the planner sees it (`work`: the model's work in
-/// a plan of the whole project).
+/// The history of `node` as `prepared` (a plan of the whole project) sees it
+/// (`work`: the model's work in that plan).
 pub fn history(
     ws: &Workspace,
+    prepared: &crate::build::Prepared,
     node: NodeId,
     work: Option<&ModelWork>,
-    state: &State,
     decisions: &[DecisionRecord],
     runs: &BTreeMap<String, i64>,
-    fingerprint: &str,
-    now: NaiveDateTime,
 ) -> History {
+    let state = &prepared.observed.state;
+    let fingerprint = &prepared.versions[node].fingerprint;
+    let now = prepared.now;
     let name = ws.dag.nodes[node].name.clone();
     let key = name.key();
     let (file, _) = ws.model(node).expect("a model");

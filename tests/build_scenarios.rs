@@ -530,35 +530,18 @@ fn batches_of_the_default_size_are_joined_up_to_the_rows_of_their_sources() {
 /// catalog, as a clean build's does.
 #[test]
 fn a_view_follows_the_types_of_a_rebuilt_model_under_it() {
-    let dir = project_of(&[
-        (
-            "data/events.csv",
-            "event_time,value\n2025-01-03 10:00:00,4\n2025-02-05 11:00:00,7\n",
-        ),
-        (
-            "hubforge.toml",
-            "[project]\nname = \"t\"\nstart = \"2025-01-01\"\nend = \"2025-03-01\"\n\n\
-             [sources.events]\npath = \"data/events.csv\"\ntime_column = \"event_time\"\n",
-        ),
-        (
-            "models/monthly.sql",
-            "/* @hubforge\nkind = \"incremental\"\ntime_column = \"month\"\nunit = \"month\"\n*/\n\
-             SELECT CAST(date_trunc('month', event_time) AS DATE) AS month, sum(value) AS total\n\
-             FROM events WHERE event_time >= {{ start }} AND event_time < {{ end }} GROUP BY 1\n",
-        ),
-        (
-            "models/overall.sql",
-            "/* @hubforge\nkind = \"view\"\n*/\nSELECT sum(total) AS total FROM monthly\n",
-        ),
-    ]);
+    let dir = common::view_types_project("path = \"warehouse.duckdb\"");
     let p = dir.path();
-    let typed = |p: &std::path::Path| {
+    let type_of = |p: &std::path::Path, view: &str| {
         query(
             p,
-            "SELECT data_type FROM duckdb_columns() WHERE schema_name = 'main' \
-             AND table_name = 'overall'",
+            &format!(
+                "SELECT data_type FROM duckdb_columns() WHERE schema_name = 'main' \
+                 AND table_name = '{view}'"
+            ),
         )
     };
+    let typed = |p: &std::path::Path| type_of(p, "overall");
     build_json(p, &[]);
     assert_eq!(typed(p), [["HUGEINT"]]);
     edit(
@@ -582,13 +565,7 @@ fn a_view_follows_the_types_of_a_rebuilt_model_under_it() {
     )
     .unwrap();
     build_json(p, &[]);
-    let rounded = |p: &std::path::Path| {
-        query(
-            p,
-            "SELECT data_type FROM duckdb_columns() WHERE schema_name = 'main' \
-             AND table_name = 'rounded'",
-        )
-    };
+    let rounded = |p: &std::path::Path| type_of(p, "rounded");
     assert_eq!(rounded(p), [["DECIMAL(38,1)"]]);
     edit(
         p,

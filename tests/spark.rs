@@ -1171,35 +1171,10 @@ fn a_view_over_a_rebuilt_model_or_a_changed_source_takes_its_new_types_on_spark(
     // integer (12 for 12.1) unless publishing creates it again.
     let schema = format!("hf_view_types_{}", std::process::id());
     let spark = SparkProject {
-        dir: common::project_of(&[
-            (
-                "data/events.csv",
-                "event_time,value\n2025-01-03 10:00:00,4\n2025-02-05 11:00:00,7\n",
-            ),
-            (
-                "hubforge.toml",
-                &format!(
-                    "[project]\nname = \"t\"\nstart = \"2025-01-01\"\nend = \"2025-03-01\"\n\n\
-                     [warehouse]\nengine = \"spark\"\nurl = \"{}\"\nschema = \"{schema}\"\n\n\
-                     [sources.events]\npath = \"data/events.csv\"\ntime_column = \"event_time\"\n",
-                    server()
-                ),
-            ),
-            (
-                "models/monthly.sql",
-                "/* @hubforge\nkind = \"incremental\"\ntime_column = \"month\"\nunit = \"month\"\n*/\n\
-                 SELECT CAST(date_trunc('month', event_time) AS DATE) AS month, sum(value) AS total\n\
-                 FROM events WHERE event_time >= {{ start }} AND event_time < {{ end }} GROUP BY 1\n",
-            ),
-            (
-                "models/overall.sql",
-                "/* @hubforge\nkind = \"view\"\n*/\nSELECT sum(total) AS total FROM monthly\n",
-            ),
-            (
-                "models/raw_total.sql",
-                "/* @hubforge\nkind = \"view\"\n*/\nSELECT sum(value) AS total FROM events\n",
-            ),
-        ]),
+        dir: common::view_types_project(&format!(
+            "engine = \"spark\"\nurl = \"{}\"\nschema = \"{schema}\"",
+            server()
+        )),
         schema,
         engine: SparkEngine::connect(&server()).unwrap(),
     };

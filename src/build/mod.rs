@@ -141,6 +141,14 @@ pub fn prepare(
     prepare_with(s, ws, options, ingest, None, None)
 }
 
+/// This command as the user typed it, for the run log and Spark's lock.
+pub fn command_line() -> String {
+    std::iter::once("hubforge".to_string())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The state a command that records a decision (`mark-current`, `ack`,
 /// pausing a destination) reads and plans from: DuckDB's warehouse, or the
 /// state log replayed on Spark.

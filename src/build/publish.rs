@@ -108,7 +108,7 @@ pub(super) fn statements(
                     ));
                 }
             }
-            // A changed view, or one over a model rebuilt in this run.
+            // A changed view, or one over anything this run changes.
             (NodeKind::Model(Kind::View), _) if over_rebuilt[id] => {
                 let (body, _) = render_sql(
                     ws,

@@ -354,12 +354,7 @@ struct LockHolder {
 impl LockHolder {
     fn me() -> LockHolder {
         LockHolder {
-            command: Some(
-                std::iter::once("hubforge".to_string())
-                    .chain(std::env::args().skip(1))
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            ),
+            command: Some(super::command_line()),
             host: host_name(),
             pid: std::process::id(),
             start: process_start(std::process::id()),
@@ -1099,7 +1094,7 @@ fn execute(
                     names.spark(Part::Sources, &node.name),
                 ));
             }
-            // A changed view, or one over a model rebuilt in this run.
+            // A changed view, or one over anything this run changes.
             NodeKind::Model(Kind::View) if over_rebuilt[id] => {
                 let body = spark_sql(ws, id, prepared, &publish_target)?;
                 publish.push(format!(

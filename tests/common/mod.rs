@@ -335,6 +335,40 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
 }
 
 /// A new project of `files` (path under the project, text).
+/// A source of two events, a monthly model summing them, a view `overall`
+/// summing the model and a view `raw_total` summing the source: how views
+/// follow the types under them. `warehouse` is the `[warehouse]` table's body.
+pub fn view_types_project(warehouse: &str) -> tempfile::TempDir {
+    project_of(&[
+        (
+            "data/events.csv",
+            "event_time,value\n2025-01-03 10:00:00,4\n2025-02-05 11:00:00,7\n",
+        ),
+        (
+            "hubforge.toml",
+            &format!(
+                "[project]\nname = \"t\"\nstart = \"2025-01-01\"\nend = \"2025-03-01\"\n\n\
+                 [warehouse]\n{warehouse}\n\n\
+                 [sources.events]\npath = \"data/events.csv\"\ntime_column = \"event_time\"\n"
+            ),
+        ),
+        (
+            "models/monthly.sql",
+            "/* @hubforge\nkind = \"incremental\"\ntime_column = \"month\"\nunit = \"month\"\n*/\n\
+             SELECT CAST(date_trunc('month', event_time) AS DATE) AS month, sum(value) AS total\n\
+             FROM events WHERE event_time >= {{ start }} AND event_time < {{ end }} GROUP BY 1\n",
+        ),
+        (
+            "models/overall.sql",
+            "/* @hubforge\nkind = \"view\"\n*/\nSELECT sum(total) AS total FROM monthly\n",
+        ),
+        (
+            "models/raw_total.sql",
+            "/* @hubforge\nkind = \"view\"\n*/\nSELECT sum(value) AS total FROM events\n",
+        ),
+    ])
+}
+
 pub fn project_of(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temporary directory");
     for (path, text) in files {
