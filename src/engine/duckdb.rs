@@ -2,7 +2,7 @@
 
 use std::cell::RefCell;
 
-use duckdb::Connection;
+use duckdb::{Connection, ffi};
 
 /// What DuckDB's own parser says about a query hubforge's parser could not read.
 #[derive(Debug, Clone)]
@@ -135,10 +135,43 @@ fn strip_locations(v: &mut serde_json::Value) {
 }
 
 /// The warehouse in an embedded DuckDB file.
+///
+/// Sessions talk to DuckDB through its C interface directly: a query runs as
+/// one `duckdb_query` call, planned once. The `duckdb` crate prepares every
+/// query and executes the prepared statement, and DuckDB 2.0 plans a prepared
+/// statement that reads tables again when it is executed: every query was
+/// planned twice, which for the small queries hubforge runs by the thousand
+/// (metrics, state) was most of their cost.
 pub struct DuckDbEngine {
-    conn: std::sync::Mutex<Connection>,
-    interrupts: std::sync::Mutex<Vec<std::sync::Arc<duckdb::InterruptHandle>>>,
+    db: std::sync::Arc<RawDatabase>,
+    sessions: std::sync::Mutex<Vec<std::sync::Arc<RawConnection>>>,
 }
+
+/// An open database, closed when the engine and its sessions are gone (a
+/// connection keeps DuckDB's database alive by itself).
+struct RawDatabase(ffi::duckdb_database);
+
+// SAFETY: DuckDB's database handle may be used from any thread: connecting
+// to it is thread-safe.
+unsafe impl Send for RawDatabase {}
+unsafe impl Sync for RawDatabase {}
+
+impl Drop for RawDatabase {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from `duckdb_open_ext` and is closed once.
+        unsafe { ffi::duckdb_close(&mut self.0) };
+    }
+}
+
+/// One connection. Its owning session runs statements on it; the engine may
+/// interrupt it from another thread, under the lock, until the session
+/// disconnects it (also under the lock).
+struct RawConnection(std::sync::Mutex<ffi::duckdb_connection>);
+
+// SAFETY: the handle is only disconnected under the lock, and DuckDB allows
+// interrupting a connection from another thread while it runs a statement.
+unsafe impl Send for RawConnection {}
+unsafe impl Sync for RawConnection {}
 
 /// Settings for opening the warehouse.
 #[derive(Debug, Clone, Default)]
@@ -152,37 +185,73 @@ impl DuckDbEngine {
     /// Open (or create) the warehouse file. A warehouse held by another process
     /// is a clear error, never a wait or a corruption.
     pub fn open(path: &std::path::Path, options: &DuckDbOptions) -> crate::Result<Self> {
-        let mut config = duckdb::Config::default();
-        let map = |e: duckdb::Error| crate::Error::Engine(e.to_string());
+        let mut settings: Vec<(&str, String)> = Vec::new();
         if let Some(t) = options.threads {
-            config = config.threads(t as i64).map_err(map)?;
+            settings.push(("threads", t.to_string()));
         }
         if let Some(m) = &options.memory_limit {
-            config = config.max_memory(m).map_err(map)?;
+            settings.push(("max_memory", m.clone()));
         }
         // One checkpoint at the end of a build, not one in the middle of it
         // whenever the write-ahead log passes DuckDB's default 16 MB.
-        config = config.with("checkpoint_threshold", "1GB").map_err(map)?;
-        config = pinned(config).map_err(map)?;
+        settings.push(("checkpoint_threshold", "1GB".to_string()));
         if options.read_only {
-            config = config
-                .access_mode(duckdb::AccessMode::ReadOnly)
-                .map_err(map)?;
+            settings.push(("access_mode", "READ_ONLY".to_string()));
         }
-        let conn = Connection::open_with_flags(path, config).map_err(|e| open_error(path, e))?;
-        Ok(DuckDbEngine {
-            interrupts: std::sync::Mutex::new(vec![conn.interrupt_handle()]),
-            conn: std::sync::Mutex::new(conn),
-        })
+        let location = path.to_string_lossy();
+        Self::open_raw(&location, &settings).map_err(|text| open_error(path, &text))
     }
 
     /// An in-memory database, for tests and scratch work.
     pub fn in_memory() -> crate::Result<Self> {
-        let conn = Connection::open_in_memory_with_flags(pinned(duckdb::Config::default())?)?;
-        Ok(DuckDbEngine {
-            interrupts: std::sync::Mutex::new(vec![conn.interrupt_handle()]),
-            conn: std::sync::Mutex::new(conn),
-        })
+        Self::open_raw(":memory:", &[]).map_err(crate::Error::Engine)
+    }
+
+    fn open_raw(location: &str, settings: &[(&str, String)]) -> Result<Self, String> {
+        let c_string = |s: &str| std::ffi::CString::new(s).map_err(|e| e.to_string());
+        let path = c_string(location)?;
+        // SAFETY: every pointer passed is valid for the call; the config is
+        // destroyed on every path once the database is opened (or not), and
+        // an error string from DuckDB is read and then freed.
+        unsafe {
+            let mut config: ffi::duckdb_config = std::ptr::null_mut();
+            if ffi::duckdb_create_config(&mut config) != ffi::DuckDBSuccess {
+                return Err("DuckDB could not create a configuration".to_string());
+            }
+            let set = |name: &str, value: &str| -> Result<(), String> {
+                let (n, v) = (c_string(name)?, c_string(value)?);
+                if ffi::duckdb_set_config(config, n.as_ptr(), v.as_ptr()) != ffi::DuckDBSuccess {
+                    return Err(format!("DuckDB refused the setting {name} = {value}"));
+                }
+                Ok(())
+            };
+            let pinned = pinned_settings();
+            let applied = pinned
+                .iter()
+                .map(|(n, v)| (*n, *v))
+                .chain(settings.iter().map(|(n, v)| (*n, v.as_str())))
+                .try_for_each(|(n, v)| set(n, v));
+            if let Err(e) = applied {
+                ffi::duckdb_destroy_config(&mut config);
+                return Err(e);
+            }
+            let mut db: ffi::duckdb_database = std::ptr::null_mut();
+            let mut error: *mut std::os::raw::c_char = std::ptr::null_mut();
+            let rc = ffi::duckdb_open_ext(path.as_ptr(), &mut db, config, &mut error);
+            ffi::duckdb_destroy_config(&mut config);
+            if rc != ffi::DuckDBSuccess {
+                let text = c_text(error)
+                    .unwrap_or_else(|| "DuckDB could not open the database".to_string());
+                if !error.is_null() {
+                    ffi::duckdb_free(error.cast());
+                }
+                return Err(text);
+            }
+            Ok(DuckDbEngine {
+                db: std::sync::Arc::new(RawDatabase(db)),
+                sessions: std::sync::Mutex::new(Vec::new()),
+            })
+        }
     }
 }
 
@@ -191,12 +260,11 @@ impl DuckDbEngine {
 /// session can be in another time zone. Nothing is downloaded: a model that
 /// needs an extension that is not built in fails at once with DuckDB's message
 /// instead of trying the network (`SET TimeZone` alone would try to fetch ICU).
-fn pinned(config: duckdb::Config) -> duckdb::Result<duckdb::Config> {
-    config.with("autoinstall_known_extensions", "false")
+fn pinned_settings() -> [(&'static str, &'static str); 1] {
+    [("autoinstall_known_extensions", "false")]
 }
 
-fn open_error(path: &std::path::Path, e: duckdb::Error) -> crate::Error {
-    let text = e.to_string();
+fn open_error(path: &std::path::Path, text: &str) -> crate::Error {
     if text.contains("Could not set lock") || text.contains("Conflicting lock") {
         let pid = text
             .split("PID ")
@@ -223,89 +291,176 @@ fn open_error(path: &std::path::Path, e: duckdb::Error) -> crate::Error {
 
 impl super::Engine for DuckDbEngine {
     fn session(&self) -> crate::Result<Box<dyn super::Session>> {
-        let conn = self
-            .conn
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .try_clone()?;
-        self.interrupts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(conn.interrupt_handle());
-        Ok(Box::new(DuckDbSession { conn }))
+        let mut con: ffi::duckdb_connection = std::ptr::null_mut();
+        // SAFETY: the database handle is open while `self` lives.
+        if unsafe { ffi::duckdb_connect(self.db.0, &mut con) } != ffi::DuckDBSuccess {
+            return Err(crate::Error::Engine(
+                "cannot open a new connection to the warehouse".to_string(),
+            ));
+        }
+        let raw = std::sync::Arc::new(RawConnection(std::sync::Mutex::new(con)));
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget the connections of sessions already closed.
+        sessions.retain(|c| std::sync::Arc::strong_count(c) > 1);
+        sessions.push(raw.clone());
+        Ok(Box::new(DuckDbSession {
+            raw,
+            _db: self.db.clone(),
+        }))
     }
 
     fn interrupt(&self) {
-        for handle in self
-            .interrupts
+        for raw in self
+            .sessions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
         {
-            handle.interrupt();
+            let con = raw.0.lock().unwrap_or_else(|e| e.into_inner());
+            if !con.is_null() {
+                // SAFETY: a connection is disconnected only under this lock.
+                unsafe { ffi::duckdb_interrupt(*con) };
+            }
         }
     }
 }
 
 struct DuckDbSession {
-    conn: Connection,
+    raw: std::sync::Arc<RawConnection>,
+    _db: std::sync::Arc<RawDatabase>,
+}
+
+impl Drop for DuckDbSession {
+    fn drop(&mut self) {
+        let mut con = self.raw.0.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: the connection is this session's, disconnected once.
+        unsafe { ffi::duckdb_disconnect(&mut *con) };
+        *con = std::ptr::null_mut();
+    }
+}
+
+/// A result of `duckdb_query`, destroyed when dropped.
+struct QueryResult(ffi::duckdb_result);
+
+impl Drop for QueryResult {
+    fn drop(&mut self) {
+        // SAFETY: filled by `duckdb_query`, destroyed once.
+        unsafe { ffi::duckdb_destroy_result(&mut self.0) };
+    }
+}
+
+impl DuckDbSession {
+    /// Run `sql` (one or more statements) and keep the last one's result.
+    fn run(&self, sql: &str) -> crate::Result<QueryResult> {
+        let _trace = super::Trace::start(sql);
+        let text = std::ffi::CString::new(sql)
+            .map_err(|_| crate::Error::Engine("a statement contains a NUL character".into()))?;
+        let con = *self.raw.0.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: the connection stays open while this session lives; the
+        // result is destroyed by `QueryResult` whatever the outcome.
+        unsafe {
+            let mut result = QueryResult(std::mem::zeroed());
+            if ffi::duckdb_query(con, text.as_ptr(), &mut result.0) != ffi::DuckDBSuccess {
+                let message = c_text(ffi::duckdb_result_error(&mut result.0))
+                    .unwrap_or_else(|| "DuckDB failed without a message".to_string());
+                return Err(crate::Error::Engine(message));
+            }
+            Ok(result)
+        }
+    }
 }
 
 impl super::Session for DuckDbSession {
     fn execute(&self, sql: &str) -> crate::Result<()> {
-        let _trace = super::Trace::start(sql);
-        Ok(self.conn.execute_batch(sql)?)
+        self.run(sql).map(drop)
     }
 
     fn query(&self, sql: &str) -> crate::Result<super::Rows> {
-        let _trace = super::Trace::start(sql);
-        let mut stmt = self.conn.prepare(sql)?;
-        let mut rows = stmt.query([])?;
-        let mut out = super::Rows::default();
-        let mut width = None;
-        while let Some(row) = rows.next()? {
-            let stmt_ref = row.as_ref();
-            let n = *width.get_or_insert_with(|| stmt_ref.column_count());
-            if out.columns.is_empty() {
-                out.columns = (0..n)
-                    .map(|i| {
-                        stmt_ref
-                            .column_name(i)
-                            .map(|s| s.to_string())
-                            .unwrap_or_default()
-                    })
+        let mut result = self.run(sql)?;
+        let r = &mut result.0;
+        // SAFETY: `r` is a successful result; columns and rows are read
+        // within its counts, text is copied and freed.
+        unsafe {
+            let width = ffi::duckdb_column_count(r);
+            let height = ffi::duckdb_row_count(r);
+            let mut out = super::Rows {
+                columns: (0..width)
+                    .map(|c| c_text(ffi::duckdb_column_name(r, c)).unwrap_or_default())
+                    .collect(),
+                rows: Vec::with_capacity(height as usize),
+            };
+            let types: Vec<ffi::duckdb_type> =
+                (0..width).map(|c| ffi::duckdb_column_type(r, c)).collect();
+            for row in 0..height {
+                let values = types
+                    .iter()
+                    .enumerate()
+                    .map(|(c, ty)| value(r, c as ffi::idx_t, row, *ty))
                     .collect();
+                out.rows.push(values);
             }
-            let mut values = Vec::with_capacity(n);
-            for i in 0..n {
-                values.push(convert(row.get::<_, duckdb::types::Value>(i)?));
-            }
-            out.rows.push(values);
+            Ok(out)
         }
-        Ok(out)
     }
 }
 
-fn convert(v: duckdb::types::Value) -> super::Value {
+/// A copy of a C string from DuckDB, `None` for a null pointer.
+///
+/// # Safety
+/// `p` is null or points to a NUL-terminated string.
+unsafe fn c_text(p: *const std::os::raw::c_char) -> Option<String> {
+    // SAFETY: as the caller promises.
+    (!p.is_null()).then(|| {
+        unsafe { std::ffi::CStr::from_ptr(p) }
+            .to_string_lossy()
+            .into_owned()
+    })
+}
+
+/// One value of a result: integers and floating numbers as such (an integer
+/// beyond 64 bits as text), anything else as DuckDB writes it as text.
+///
+/// # Safety
+/// `r` is a successful result with that column and row.
+unsafe fn value(
+    r: &mut ffi::duckdb_result,
+    col: ffi::idx_t,
+    row: ffi::idx_t,
+    ty: ffi::duckdb_type,
+) -> super::Value {
     use super::Value as V;
-    use duckdb::types::Value as D;
-    match v {
-        D::Null => V::Null,
-        D::Boolean(b) => V::Bool(b),
-        D::TinyInt(i) => V::Int(i.into()),
-        D::SmallInt(i) => V::Int(i.into()),
-        D::Int(i) => V::Int(i.into()),
-        D::BigInt(i) => V::Int(i),
-        D::UTinyInt(i) => V::Int(i.into()),
-        D::USmallInt(i) => V::Int(i.into()),
-        D::UInt(i) => V::Int(i.into()),
-        D::UBigInt(i) => i64::try_from(i).map_or_else(|_| V::Text(i.to_string()), V::Int),
-        D::HugeInt(i) => i64::try_from(i).map_or_else(|_| V::Text(i.to_string()), V::Int),
-        D::UHugeInt(i) => i64::try_from(i).map_or_else(|_| V::Text(i.to_string()), V::Int),
-        D::Float(f) => V::Float(f.into()),
-        D::Double(f) => V::Float(f),
-        D::Text(s) => V::Text(s),
-        other => V::Text(format!("{other:?}")),
+    unsafe {
+        if ffi::duckdb_value_is_null(r, col, row) {
+            return V::Null;
+        }
+        match ty {
+            ffi::DUCKDB_TYPE_DUCKDB_TYPE_BOOLEAN => V::Bool(ffi::duckdb_value_boolean(r, col, row)),
+            ffi::DUCKDB_TYPE_DUCKDB_TYPE_TINYINT
+            | ffi::DUCKDB_TYPE_DUCKDB_TYPE_SMALLINT
+            | ffi::DUCKDB_TYPE_DUCKDB_TYPE_INTEGER
+            | ffi::DUCKDB_TYPE_DUCKDB_TYPE_BIGINT
+            | ffi::DUCKDB_TYPE_DUCKDB_TYPE_UTINYINT
+            | ffi::DUCKDB_TYPE_DUCKDB_TYPE_USMALLINT
+            | ffi::DUCKDB_TYPE_DUCKDB_TYPE_UINTEGER => V::Int(ffi::duckdb_value_int64(r, col, row)),
+            ffi::DUCKDB_TYPE_DUCKDB_TYPE_FLOAT | ffi::DUCKDB_TYPE_DUCKDB_TYPE_DOUBLE => {
+                V::Float(ffi::duckdb_value_double(r, col, row))
+            }
+            _ => {
+                let text = ffi::duckdb_value_varchar(r, col, row);
+                let Some(s) = c_text(text) else {
+                    return V::Null;
+                };
+                ffi::duckdb_free(text.cast());
+                match ty {
+                    ffi::DUCKDB_TYPE_DUCKDB_TYPE_UBIGINT
+                    | ffi::DUCKDB_TYPE_DUCKDB_TYPE_HUGEINT
+                    | ffi::DUCKDB_TYPE_DUCKDB_TYPE_UHUGEINT => {
+                        s.parse::<i64>().map_or(V::Text(s), V::Int)
+                    }
+                    _ => V::Text(s),
+                }
+            }
+        }
     }
 }
 
