@@ -144,11 +144,12 @@ fn strip_locations(v: &mut serde_json::Value) {
 /// (metrics, state) was most of their cost.
 pub struct DuckDbEngine {
     db: std::sync::Arc<RawDatabase>,
-    sessions: std::sync::Mutex<Vec<std::sync::Arc<RawConnection>>>,
+    /// The connections of the sessions, to interrupt them.
+    sessions: std::sync::Mutex<Vec<std::sync::Weak<RawConnection>>>,
 }
 
-/// An open database, closed when the engine and its sessions are gone (a
-/// connection keeps DuckDB's database alive by itself).
+/// An open database, closed when the engine and every connection to it are
+/// gone.
 struct RawDatabase(ffi::duckdb_database);
 
 // SAFETY: DuckDB's database handle may be used from any thread: connecting
@@ -163,15 +164,27 @@ impl Drop for RawDatabase {
     }
 }
 
-/// One connection. Its owning session runs statements on it; the engine may
-/// interrupt it from another thread, under the lock, until the session
-/// disconnects it (also under the lock).
-struct RawConnection(std::sync::Mutex<ffi::duckdb_connection>);
+/// One connection, disconnected when its session and any interrupt holding
+/// it are done. Its session runs statements on it; the engine may interrupt
+/// it from another thread.
+struct RawConnection {
+    con: ffi::duckdb_connection,
+    _db: std::sync::Arc<RawDatabase>,
+}
 
-// SAFETY: the handle is only disconnected under the lock, and DuckDB allows
-// interrupting a connection from another thread while it runs a statement.
+// SAFETY: one session runs statements on the connection at a time, and
+// DuckDB allows interrupting a connection from another thread while it runs
+// a statement.
 unsafe impl Send for RawConnection {}
 unsafe impl Sync for RawConnection {}
+
+impl Drop for RawConnection {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from `duckdb_connect` and is disconnected
+        // once, before its database is released.
+        unsafe { ffi::duckdb_disconnect(&mut self.con) };
+    }
+}
 
 /// Settings for opening the warehouse.
 #[derive(Debug, Clone, Default)]
@@ -225,10 +238,9 @@ impl DuckDbEngine {
                 }
                 Ok(())
             };
-            let pinned = pinned_settings();
-            let applied = pinned
+            let applied = PINNED
                 .iter()
-                .map(|(n, v)| (*n, *v))
+                .copied()
                 .chain(settings.iter().map(|(n, v)| (*n, v.as_str())))
                 .try_for_each(|(n, v)| set(n, v));
             if let Err(e) = applied {
@@ -260,9 +272,7 @@ impl DuckDbEngine {
 /// session can be in another time zone. Nothing is downloaded: a model that
 /// needs an extension that is not built in fails at once with DuckDB's message
 /// instead of trying the network (`SET TimeZone` alone would try to fetch ICU).
-fn pinned_settings() -> [(&'static str, &'static str); 1] {
-    [("autoinstall_known_extensions", "false")]
-}
+const PINNED: &[(&str, &str)] = &[("autoinstall_known_extensions", "false")];
 
 fn open_error(path: &std::path::Path, text: &str) -> crate::Error {
     if text.contains("Could not set lock") || text.contains("Conflicting lock") {
@@ -298,45 +308,28 @@ impl super::Engine for DuckDbEngine {
                 "cannot open a new connection to the warehouse".to_string(),
             ));
         }
-        let raw = std::sync::Arc::new(RawConnection(std::sync::Mutex::new(con)));
+        let raw = std::sync::Arc::new(RawConnection {
+            con,
+            _db: self.db.clone(),
+        });
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         // Forget the connections of sessions already closed.
-        sessions.retain(|c| std::sync::Arc::strong_count(c) > 1);
-        sessions.push(raw.clone());
-        Ok(Box::new(DuckDbSession {
-            raw,
-            _db: self.db.clone(),
-        }))
+        sessions.retain(|c| c.strong_count() > 0);
+        sessions.push(std::sync::Arc::downgrade(&raw));
+        Ok(Box::new(DuckDbSession { raw }))
     }
 
     fn interrupt(&self) {
-        for raw in self
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            let con = raw.0.lock().unwrap_or_else(|e| e.into_inner());
-            if !con.is_null() {
-                // SAFETY: a connection is disconnected only under this lock.
-                unsafe { ffi::duckdb_interrupt(*con) };
-            }
+        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        for raw in sessions.iter().filter_map(std::sync::Weak::upgrade) {
+            // SAFETY: the connection stays open while `raw` holds it.
+            unsafe { ffi::duckdb_interrupt(raw.con) };
         }
     }
 }
 
 struct DuckDbSession {
     raw: std::sync::Arc<RawConnection>,
-    _db: std::sync::Arc<RawDatabase>,
-}
-
-impl Drop for DuckDbSession {
-    fn drop(&mut self) {
-        let mut con = self.raw.0.lock().unwrap_or_else(|e| e.into_inner());
-        // SAFETY: the connection is this session's, disconnected once.
-        unsafe { ffi::duckdb_disconnect(&mut *con) };
-        *con = std::ptr::null_mut();
-    }
 }
 
 /// A result of `duckdb_query`, destroyed when dropped.
@@ -355,12 +348,11 @@ impl DuckDbSession {
         let _trace = super::Trace::start(sql);
         let text = std::ffi::CString::new(sql)
             .map_err(|_| crate::Error::Engine("a statement contains a NUL character".into()))?;
-        let con = *self.raw.0.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: the connection stays open while this session lives; the
         // result is destroyed by `QueryResult` whatever the outcome.
         unsafe {
             let mut result = QueryResult(std::mem::zeroed());
-            if ffi::duckdb_query(con, text.as_ptr(), &mut result.0) != ffi::DuckDBSuccess {
+            if ffi::duckdb_query(self.raw.con, text.as_ptr(), &mut result.0) != ffi::DuckDBSuccess {
                 let message = c_text(ffi::duckdb_result_error(&mut result.0))
                     .unwrap_or_else(|| "DuckDB failed without a message".to_string());
                 return Err(crate::Error::Engine(message));
