@@ -16,7 +16,7 @@ use crate::interval::{Interval, IntervalSet, parse_point};
 
 pub const SCHEMA: &str = "_hubforge";
 /// The state schema this hubforge reads and writes.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// Migrations, in order: entry `i` takes state from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -80,6 +80,13 @@ const MIGRATIONS: &[&str] = &[
         destination VARCHAR PRIMARY KEY, paused BOOLEAN NOT NULL, user_name VARCHAR NOT NULL,
         note VARCHAR NOT NULL, changed_at TIMESTAMP NOT NULL);
     "#,
+    // 4 → 5: a model's rows kept as parts (tables) under one view, so that a
+    // partial rebuild publishes its rows without copying them.
+    r#"
+    CREATE TABLE _hubforge.data_parts (
+        model VARCHAR NOT NULL, seq INTEGER NOT NULL, part VARCHAR NOT NULL,
+        covers VARCHAR, excluded VARCHAR NOT NULL);
+    "#,
 ];
 
 /// One built interval of a model (for tables and views: the whole model).
@@ -103,10 +110,33 @@ pub struct PublishedModel {
     pub fingerprint: String,
     pub metadata: String,
     pub columns: Vec<String>,
-    /// The table in `_hubforge_data` holding the model's rows (empty for views
-    /// and sources); the published view in `main` reads it.
+    /// The relation in `_hubforge_data` holding the model's rows (empty for
+    /// views and sources); the published view in `main` reads it. A table, or
+    /// a view over the model's [`DataPart`]s.
     pub data_table: String,
     pub run_id: String,
+}
+
+/// One table of a model whose rows are kept in parts: a partial rebuild adds
+/// its staged table as a part and hides the rows it replaces in the older
+/// parts, instead of copying its rows into the model's table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataPart {
+    /// The table in `_hubforge_data`.
+    pub table: String,
+    /// The intervals its rows lie in (`None`: not known, the model's first table).
+    pub covers: Option<IntervalSet>,
+    /// The intervals whose rows in it are replaced by a later part.
+    pub excluded: IntervalSet,
+}
+
+impl DataPart {
+    /// Whether every row of the part is replaced by a later one.
+    pub fn is_replaced(&self) -> bool {
+        self.covers
+            .as_ref()
+            .is_some_and(|c| c.subtract(&self.excluded).is_empty())
+    }
 }
 
 /// What was read from a source when it was last built from.
@@ -190,6 +220,9 @@ pub struct State {
     pub by_own: HashMap<(String, String), Vec<String>>,
     /// Model lowercase → its published record.
     pub models: BTreeMap<String, PublishedModel>,
+    /// Model lowercase → its parts, oldest first, when its `data_table` is a
+    /// view over parts (absent when it is a table).
+    pub parts: BTreeMap<String, Vec<DataPart>>,
     /// Model lowercase → built intervals, sorted.
     pub intervals: BTreeMap<String, Vec<IntervalRecord>>,
     pub sources: BTreeMap<String, SourceSnapshot>,
@@ -337,6 +370,21 @@ fn names(v: &Value, what: &str) -> Result<Vec<String>> {
     serde_json::from_str(&text(v)).map_err(|_| unreadable(what, v))
 }
 
+/// A JSON list of intervals (`START..END`) of state.
+fn interval_set(v: &Value, what: &str) -> Result<IntervalSet> {
+    let list = names(v, what)?;
+    let intervals: std::result::Result<Vec<Interval>, _> =
+        list.iter().map(|i| i.parse::<Interval>()).collect();
+    Ok(IntervalSet::from_intervals(
+        intervals.map_err(|_| unreadable(what, v))?,
+    ))
+}
+
+fn interval_list(set: &IntervalSet) -> String {
+    let list: Vec<String> = set.iter().map(Interval::to_string).collect();
+    serde_json::to_string(&list).expect("json")
+}
+
 fn unreadable(what: &str, v: &Value) -> Error {
     Error::Engine(format!(
         "unreadable {what} in the warehouse's state ({SCHEMA}): {v:?}; the warehouse may have been edited by hand"
@@ -410,6 +458,26 @@ pub fn read(s: &dyn Session) -> Result<State> {
                 run_id: text(&row[6]),
             },
         );
+    }
+    if version >= 5 {
+        let q = format!(
+            "SELECT model, part, covers, excluded FROM {SCHEMA}.data_parts ORDER BY model, seq"
+        );
+        for row in s.query(&q)?.rows {
+            let covers = match &row[2] {
+                Value::Null => None,
+                v => Some(interval_set(v, "part intervals")?),
+            };
+            state
+                .parts
+                .entry(text(&row[0]))
+                .or_default()
+                .push(DataPart {
+                    table: text(&row[1]),
+                    covers,
+                    excluded: interval_set(&row[3], "part intervals")?,
+                });
+        }
     }
     let q = format!(
         "SELECT model, {}, {}, fingerprint, built_fingerprint, run_id, row_count, checksum FROM {SCHEMA}.intervals ORDER BY model, start_ts",
@@ -819,10 +887,34 @@ impl StateWrites {
         );
     }
 
+    /// Record the parts of `model` (none: its data relation is a table).
+    pub fn parts(&mut self, model: &str, parts: &[DataPart]) {
+        self.sql.push(format!(
+            "DELETE FROM {SCHEMA}.data_parts WHERE model = {};",
+            quote_str(model)
+        ));
+        for (seq, part) in parts.iter().enumerate() {
+            self.row(
+                format!("INSERT INTO {SCHEMA}.data_parts VALUES "),
+                None,
+                format!(
+                    "({}, {seq}, {}, {}, {})",
+                    quote_str(model),
+                    quote_str(&part.table),
+                    part.covers
+                        .as_ref()
+                        .map_or("NULL".to_string(), |c| quote_str(&interval_list(c))),
+                    quote_str(&interval_list(&part.excluded))
+                ),
+            );
+        }
+    }
+
     /// Forget a model, source or seed the project no longer has.
     pub fn remove_model(&mut self, model: &str) {
         for (table, column) in [
             ("models", "model"),
+            ("data_parts", "model"),
             ("intervals", "model"),
             ("pending", "model"),
             ("source_snapshots", "source"),

@@ -1294,3 +1294,197 @@ fn views_are_recreated_only_when_their_definition_changes() {
     );
     assert_converged(p, "a change of p read through the view v");
 }
+
+// ---------------------------------------------------------------------------
+// Partial rebuilds publish their rows as parts, without copying them
+// ---------------------------------------------------------------------------
+
+/// A model's parts as state records them: (table, excluded intervals), oldest first.
+fn parts_of(dir: &Path, model: &str) -> Vec<(String, String)> {
+    query(
+        dir,
+        &format!(
+            "SELECT part, excluded FROM _hubforge.data_parts WHERE model = '{model}' ORDER BY seq"
+        ),
+    )
+    .into_iter()
+    .map(|r| (r[0].clone(), r[1].clone()))
+    .collect()
+}
+
+/// The relation a model's published view reads, as state records it.
+fn data_relation(dir: &Path, model: &str) -> String {
+    common::scalar(
+        dir,
+        &format!("SELECT data_table FROM _hubforge.models WHERE model = '{model}'"),
+    )
+}
+
+/// Every relation of the data schema is a model's data relation or one of its
+/// parts, and every one state names exists: nothing left behind, nothing lost.
+fn assert_data_schema_matches_state(dir: &Path, after: &str) {
+    let present: BTreeSet<String> = query(
+        dir,
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = '_hubforge_data'",
+    )
+    .into_iter()
+    .map(|r| r[0].clone())
+    .collect();
+    let named: BTreeSet<String> = query(
+        dir,
+        "SELECT data_table FROM _hubforge.models WHERE data_table <> '' \
+         UNION ALL SELECT part FROM _hubforge.data_parts",
+    )
+    .into_iter()
+    .map(|r| r[0].clone())
+    .collect();
+    assert_eq!(
+        present, named,
+        "after {after}: the data schema holds other relations than state names"
+    );
+}
+
+#[test]
+fn a_partial_rebuild_publishes_its_rows_as_a_part_and_replaces_only_its_intervals() {
+    let dir = base();
+    let p = dir.path();
+    ok(p, &["build"]);
+    let first_table = data_relation(p, "p");
+    let february = [
+        "build",
+        "--backfill",
+        "--select",
+        "p+",
+        "--start",
+        "2025-02-01",
+        "--end",
+        "2025-03-01",
+    ];
+    repair_amount(p, "2025-02-10");
+    ok(p, &february);
+    let parts = parts_of(p, "p");
+    assert_eq!(
+        parts.len(),
+        2,
+        "the first table and February's rows: {parts:?}"
+    );
+    assert_eq!(parts[0].0, first_table, "the first table stays, not copied");
+    assert!(
+        parts[0].1.contains("2025-02-01..2025-03-01"),
+        "February is hidden in the first table: {parts:?}"
+    );
+    assert!(data_relation(p, "p").starts_with("p__parts_"));
+    assert_data_schema_matches_state(p, "a partial rebuild");
+    assert_converged(p, "a partial rebuild");
+
+    // The same month again: its part is replaced, not stacked.
+    repair_amount(p, "2025-02-11");
+    ok(p, &february);
+    let again = parts_of(p, "p");
+    assert_eq!(
+        again.len(),
+        2,
+        "February's older part is dropped: {again:?}"
+    );
+    assert_eq!(again[0].0, first_table);
+    assert_ne!(again[1].0, parts[1].0);
+    assert_data_schema_matches_state(p, "the same partial rebuild twice");
+    assert_converged(p, "the same partial rebuild twice");
+
+    // A rebuild of the whole history leaves one table again.
+    ok(p, &["build", "--backfill", "--select", "p+"]);
+    assert!(parts_of(p, "p").is_empty());
+    assert!(!data_relation(p, "p").starts_with("p__parts_"));
+    assert_data_schema_matches_state(p, "a full rebuild after partial ones");
+    assert_converged(p, "a full rebuild after partial ones");
+}
+
+#[test]
+fn many_partial_rebuilds_fold_their_parts_back_into_one_table() {
+    let dir = base();
+    let p = dir.path();
+    ok(p, &["build"]);
+    let mut folded = false;
+    for week in 0..10u64 {
+        let first =
+            NaiveDate::parse_from_str(START, "%Y-%m-%d").expect("date") + Days::new(7 * week);
+        let (start, end) = (first.to_string(), (first + Days::new(7)).to_string());
+        repair_amount(p, &start);
+        ok(
+            p,
+            &[
+                "build",
+                "--backfill",
+                "--select",
+                "p+",
+                "--start",
+                &start,
+                "--end",
+                &end,
+            ],
+        );
+        let parts = parts_of(p, "p");
+        assert!(parts.len() <= 8, "week {week}: {} parts", parts.len());
+        folded |= parts.is_empty();
+        assert_data_schema_matches_state(p, &format!("the backfill of week {week}"));
+    }
+    assert!(folded, "ten weekly backfills never folded their parts");
+    assert_converged(p, "ten weekly backfills");
+}
+
+#[test]
+fn columns_added_or_retyped_by_a_partial_rebuild_read_the_same_in_every_part() {
+    let dir = base();
+    let p = dir.path();
+    ok(p, &["build"]);
+    edit(
+        p,
+        "models/p.sql",
+        "amount * 1 AS amount",
+        "amount * 1 AS amount, amount * 2 AS doubled",
+    );
+    let february = [
+        "build",
+        "--select",
+        "p",
+        "--start",
+        "2025-02-01",
+        "--end",
+        "2025-03-01",
+    ];
+    ok(p, &february);
+    assert_eq!(parts_of(p, "p").len(), 2);
+    assert_eq!(
+        count(p, "SELECT count(*) FROM main.p WHERE doubled IS NULL"),
+        count(
+            p,
+            "SELECT count(*) FROM main.p WHERE order_date < DATE '2025-02-01' OR order_date >= DATE '2025-03-01'"
+        ),
+        "the new column is NULL outside the rebuilt month"
+    );
+    assert_data_schema_matches_state(p, "a scoped build that adds a column");
+    ok(p, &["build"]);
+    assert_converged(p, "a scoped build that adds a column, then an unscoped one");
+
+    // A type change casts the rows of every part once, when it is published.
+    edit(
+        p,
+        "models/p.sql",
+        "amount * 1 AS amount,",
+        "CAST(amount AS DOUBLE) AS amount,",
+    );
+    ok(p, &february);
+    assert_eq!(
+        query(
+            p,
+            "SELECT data_type FROM information_schema.columns WHERE table_schema = 'main' AND table_name = 'p' AND column_name = 'amount'"
+        ),
+        vec![vec!["DOUBLE".to_string()]]
+    );
+    assert_data_schema_matches_state(p, "a scoped build that changes a type");
+    ok(p, &["build"]);
+    assert_converged(
+        p,
+        "a scoped build that changes a type, then an unscoped one",
+    );
+}

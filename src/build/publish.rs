@@ -18,7 +18,7 @@ use crate::graph::{NodeId, NodeKind};
 use crate::interval::{Interval, IntervalSet};
 use crate::plan::{ChangeKind, ModelWork, history};
 use crate::sources::{self, SOURCE_SCHEMA};
-use crate::state::{IntervalRecord, PendingRecord, StateWrites};
+use crate::state::{DataPart, IntervalRecord, PendingRecord, StateWrites};
 use crate::workspace::Workspace;
 
 /// What identifies the run in state.
@@ -71,6 +71,8 @@ pub(super) fn statements(
     };
     let over_rebuilt = staging.over_rebuilt(ws, work, &prepared.observed.drift);
     let mut data_tables: BTreeMap<NodeId, String> = BTreeMap::new();
+    // Models whose parts change: their parts after the run.
+    let mut parts: BTreeMap<NodeId, Vec<DataPart>> = BTreeMap::new();
     for &id in &ws.dag.order {
         let node = &ws.dag.nodes[id];
         let key = node.name.key();
@@ -79,9 +81,13 @@ pub(super) fn statements(
             .get(key)
             .map(|m| m.data_table.clone())
             .unwrap_or_default();
-        let drop_old_table = |sql: &mut Vec<String>| {
+        let old_parts = state.parts.get(key).map(Vec::as_slice);
+        let mut drop_old_table = |sql: &mut Vec<String>| {
             if !old_table.is_empty() {
-                sql.push(format!("DROP TABLE IF EXISTS {};", data_table(&old_table)));
+                drop_data(sql, &old_table, old_parts);
+            }
+            if old_parts.is_some() {
+                parts.insert(id, Vec::new());
             }
         };
         match (node.kind, staging.nodes.get(&id)) {
@@ -135,52 +141,23 @@ pub(super) fn statements(
                 data_tables.insert(id, stage.table.clone());
             }
             (_, Some(stage)) => {
-                // Replace the rebuilt intervals in the model's table.
+                // The rebuilt intervals replace theirs in the model's rows.
                 let (file, _) = ws.model(id).expect("model");
                 let tc = file.config.time_column.as_deref().unwrap_or_default();
-                let target = data_table(&old_table);
-                let published: BTreeSet<String> =
-                    state.models[key].columns.iter().cloned().collect();
-                // Types as the table has them now: a column whose type the new
-                // logic changed takes the new type (all rows of a table share
-                // one; the rows of other intervals are cast, and stay stale).
-                let table_types: BTreeMap<String, String> =
-                    crate::sources::describe_typed(s, &target)?
-                        .into_iter()
-                        .collect();
-                for (col, ty) in &staged_columns[&id] {
-                    if !published.contains(&col.to_lowercase()) {
-                        sql.push(format!(
-                            "ALTER TABLE {target} ADD COLUMN {} {ty};",
-                            quote_ident(col)
-                        ));
-                    } else if table_types
-                        .get(&col.to_lowercase())
-                        .is_some_and(|old| old != ty)
-                    {
-                        sql.push(format!(
-                            "ALTER TABLE {target} ALTER COLUMN {} SET DATA TYPE {ty};",
-                            quote_ident(col)
-                        ));
-                    }
+                let published = Published {
+                    table: &old_table,
+                    parts: old_parts,
+                };
+                let staged = Part {
+                    table: &stage.table,
+                    columns: &staged_columns[&id],
+                    rebuilt: &stage.rebuilt,
+                };
+                let kept = replace_intervals(s, &mut sql, &node.name, tc, published, staged)?;
+                data_tables.insert(id, kept.relation);
+                if kept.parts.is_some() || published.parts.is_some() {
+                    parts.insert(id, kept.parts.unwrap_or_default());
                 }
-                for iv in stage.rebuilt.iter() {
-                    sql.push(format!(
-                        "DELETE FROM {target} WHERE {};",
-                        crate::engine::window_predicate(None, tc, iv)
-                    ));
-                }
-                sql.push(format!(
-                    "INSERT INTO {target} BY NAME SELECT * FROM {};",
-                    data_table(&stage.table)
-                ));
-                sql.push(format!("DROP TABLE {};", data_table(&stage.table)));
-                // Recreated so that new columns show.
-                sql.push(format!(
-                    "CREATE OR REPLACE VIEW {} AS SELECT * FROM {target};",
-                    main_name(&node.name)
-                ));
-                data_tables.insert(id, old_table.clone());
             }
             _ => {}
         }
@@ -190,10 +167,11 @@ pub(super) fn statements(
         if let Some(m) = state.models.get(name)
             && !m.data_table.is_empty()
         {
-            sql.push(format!(
-                "DROP TABLE IF EXISTS {};",
-                data_table(&m.data_table)
-            ));
+            drop_data(
+                &mut sql,
+                &m.data_table,
+                state.parts.get(name).map(Vec::as_slice),
+            );
         }
     }
     // The staged batches are published: forget them with the same commit.
@@ -228,7 +206,224 @@ pub(super) fn statements(
         )
         .sql,
     );
+    let mut w = StateWrites::default();
+    for (id, parts) in &parts {
+        w.parts(ws.dag.nodes[*id].name.key(), parts);
+    }
+    sql.extend(w.sql);
     Ok(sql)
+}
+
+/// Drop a model's data relation: its table, or its view and parts.
+fn drop_data(sql: &mut Vec<String>, relation: &str, parts: Option<&[DataPart]>) {
+    match parts {
+        None => sql.push(format!("DROP TABLE IF EXISTS {};", data_table(relation))),
+        Some(parts) => {
+            sql.push(format!("DROP VIEW IF EXISTS {};", data_table(relation)));
+            for p in parts {
+                sql.push(format!("DROP TABLE IF EXISTS {};", data_table(&p.table)));
+            }
+        }
+    }
+}
+
+/// Parts a model's rows are kept in at most. A partial rebuild that would
+/// leave more copies the rows of the newer parts into the oldest, so that the
+/// copying a partial rebuild saves is paid once for several of them, and
+/// readers never read through many tables.
+const MAX_PARTS: usize = 8;
+
+/// A model's published rows: a table, or a view over parts.
+#[derive(Clone, Copy)]
+struct Published<'a> {
+    table: &'a str,
+    parts: Option<&'a [DataPart]>,
+}
+
+/// The rows a partial rebuild staged.
+struct Part<'a> {
+    table: &'a str,
+    /// Its columns and types, as written.
+    columns: &'a [(String, String)],
+    rebuilt: &'a IntervalSet,
+}
+
+/// Where a model's rows are after a partial rebuild.
+struct Kept {
+    /// The model's data relation.
+    relation: String,
+    /// Its parts (`None`: the relation is a table).
+    parts: Option<Vec<DataPart>>,
+}
+
+/// The statements that replace the rebuilt intervals of a model's rows with
+/// the staged ones. The staged table becomes a part of the model and the
+/// replaced rows of older parts are filtered out by the view over them: no
+/// row is copied. When that would make too many parts, or a column changes
+/// its type (a cast that cannot be read back must fail here, not in every
+/// later read), the newer parts' rows are copied into the oldest instead.
+fn replace_intervals(
+    s: &dyn Session,
+    sql: &mut Vec<String>,
+    model: &crate::name::ModelName,
+    tc: &str,
+    published: Published,
+    staged: Part,
+) -> Result<Kept> {
+    let mut parts: Vec<DataPart> = published.parts.map(<[_]>::to_vec).unwrap_or_else(|| {
+        vec![DataPart {
+            table: published.table.to_string(),
+            covers: None,
+            excluded: IntervalSet::new(),
+        }]
+    });
+    for p in &mut parts {
+        p.excluded = p.excluded.union(staged.rebuilt);
+        if let Some(covers) = &p.covers {
+            p.excluded = p.excluded.intersect(covers);
+        }
+    }
+    let (replaced, mut parts): (Vec<DataPart>, Vec<DataPart>) =
+        parts.into_iter().partition(DataPart::is_replaced);
+    parts.push(DataPart {
+        table: staged.table.to_string(),
+        covers: Some(staged.rebuilt.clone()),
+        excluded: IntervalSet::new(),
+    });
+    // Columns as the model has them now; a column the new logic adds goes
+    // last, one whose type it changed takes the new type (all rows of a
+    // relation share one; the rows of other intervals are cast, and stay stale).
+    let relation = data_table(published.table);
+    let mut columns = crate::sources::describe_typed(s, &relation)?;
+    let mut retyped = false;
+    for (col, ty) in staged.columns {
+        match columns
+            .iter_mut()
+            .find(|(c, _)| c.eq_ignore_ascii_case(col))
+        {
+            None => columns.push((col.clone(), ty.clone())),
+            Some((_, old)) if old != ty => {
+                *old = ty.clone();
+                retyped = true;
+            }
+            Some(_) => {}
+        }
+    }
+    let main = main_name(model);
+    let keep_out = |p: &DataPart| -> String {
+        if p.excluded.is_empty() {
+            return String::new();
+        }
+        let predicates: Vec<String> = p
+            .excluded
+            .iter()
+            .map(|iv| format!("({})", crate::engine::window_predicate(None, tc, iv)))
+            .collect();
+        format!(" WHERE NOT ({})", predicates.join(" OR "))
+    };
+    if retyped || parts.len() > MAX_PARTS {
+        let base = parts.remove(0);
+        let target = data_table(&base.table);
+        let types: BTreeMap<String, String> = crate::sources::describe_typed(s, &target)?
+            .into_iter()
+            .map(|(c, t)| (c.to_lowercase(), t))
+            .collect();
+        for (col, ty) in &columns {
+            match types.get(&col.to_lowercase()) {
+                None => sql.push(format!(
+                    "ALTER TABLE {target} ADD COLUMN {} {ty};",
+                    quote_ident(col)
+                )),
+                Some(old) if old != ty => sql.push(format!(
+                    "ALTER TABLE {target} ALTER COLUMN {} SET DATA TYPE {ty};",
+                    quote_ident(col)
+                )),
+                Some(_) => {}
+            }
+        }
+        for iv in base.excluded.iter() {
+            sql.push(format!(
+                "DELETE FROM {target} WHERE {};",
+                crate::engine::window_predicate(None, tc, iv)
+            ));
+        }
+        for p in &parts {
+            sql.push(format!(
+                "INSERT INTO {target} BY NAME SELECT * FROM {}{};",
+                data_table(&p.table),
+                keep_out(p)
+            ));
+        }
+        for p in parts.iter().chain(&replaced) {
+            sql.push(format!("DROP TABLE {};", data_table(&p.table)));
+        }
+        // Recreated so that new columns show.
+        sql.push(format!(
+            "CREATE OR REPLACE VIEW {main} AS SELECT * FROM {target};"
+        ));
+        if published.parts.is_some() {
+            sql.push(format!("DROP VIEW IF EXISTS {relation};"));
+        }
+        return Ok(Kept {
+            relation: base.table,
+            parts: None,
+        });
+    }
+    let tables: Vec<&str> = parts.iter().map(|p| p.table.as_str()).collect();
+    let mut part_columns = crate::sources::table_columns(s, DATA_SCHEMA, &tables)?;
+    let selects: Vec<String> = parts
+        .iter()
+        .map(|p| {
+            let has: BTreeMap<String, String> = part_columns
+                .remove(&p.table)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(c, _)| (c.to_lowercase(), c))
+                .collect();
+            let list: Vec<String> = columns
+                .iter()
+                .map(|(col, ty)| match has.get(&col.to_lowercase()) {
+                    Some(c) if c == col => quote_ident(col),
+                    Some(c) => format!("{} AS {}", quote_ident(c), quote_ident(col)),
+                    None => format!("CAST(NULL AS {ty}) AS {}", quote_ident(col)),
+                })
+                .collect();
+            format!(
+                "SELECT {} FROM {}{}",
+                list.join(", "),
+                data_table(&p.table),
+                keep_out(p)
+            )
+        })
+        .collect();
+    let key = model.key();
+    let signature: Vec<String> = parts
+        .iter()
+        .map(|p| format!("{} {}", p.table, p.excluded))
+        .collect();
+    let view = format!(
+        "{key}__parts_{}",
+        &crate::hash::hash_parts("parts", signature.iter().map(String::as_str))[..16]
+    );
+    sql.push(format!(
+        "CREATE OR REPLACE VIEW {} AS {};",
+        data_table(&view),
+        selects.join(" UNION ALL ")
+    ));
+    sql.push(format!(
+        "CREATE OR REPLACE VIEW {main} AS SELECT * FROM {};",
+        data_table(&view)
+    ));
+    if published.parts.is_some() && published.table != view {
+        sql.push(format!("DROP VIEW IF EXISTS {relation};"));
+    }
+    for p in &replaced {
+        sql.push(format!("DROP TABLE {};", data_table(&p.table)));
+    }
+    Ok(Kept {
+        relation: view,
+        parts: Some(parts),
+    })
 }
 
 fn table_names(s: &dyn Session, schema: &str) -> Result<Vec<String>> {

@@ -284,9 +284,12 @@ pub(super) fn plan_staging(
             // scope finds the batches it can reuse in it.
             let table_key = hash(&[base, &node.name, fp, &upstream]);
             let mut table = format!("{key}__{}", &table_key[..16]);
-            if state.models.values().any(|m| m.data_table == table) {
-                // Never the table published now (a run that recorded no run).
-                table = format!("{key}__{}", &hash(&[&table_key, "next"])[..16]);
+            let mut next = table_key.clone();
+            while published_relations(state).any(|t| t == table) {
+                // Never a table published now (a run that recorded no run,
+                // or a part of a model's rows).
+                next = hash(&[&next, "next"]);
+                table = format!("{key}__{}", &next[..16]);
             }
             let node_key = hash(&tasks.iter().map(|t| t.key.as_str()).collect::<Vec<_>>());
             staging.read[id] = match mode {
@@ -367,6 +370,16 @@ fn by_key(rows: &crate::engine::Rows) -> HashMap<String, Staged> {
 /// The batches of a node share one staged table. A batch this run does not
 /// want is deleted from it by its interval (each batch's rows lie inside its
 /// window); a wanted batch that overlaps an unwanted one is not reused either.
+/// The relations of `_hubforge_data` that hold published rows: each model's
+/// data relation and its parts.
+fn published_relations(state: &State) -> impl Iterator<Item = &str> {
+    state
+        .models
+        .values()
+        .map(|m| m.data_table.as_str())
+        .chain(state.parts.values().flatten().map(|p| p.table.as_str()))
+}
+
 pub(super) fn cleanup(
     ws: &Workspace,
     s: &dyn Session,
@@ -374,11 +387,7 @@ pub(super) fn cleanup(
     state: &State,
 ) -> Result<()> {
     let wanted: BTreeSet<&str> = staging.tasks.iter().map(|t| t.key.as_str()).collect();
-    let mut keep: BTreeSet<String> = state
-        .models
-        .values()
-        .map(|m| m.data_table.clone())
-        .collect();
+    let mut keep: BTreeSet<String> = published_relations(state).map(str::to_string).collect();
     let time_column: BTreeMap<&str, &str> = staging
         .nodes
         .iter()
