@@ -231,13 +231,59 @@ fn drop_data(sql: &mut Vec<String>, relation: &str, parts: Option<&[DataPart]>) 
 /// leave more copies the rows of the newer parts into the oldest, so that the
 /// copying a partial rebuild saves is paid once for several of them, and
 /// readers never read through many tables.
-const MAX_PARTS: usize = 8;
+pub(super) const MAX_PARTS: usize = 8;
 
 /// A model's published rows: a table, or a view over parts.
 #[derive(Clone, Copy)]
-struct Published<'a> {
-    table: &'a str,
-    parts: Option<&'a [DataPart]>,
+pub(super) struct Published<'a> {
+    pub table: &'a str,
+    pub parts: Option<&'a [DataPart]>,
+}
+
+/// A model's parts once a partial rebuild's table joins them.
+pub(super) struct NextParts {
+    /// Parts every row of which the rebuild replaces: dropped with the publish.
+    pub replaced: Vec<DataPart>,
+    /// The parts the model keeps, oldest first, the rebuild's table last.
+    pub kept: Vec<DataPart>,
+}
+
+/// The parts of `published` with the `rebuilt` intervals left out of them,
+/// and `table` (the rebuilt rows) added.
+pub(super) fn next_parts(published: Published, table: &str, rebuilt: &IntervalSet) -> NextParts {
+    let mut parts: Vec<DataPart> = published.parts.map(<[_]>::to_vec).unwrap_or_else(|| {
+        vec![DataPart {
+            table: published.table.to_string(),
+            covers: None,
+            excluded: IntervalSet::new(),
+        }]
+    });
+    for p in &mut parts {
+        p.excluded = p.excluded.union(rebuilt);
+        if let Some(covers) = &p.covers {
+            p.excluded = p.excluded.intersect(covers);
+        }
+    }
+    let (replaced, mut kept): (Vec<DataPart>, Vec<DataPart>) =
+        parts.into_iter().partition(DataPart::is_replaced);
+    kept.push(DataPart {
+        table: table.to_string(),
+        covers: Some(rebuilt.clone()),
+        excluded: IntervalSet::new(),
+    });
+    NextParts { replaced, kept }
+}
+
+/// The name of the view over a model's parts: one per set of parts.
+pub(super) fn parts_view(key: &str, parts: &[DataPart]) -> String {
+    let signature: Vec<String> = parts
+        .iter()
+        .map(|p| format!("{} {}", p.table, p.excluded))
+        .collect();
+    format!(
+        "{key}__parts_{}",
+        &crate::hash::hash_parts("parts", signature.iter().map(String::as_str))[..16]
+    )
 }
 
 /// The rows a partial rebuild staged.
@@ -270,26 +316,10 @@ fn replace_intervals(
     published: Published,
     staged: Part,
 ) -> Result<Kept> {
-    let mut parts: Vec<DataPart> = published.parts.map(<[_]>::to_vec).unwrap_or_else(|| {
-        vec![DataPart {
-            table: published.table.to_string(),
-            covers: None,
-            excluded: IntervalSet::new(),
-        }]
-    });
-    for p in &mut parts {
-        p.excluded = p.excluded.union(staged.rebuilt);
-        if let Some(covers) = &p.covers {
-            p.excluded = p.excluded.intersect(covers);
-        }
-    }
-    let (replaced, mut parts): (Vec<DataPart>, Vec<DataPart>) =
-        parts.into_iter().partition(DataPart::is_replaced);
-    parts.push(DataPart {
-        table: staged.table.to_string(),
-        covers: Some(staged.rebuilt.clone()),
-        excluded: IntervalSet::new(),
-    });
+    let NextParts {
+        replaced,
+        kept: mut parts,
+    } = next_parts(published, staged.table, staged.rebuilt);
     // Columns as the model has them now; a column the new logic adds goes
     // last, one whose type it changed takes the new type (all rows of a
     // relation share one; the rows of other intervals are cast, and stay stale).
@@ -396,15 +426,7 @@ fn replace_intervals(
             )
         })
         .collect();
-    let key = model.key();
-    let signature: Vec<String> = parts
-        .iter()
-        .map(|p| format!("{} {}", p.table, p.excluded))
-        .collect();
-    let view = format!(
-        "{key}__parts_{}",
-        &crate::hash::hash_parts("parts", signature.iter().map(String::as_str))[..16]
-    );
+    let view = parts_view(model.key(), &parts);
     sql.push(format!(
         "CREATE OR REPLACE VIEW {} AS {};",
         data_table(&view),

@@ -4,9 +4,12 @@
 //! anyone reads until it publishes, and publishing is one view swap per model,
 //! driven by a journal written before the first swap:
 //!
-//! - every model or seed with work is staged whole into a **new** table
-//!   (a partial rebuild copies the untouched intervals of the published table
-//!   and adds the rebuilt ones: correct, not minimal);
+//! - every model or seed with work is staged into a **new** table; a partial
+//!   rebuild writes only its intervals there and the table becomes a part of
+//!   the model, read with the older parts through a view that leaves out what
+//!   it replaces (the untouched history is not rewritten). Past eight parts,
+//!   or when a column's type differs between them, the rebuild copies the
+//!   untouched intervals into its table instead, which then holds the model;
 //! - the run then appends a *journal* to the state log (the view statements
 //!   and the state writes of the run), swaps each published view to its new
 //!   table, and appends a *commit*; only then are the old tables dropped;
@@ -880,6 +883,13 @@ fn cleanup(spark: &dyn Session, names: &SparkNames, state: &state::State) -> Res
         .models
         .values()
         .map(|m| m.data_table.to_lowercase())
+        .chain(
+            state
+                .parts
+                .values()
+                .flatten()
+                .map(|p| p.table.to_lowercase()),
+        )
         .collect();
     let mut sql = String::new();
     for row in spark
@@ -955,6 +965,7 @@ fn execute(
     let mut staged_columns: BTreeMap<NodeId, Vec<(String, String)>> = BTreeMap::new();
     let mut staged_views: Vec<String> = Vec::new();
     let mut source_tables: BTreeMap<NodeId, String> = BTreeMap::new();
+    let mut spark_parts: BTreeMap<NodeId, SparkParts> = BTreeMap::new();
     let published = |id: NodeId| names.duck(Part::Published, &ws.dag.nodes[id].name);
     let mut staged = 0;
     for &id in &ws.dag.order {
@@ -1022,9 +1033,10 @@ fn execute(
                     tasks.len(),
                     if tasks.len() == 1 { "" } else { "es" }
                 ));
-                let columns = stage_model(spark, ws, names, prepared, id, stage, &tasks, &|p| {
-                    readers[p].clone()
-                })?;
+                let (columns, parts) =
+                    stage_model(spark, ws, names, prepared, id, stage, &tasks, &|p| {
+                        readers[p].clone()
+                    })?;
                 results.extend(measure(
                     spark,
                     names,
@@ -1033,7 +1045,12 @@ fn execute(
                     &tasks,
                 )?);
                 staged_columns.insert(id, columns);
-                readers[id] = names.duck(Part::Data, &stage.table);
+                // Readers in this run read the whole model.
+                readers[id] =
+                    names.duck(Part::Data, parts.as_ref().map_or(&stage.table, |p| &p.view));
+                if let Some(parts) = parts {
+                    spark_parts.insert(id, parts);
+                }
                 staged += 1;
                 super::pause_point("stage", staged);
             }
@@ -1070,6 +1087,8 @@ fn execute(
     let mut publish = Vec::new();
     let mut drop = Vec::new();
     let mut data_tables: BTreeMap<NodeId, String> = BTreeMap::new();
+    // Models whose parts change: their parts after the run.
+    let mut part_writes: BTreeMap<NodeId, Vec<state::DataPart>> = BTreeMap::new();
     let over_rebuilt = staging.over_rebuilt(ws, &work, &prepared.observed.drift);
     for &id in &ws.dag.order {
         let node = &ws.dag.nodes[id];
@@ -1078,6 +1097,15 @@ fn execute(
             .get(node.name.key())
             .map(|m| m.data_table.clone())
             .filter(|t| !t.is_empty());
+        let old_parts = state.parts.get(node.name.key());
+        let mut drop_old = |drop: &mut Vec<String>| {
+            if let Some(t) = &old_table {
+                drop_data(drop, names, t, old_parts);
+            }
+            if old_parts.is_some() {
+                part_writes.insert(id, Vec::new());
+            }
+        };
         match node.kind {
             NodeKind::Source => {
                 let from = match source_tables.get(&id) {
@@ -1101,26 +1129,43 @@ fn execute(
                     "CREATE OR REPLACE VIEW {} AS {body}",
                     names.spark(Part::Published, &node.name)
                 ));
-                drop.extend(
-                    old_table
-                        .map(|t| format!("DROP TABLE IF EXISTS {}", names.spark(Part::Data, &t))),
-                );
+                drop_old(&mut drop);
             }
-            _ => {
-                if let Some(stage) = staging.nodes.get(&id) {
+            _ => match (staging.nodes.get(&id), spark_parts.get(&id)) {
+                (Some(_), Some(parts)) => {
+                    // The view over the parts is the model's data now; the
+                    // parts it no longer reads go after the commit.
+                    publish.push(format!(
+                        "CREATE OR REPLACE VIEW {} AS SELECT * FROM {}",
+                        names.spark(Part::Published, &node.name),
+                        names.spark(Part::Data, &parts.view)
+                    ));
+                    if let (Some(t), Some(_)) = (&old_table, old_parts) {
+                        drop.push(format!(
+                            "DROP VIEW IF EXISTS {}",
+                            names.spark(Part::Data, t)
+                        ));
+                    }
+                    for p in &parts.replaced {
+                        drop.push(format!(
+                            "DROP TABLE IF EXISTS {}",
+                            names.spark(Part::Data, &p.table)
+                        ));
+                    }
+                    data_tables.insert(id, parts.view.clone());
+                    part_writes.insert(id, parts.parts.clone());
+                }
+                (Some(stage), None) => {
                     publish.push(format!(
                         "CREATE OR REPLACE VIEW {} AS SELECT * FROM {}",
                         names.spark(Part::Published, &node.name),
                         names.spark(Part::Data, &stage.table)
                     ));
-                    drop.extend(
-                        old_table.map(|t| {
-                            format!("DROP TABLE IF EXISTS {}", names.spark(Part::Data, &t))
-                        }),
-                    );
+                    drop_old(&mut drop);
                     data_tables.insert(id, stage.table.clone());
                 }
-            }
+                _ => {}
+            },
         }
     }
     for name in &prepared.plan.removed {
@@ -1131,10 +1176,7 @@ fn execute(
         if let Some(m) = state.models.get(name)
             && !m.data_table.is_empty()
         {
-            drop.push(format!(
-                "DROP TABLE IF EXISTS {}",
-                names.spark(Part::Data, &m.data_table)
-            ));
+            drop_data(&mut drop, names, &m.data_table, state.parts.get(name));
         }
     }
     for view in &staged_views {
@@ -1219,6 +1261,11 @@ fn execute(
     )
     .sql
     .concat();
+    let mut w = state::StateWrites::default();
+    for (id, parts) in &part_writes {
+        w.parts(ws.dag.nodes[*id].name.key(), parts);
+    }
+    state_sql.push_str(&w.sql.concat());
     if let Some(m) = &manifest {
         state_sql.push_str(&crate::fulfill::state_statements(m, &m.finished_at).concat());
     }
@@ -1338,6 +1385,22 @@ fn validate(
 /// The columns of a table and their types as DuckDB names them (what
 /// validation tells numbers from the rest by).
 fn typed_columns(spark: &dyn Session, relation: &str) -> Result<crate::validate::Columns> {
+    Ok(described(spark, relation)?
+        .into_iter()
+        .map(|(name, ty)| {
+            let duck = match ty.as_str() {
+                "int" => "INTEGER".to_string(),
+                "string" => "VARCHAR".to_string(),
+                "timestamp" | "timestamp_ntz" => "TIMESTAMP".to_string(),
+                other => other.to_uppercase(),
+            };
+            (name.to_lowercase(), duck)
+        })
+        .collect())
+}
+
+/// The columns of a relation and their types as Spark names them (lowercase).
+fn described(spark: &dyn Session, relation: &str) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for row in spark.query(&format!("DESCRIBE TABLE {relation}"))?.rows {
         let (Some(name), Some(ty)) = (row[0].to_text(), row[1].to_text()) else {
@@ -1346,14 +1409,7 @@ fn typed_columns(spark: &dyn Session, relation: &str) -> Result<crate::validate:
         if name.is_empty() || name.starts_with('#') {
             break; // partitioning and other sections follow the columns
         }
-        let ty = ty.to_lowercase();
-        let duck = match ty.as_str() {
-            "int" => "INTEGER".to_string(),
-            "string" => "VARCHAR".to_string(),
-            "timestamp" | "timestamp_ntz" => "TIMESTAMP".to_string(),
-            other => other.to_uppercase(),
-        };
-        out.push((name.to_lowercase(), duck));
+        out.push((name, ty.to_lowercase()));
     }
     Ok(out)
 }
@@ -1417,7 +1473,7 @@ fn stage_model(
     stage: &stage::NodeStage,
     tasks: &[&stage::Task],
     target: &dyn Fn(NodeId) -> String,
-) -> Result<Vec<(String, String)>> {
+) -> Result<(crate::validate::Columns, Option<SparkParts>)> {
     let (file, _) = ws.model(id).expect("model node");
     let mut branches = Vec::new();
     for task in tasks {
@@ -1446,6 +1502,42 @@ fn stage_model(
         .models
         .get(ws.dag.nodes[id].name.key())
         .filter(|m| !m.data_table.is_empty());
+    let create = |body: &str| {
+        spark
+            .execute(&format!("CREATE TABLE {table} USING parquet AS {body}"))
+            .map_err(|e| match e {
+                Error::Engine(m) => Error::Engine(format!(
+                    "building model `{}` ({}) on Spark: {m}",
+                    file.name,
+                    file.path.display()
+                )),
+                other => other,
+            })
+    };
+    if let (Mode::Partial, Some(old), Some(tc)) = (stage.mode, old, time_column(ws, id)) {
+        // Only the rebuilt rows are written: they become a part of the model.
+        let key = ws.dag.nodes[id].name.key();
+        let published = super::publish::Published {
+            table: &old.data_table,
+            parts: prepared.observed.state.parts.get(key).map(Vec::as_slice),
+        };
+        let next = super::publish::next_parts(published, &stage.table, &stage.rebuilt);
+        if next.kept.len() <= super::publish::MAX_PARTS {
+            create(&new_rows)?;
+            if let Some(view) =
+                create_parts_view(spark, names, key, tc, &old.data_table, &next.kept)?
+            {
+                let parts = SparkParts {
+                    view,
+                    parts: next.kept,
+                    replaced: next.replaced,
+                };
+                return Ok((columns_of(spark, &table)?, Some(parts)));
+            }
+            spark.execute(&format!("DROP TABLE IF EXISTS {table}"))?;
+        }
+    }
+    // Otherwise the model's rows are copied into one new table.
     let body = match (stage.mode, old, time_column(ws, id)) {
         (Mode::Partial, Some(old), Some(tc)) => {
             // The published rows outside the rebuilt intervals, then the new
@@ -1492,17 +1584,110 @@ fn stage_model(
         }
         _ => new_rows,
     };
-    spark
-        .execute(&format!("CREATE TABLE {table} USING parquet AS {body}"))
-        .map_err(|e| match e {
-            Error::Engine(m) => Error::Engine(format!(
-                "building model `{}` ({}) on Spark: {m}",
-                file.name,
-                file.path.display()
-            )),
-            other => other,
-        })?;
-    columns_of(spark, &table)
+    create(&body)?;
+    Ok((columns_of(spark, &table)?, None))
+}
+
+/// A partial rebuild published as a part of its model, without copying the
+/// untouched intervals (see `publish::next_parts`).
+struct SparkParts {
+    /// The view over the parts, created while staging, so that its SQL is
+    /// checked before anything is published.
+    view: String,
+    parts: Vec<state::DataPart>,
+    /// Parts the rebuild replaces whole: dropped once the run is committed.
+    replaced: Vec<state::DataPart>,
+}
+
+/// Create the view over a model's parts, each without the intervals later
+/// parts replace; `None` (and no view) when a column's type differs between
+/// them: the rows are then copied into one table, which casts them once.
+fn create_parts_view(
+    spark: &dyn Session,
+    names: &SparkNames,
+    key: &str,
+    tc: &str,
+    current: &str,
+    parts: &[state::DataPart],
+) -> Result<Option<String>> {
+    let mut columns = described(spark, &names.spark(Part::Data, current))?;
+    let mut each = Vec::new();
+    for p in parts {
+        let have = described(spark, &names.spark(Part::Data, &p.table))?;
+        for (c, ty) in &have {
+            match columns.iter().find(|(a, _)| a.eq_ignore_ascii_case(c)) {
+                None => columns.push((c.clone(), ty.clone())),
+                Some((_, t)) if t != ty => return Ok(None),
+                Some(_) => {}
+            }
+        }
+        each.push(have);
+    }
+    let selects: Vec<String> = parts
+        .iter()
+        .zip(&each)
+        .map(|(p, have)| {
+            let list: Vec<String> = columns
+                .iter()
+                .map(|(c, ty)| {
+                    if have.iter().any(|(h, _)| h.eq_ignore_ascii_case(c)) {
+                        q(c)
+                    } else {
+                        format!("CAST(NULL AS {ty}) AS {}", q(c))
+                    }
+                })
+                .collect();
+            let keep = if p.excluded.is_empty() {
+                String::new()
+            } else {
+                let replaced: Vec<String> = p
+                    .excluded
+                    .iter()
+                    .map(|iv| format!("({})", in_window(tc, iv)))
+                    .collect();
+                format!(" WHERE NOT coalesce({}, false)", replaced.join(" OR "))
+            };
+            format!(
+                "SELECT {} FROM {}{keep}",
+                list.join(", "),
+                names.spark(Part::Data, &p.table)
+            )
+        })
+        .collect();
+    let view = super::publish::parts_view(key, parts);
+    spark.execute(&format!(
+        "CREATE OR REPLACE VIEW {} AS {}",
+        names.spark(Part::Data, &view),
+        selects.join("\nUNION ALL\n")
+    ))?;
+    Ok(Some(view))
+}
+
+/// Drop a model's data relation after a run: its table, or its view and parts.
+fn drop_data(
+    drop: &mut Vec<String>,
+    names: &SparkNames,
+    relation: &str,
+    parts: Option<&Vec<state::DataPart>>,
+) {
+    match parts {
+        None => drop.push(format!(
+            "DROP TABLE IF EXISTS {}",
+            names.spark(Part::Data, relation)
+        )),
+        Some(parts) => {
+            drop.push(format!(
+                "DROP VIEW IF EXISTS {}",
+                names.spark(Part::Data, relation)
+            ));
+            for p in parts {
+                drop.push(format!(
+                    "DROP TABLE IF EXISTS {}",
+                    names.spark(Part::Data, &p.table)
+                ));
+            }
+        }
+    }
 }
 
 /// The columns of a relation (names; state records no types of them).
