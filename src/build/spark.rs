@@ -1613,7 +1613,11 @@ fn create_parts_view(
     let mut columns = described(spark, &names.spark(Part::Data, current))?;
     let mut each = Vec::new();
     for p in parts {
-        let have = described(spark, &names.spark(Part::Data, &p.table))?;
+        let have = if p.table == current {
+            columns.clone()
+        } else {
+            described(spark, &names.spark(Part::Data, &p.table))?
+        };
         for (c, ty) in &have {
             match columns.iter().find(|(a, _)| a.eq_ignore_ascii_case(c)) {
                 None => columns.push((c.clone(), ty.clone())),
