@@ -924,3 +924,82 @@ impl crate::change::VersionLookup for WithExtra<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(intervals: &[(&str, &str)]) -> IntervalSet {
+        IntervalSet::from_intervals(
+            intervals
+                .iter()
+                .map(|(a, b)| Interval::parse(a, b).expect("interval")),
+        )
+    }
+
+    fn part(table: &str, covers: Option<IntervalSet>, excluded: IntervalSet) -> DataPart {
+        DataPart {
+            table: table.to_string(),
+            covers,
+            excluded,
+        }
+    }
+
+    #[test]
+    fn a_first_partial_rebuild_keeps_the_table_and_hides_its_intervals_there() {
+        let march = set(&[("2024-03-01", "2024-04-01")]);
+        let next = next_parts(
+            Published {
+                table: "m__a",
+                parts: None,
+            },
+            "m__b",
+            &march,
+        );
+        assert!(next.replaced.is_empty());
+        assert_eq!(
+            next.kept,
+            vec![
+                part("m__a", None, march.clone()),
+                part("m__b", Some(march.clone()), IntervalSet::new()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_part_every_row_of_which_is_rebuilt_again_is_replaced() {
+        let march = set(&[("2024-03-01", "2024-04-01")]);
+        let before = [
+            part("m__a", None, march.clone()),
+            part("m__b", Some(march.clone()), IntervalSet::new()),
+        ];
+        let published = Published {
+            table: "m__parts_1",
+            parts: Some(&before),
+        };
+        // The same month: the March part goes, the first table hides the same.
+        let again = next_parts(published, "m__c", &march);
+        let tables = |parts: &[DataPart]| parts.iter().map(|p| p.table.clone()).collect::<Vec<_>>();
+        assert_eq!(tables(&again.replaced), ["m__b"]);
+        assert_eq!(
+            again.kept,
+            vec![
+                before[0].clone(),
+                part("m__c", Some(march.clone()), IntervalSet::new()),
+            ]
+        );
+        // Days inside it: the March part stays, without them.
+        let days = set(&[("2024-03-10", "2024-03-20")]);
+        let inside = next_parts(published, "m__d", &days);
+        assert!(inside.replaced.is_empty());
+        assert_eq!(inside.kept[1].excluded, days);
+        assert_eq!(inside.kept[0].excluded, march);
+        // A wider range: the March part goes; the first table hides all of it,
+        // and a part's hidden intervals never reach past what it holds.
+        let spring = set(&[("2024-02-01", "2024-05-01")]);
+        let wider = next_parts(published, "m__e", &spring);
+        assert_eq!(tables(&wider.replaced), ["m__b"]);
+        assert_eq!(wider.kept[0].excluded, spring);
+        assert_eq!(wider.kept.len(), 2);
+    }
+}
