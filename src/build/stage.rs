@@ -363,13 +363,6 @@ fn by_key(rows: &crate::engine::Rows) -> HashMap<String, Staged> {
         .collect()
 }
 
-/// Remove what dead runs left that this run will not reuse: registry entries
-/// and their rows, tables of `_hubforge_data` nothing refers to, and every
-/// staged view (made anew each run).
-///
-/// The batches of a node share one staged table. A batch this run does not
-/// want is deleted from it by its interval (each batch's rows lie inside its
-/// window); a wanted batch that overlaps an unwanted one is not reused either.
 /// The relations of `_hubforge_data` that hold published rows: each model's
 /// data relation and its parts.
 fn published_relations(state: &State) -> impl Iterator<Item = &str> {
@@ -380,6 +373,13 @@ fn published_relations(state: &State) -> impl Iterator<Item = &str> {
         .chain(state.parts.values().flatten().map(|p| p.table.as_str()))
 }
 
+/// Remove what dead runs left that this run will not reuse: registry entries
+/// and their rows, tables of `_hubforge_data` nothing refers to, and every
+/// staged view (made anew each run).
+///
+/// The batches of a node share one staged table. A batch this run does not
+/// want is deleted from it by its interval (each batch's rows lie inside its
+/// window); a wanted batch that overlaps an unwanted one is not reused either.
 pub(super) fn cleanup(
     ws: &Workspace,
     s: &dyn Session,
