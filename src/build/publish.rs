@@ -53,8 +53,24 @@ pub(super) fn statements(
     let state = &prepared.observed.state;
     let mut sql: Vec<String> = Vec::new();
     let ingested = table_names(s, SOURCE_SCHEMA)?;
-    // Columns of each staged table, as written.
-    let tables: Vec<&str> = staging.nodes.values().map(|n| n.table.as_str()).collect();
+    // Columns of each staged table as written, and of the relations partial
+    // rebuilds replace rows of (the model's data relation and its parts): one
+    // catalog query.
+    let mut tables: Vec<&str> = staging.nodes.values().map(|n| n.table.as_str()).collect();
+    for (&id, stage) in &staging.nodes {
+        let key = ws.dag.nodes[id].name.key();
+        if stage.mode == Mode::Partial {
+            tables.extend(state.models.get(key).map(|m| m.data_table.as_str()));
+            tables.extend(
+                state
+                    .parts
+                    .get(key)
+                    .into_iter()
+                    .flatten()
+                    .map(|p| p.table.as_str()),
+            );
+        }
+    }
     let mut columns = crate::sources::table_columns(s, DATA_SCHEMA, &tables)?;
     let staged_columns: BTreeMap<NodeId, Vec<(String, String)>> = staging
         .nodes
@@ -153,7 +169,8 @@ pub(super) fn statements(
                     columns: &staged_columns[&id],
                     rebuilt: &stage.rebuilt,
                 };
-                let kept = replace_intervals(s, &mut sql, &node.name, tc, published, staged)?;
+                let kept =
+                    replace_intervals(&mut sql, &columns, &node.name, tc, published, staged)?;
                 data_tables.insert(id, kept.relation);
                 if kept.parts.is_some() || published.parts.is_some() {
                     parts.insert(id, kept.parts.unwrap_or_default());
@@ -214,16 +231,24 @@ pub(super) fn statements(
     Ok(sql)
 }
 
+/// What holds a model's rows, as (`TABLE` or `VIEW`, name): its table, or
+/// its view and parts.
+pub(super) fn data_relations<'a>(
+    relation: &'a str,
+    parts: Option<&'a [DataPart]>,
+) -> Vec<(&'static str, &'a str)> {
+    match parts {
+        None => vec![("TABLE", relation)],
+        Some(parts) => std::iter::once(("VIEW", relation))
+            .chain(parts.iter().map(|p| ("TABLE", p.table.as_str())))
+            .collect(),
+    }
+}
+
 /// Drop a model's data relation: its table, or its view and parts.
 fn drop_data(sql: &mut Vec<String>, relation: &str, parts: Option<&[DataPart]>) {
-    match parts {
-        None => sql.push(format!("DROP TABLE IF EXISTS {};", data_table(relation))),
-        Some(parts) => {
-            sql.push(format!("DROP VIEW IF EXISTS {};", data_table(relation)));
-            for p in parts {
-                sql.push(format!("DROP TABLE IF EXISTS {};", data_table(&p.table)));
-            }
-        }
+    for (kind, name) in data_relations(relation, parts) {
+        sql.push(format!("DROP {kind} IF EXISTS {};", data_table(name)));
     }
 }
 
@@ -309,8 +334,8 @@ struct Kept {
 /// its type (a cast that cannot be read back must fail here, not in every
 /// later read), the newer parts' rows are copied into the oldest instead.
 fn replace_intervals(
-    s: &dyn Session,
     sql: &mut Vec<String>,
+    catalog: &HashMap<String, Vec<(String, String)>>,
     model: &crate::name::ModelName,
     tc: &str,
     published: Published,
@@ -324,7 +349,16 @@ fn replace_intervals(
     // last, one whose type it changed takes the new type (all rows of a
     // relation share one; the rows of other intervals are cast, and stay stale).
     let relation = data_table(published.table);
-    let mut columns = crate::sources::describe_typed(s, &relation)?;
+    let columns_of = |table: &str| {
+        catalog.get(table).ok_or_else(|| {
+            crate::Error::Engine(format!(
+                "the published rows of `{model}` are missing from the warehouse ({}); \
+                 rebuild the model whole: `hubforge build --backfill --select {model}`",
+                data_table(table)
+            ))
+        })
+    };
+    let mut columns = columns_of(published.table)?.clone();
     let mut retyped = false;
     for (col, ty) in staged.columns {
         match columns
@@ -354,8 +388,8 @@ fn replace_intervals(
     if retyped || parts.len() > MAX_PARTS {
         let base = parts.remove(0);
         let target = data_table(&base.table);
-        let types: BTreeMap<String, String> = crate::sources::describe_typed(s, &target)?
-            .into_iter()
+        let types: BTreeMap<String, &String> = columns_of(&base.table)?
+            .iter()
             .map(|(c, t)| (c.to_lowercase(), t))
             .collect();
         for (col, ty) in &columns {
@@ -364,7 +398,7 @@ fn replace_intervals(
                     "ALTER TABLE {target} ADD COLUMN {} {ty};",
                     quote_ident(col)
                 )),
-                Some(old) if old != ty => sql.push(format!(
+                Some(&old) if old != ty => sql.push(format!(
                     "ALTER TABLE {target} ALTER COLUMN {} SET DATA TYPE {ty};",
                     quote_ident(col)
                 )),
@@ -399,33 +433,30 @@ fn replace_intervals(
             parts: None,
         });
     }
-    let tables: Vec<&str> = parts.iter().map(|p| p.table.as_str()).collect();
-    let mut part_columns = crate::sources::table_columns(s, DATA_SCHEMA, &tables)?;
-    let selects: Vec<String> = parts
-        .iter()
-        .map(|p| {
-            let has: BTreeMap<String, String> = part_columns
-                .remove(&p.table)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(c, _)| (c.to_lowercase(), c))
-                .collect();
-            let list: Vec<String> = columns
-                .iter()
-                .map(|(col, ty)| match has.get(&col.to_lowercase()) {
-                    Some(c) if c == col => quote_ident(col),
-                    Some(c) => format!("{} AS {}", quote_ident(c), quote_ident(col)),
-                    None => format!("CAST(NULL AS {ty}) AS {}", quote_ident(col)),
-                })
-                .collect();
-            format!(
-                "SELECT {} FROM {}{}",
-                list.join(", "),
-                data_table(&p.table),
-                keep_out(p)
-            )
-        })
-        .collect();
+    let mut selects: Vec<String> = Vec::new();
+    for p in &parts {
+        let have = if p.table == staged.table {
+            staged.columns
+        } else {
+            columns_of(&p.table)?
+        };
+        let has: BTreeMap<String, &String> =
+            have.iter().map(|(c, _)| (c.to_lowercase(), c)).collect();
+        let list: Vec<String> = columns
+            .iter()
+            .map(|(col, ty)| match has.get(&col.to_lowercase()) {
+                Some(&c) if c == col => quote_ident(col),
+                Some(c) => format!("{} AS {}", quote_ident(c), quote_ident(col)),
+                None => format!("CAST(NULL AS {ty}) AS {}", quote_ident(col)),
+            })
+            .collect();
+        selects.push(format!(
+            "SELECT {} FROM {}{}",
+            list.join(", "),
+            data_table(&p.table),
+            keep_out(p)
+        ));
+    }
     let view = parts_view(model.key(), &parts);
     sql.push(format!(
         "CREATE OR REPLACE VIEW {} AS {};",

@@ -1674,23 +1674,11 @@ fn drop_data(
     relation: &str,
     parts: Option<&Vec<state::DataPart>>,
 ) {
-    match parts {
-        None => drop.push(format!(
-            "DROP TABLE IF EXISTS {}",
-            names.spark(Part::Data, relation)
-        )),
-        Some(parts) => {
-            drop.push(format!(
-                "DROP VIEW IF EXISTS {}",
-                names.spark(Part::Data, relation)
-            ));
-            for p in parts {
-                drop.push(format!(
-                    "DROP TABLE IF EXISTS {}",
-                    names.spark(Part::Data, &p.table)
-                ));
-            }
-        }
+    for (kind, name) in super::publish::data_relations(relation, parts.map(Vec::as_slice)) {
+        drop.push(format!(
+            "DROP {kind} IF EXISTS {}",
+            names.spark(Part::Data, name)
+        ));
     }
 }
 
