@@ -442,16 +442,17 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<()> {
             format,
         } => {
             let ws = load(cli)?;
-            not_on_spark(&ws)?;
-            let report = crate::validate::diff::diff(
-                &ws,
-                &crate::validate::diff::DiffOptions {
-                    model,
-                    start: start.as_deref(),
-                    end: end.as_deref(),
-                    key,
-                },
-            )?;
+            let options = crate::validate::diff::DiffOptions {
+                model,
+                start: start.as_deref(),
+                end: end.as_deref(),
+                key,
+            };
+            let report = if on_spark(&ws) {
+                diff_on_spark(&ws, &options)?
+            } else {
+                crate::validate::diff::diff(&ws, &options)?
+            };
             match format {
                 Format::Json => write_json(out, &serde_json::to_value(&report).expect("json")),
                 Format::Text => write_text(out, &crate::validate::diff::render_text(&report)),
@@ -675,17 +676,18 @@ fn plan_read_only(
     Ok((options, engine, session, prepared))
 }
 
-/// Open the warehouse to write to it (creating it when absent).
-/// Commands that read or write the DuckDB warehouse file refuse a project on
-/// Spark rather than answer from (or create) a local file that is not its
-/// warehouse.
+/// What opens the DuckDB warehouse file refuses a project on Spark rather
+/// than answer from (or create) a local file that is not its warehouse:
+/// every command takes its Spark path before it gets here.
 fn not_on_spark(ws: &Workspace) -> Result<()> {
     if on_spark(ws) {
         return Err(invalid_argument(
-            "this command does not run on the Spark engine yet ([warehouse] engine = \"spark\" \
-             in hubforge.toml)"
+            "this project is built on Spark ([warehouse] engine = \"spark\" in hubforge.toml): \
+             it has no DuckDB warehouse file to open"
                 .to_string(),
-            "on Spark, every command but `diff` runs".to_string(),
+            "every command runs on Spark; this one took the DuckDB path by mistake: \
+             please report it"
+                .to_string(),
         ));
     }
     Ok(())
@@ -773,6 +775,7 @@ fn record_on_spark<T>(
     without_spark()
 }
 
+/// Open the warehouse to write to it (creating it when absent).
 fn open_warehouse(ws: &Workspace) -> Result<crate::engine::duckdb::DuckDbEngine> {
     not_on_spark(ws)?;
     crate::engine::duckdb::DuckDbEngine::open(&ws.project.warehouse_path(), &warehouse_options(ws))
@@ -809,6 +812,22 @@ fn without_spark<T>() -> Result<T> {
          `cargo build --features spark`"
             .to_string(),
     ))
+}
+
+#[cfg(feature = "spark")]
+fn diff_on_spark(
+    ws: &Workspace,
+    options: &crate::validate::diff::DiffOptions,
+) -> Result<crate::validate::diff::DiffReport> {
+    crate::build::spark::diff(ws, spark_engine(ws)?.as_ref(), options)
+}
+
+#[cfg(not(feature = "spark"))]
+fn diff_on_spark(
+    _: &Workspace,
+    _: &crate::validate::diff::DiffOptions,
+) -> Result<crate::validate::diff::DiffReport> {
+    without_spark()
 }
 
 #[cfg(feature = "spark")]

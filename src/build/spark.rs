@@ -575,6 +575,69 @@ pub fn replayed(ws: &Workspace, engine: &dyn Engine) -> Result<Replica> {
     replay(spark.as_ref(), &SparkNames::of(ws), false)
 }
 
+/// `hubforge diff` on Spark: the model rebuilt for its range from its parents
+/// as published into a cached temporary view of one session (nothing is
+/// written to the warehouse), compared with its published rows by the same
+/// SQL as on DuckDB, translated.
+pub fn diff(
+    ws: &Workspace,
+    engine: &dyn Engine,
+    options: &crate::validate::diff::DiffOptions,
+) -> Result<crate::validate::diff::DiffReport> {
+    use crate::validate::diff;
+    let subject = diff::subject(ws, options)?;
+    let name = &subject.name;
+    let names = SparkNames::of(ws);
+    let replica = replayed(ws, engine)?;
+    if replica.next_seq == 1 {
+        return Err(diff::not_built(name, false));
+    }
+    let state = state::read(replica.session.as_ref())?;
+    if !state
+        .models
+        .contains_key(ws.dag.nodes[subject.id].name.key())
+    {
+        return Err(diff::not_built(name, true));
+    }
+    // Parents as published; sources as the last build read them.
+    let target = |p: NodeId| {
+        let node = &ws.dag.nodes[p];
+        match node.kind {
+            NodeKind::Source => names.duck(Part::Sources, &node.name),
+            _ => names.duck(Part::Published, &node.name),
+        }
+    };
+    let sql = rendered_for_spark(ws, subject.id, &subject.window, &target)?;
+    let filter = match (&subject.time_column, &subject.interval) {
+        (Some(tc), Some(iv)) => format!(" WHERE {}", in_window(tc, iv)),
+        _ => String::new(),
+    };
+    let s = crate::engine::spark::TranslatedSession(engine.session()?);
+    let (old, new) = ("hubforge_diff_old", "hubforge_diff_new");
+    let compared = s
+        .raw()
+        .execute(&format!(
+            "CACHE TABLE {new} AS SELECT * FROM ({sql}) q{filter}; \
+             CREATE OR REPLACE TEMPORARY VIEW {old} AS SELECT * FROM {}{filter}",
+            names.spark(Part::Published, name)
+        ))
+        .map_err(|e| diff::not_rebuilt(name, e))
+        .and_then(|()| {
+            let sides = diff::Sides {
+                old,
+                new,
+                old_columns: typed_columns(s.raw(), old)?,
+                new_columns: typed_columns(s.raw(), new)?,
+            };
+            diff::compare(&s, &subject, &sides, options)
+        });
+    // The cached rows stay on the server as long as the session: freed now.
+    let _ = s.raw().execute(&format!(
+        "UNCACHE TABLE IF EXISTS {new}; DROP VIEW IF EXISTS {new}; DROP VIEW IF EXISTS {old}"
+    ));
+    compared
+}
+
 /// Rows of a model's table on Spark: all of them, or those of one interval.
 pub fn count_rows(
     ws: &Workspace,
@@ -1429,9 +1492,20 @@ fn spark_sql_for(
     prepared: &Prepared,
     target: &dyn Fn(NodeId) -> String,
 ) -> Result<String> {
-    let (file, _) = ws.model(id).expect("model node");
     let window = window_for(ws, id, interval, prepared.now);
-    let (sql, by_name) = render_sql(ws, id, &window, target)?;
+    rendered_for_spark(ws, id, &window, target)
+}
+
+/// A model rendered for `window` with its references pointed at `target`,
+/// translated to Spark SQL, or the error of a model that cannot run on Spark.
+fn rendered_for_spark(
+    ws: &Workspace,
+    id: NodeId,
+    window: &crate::template::Window,
+    target: &dyn Fn(NodeId) -> String,
+) -> Result<String> {
+    let (file, _) = ws.model(id).expect("model node");
+    let (sql, by_name) = render_sql(ws, id, window, target)?;
     if by_name {
         return Err(Error::Engine(format!(
             "model `{}` ({}) is SQL only DuckDB parses: it cannot run on Spark; \

@@ -176,7 +176,10 @@ impl super::Engine for Translated<'_> {
     }
 }
 
-struct TranslatedSession(Box<dyn super::Session>);
+/// A session of Spark for SQL written in DuckDB's dialect, translated before
+/// it runs; [`TranslatedSession::raw`] runs Spark SQL on the same session
+/// (whose temporary views are its own).
+pub struct TranslatedSession(pub Box<dyn super::Session>);
 
 impl TranslatedSession {
     fn translate(sql: &str) -> Result<String> {
@@ -184,6 +187,11 @@ impl TranslatedSession {
             let what: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
             Error::Engine(format!("cannot run on Spark: {}", what.join("; ")))
         })
+    }
+
+    /// The session itself, for Spark SQL.
+    pub fn raw(&self) -> &dyn super::Session {
+        self.0.as_ref()
     }
 }
 

@@ -79,9 +79,22 @@ fn invalid(message: String, help: &str) -> Error {
     )
 }
 
-/// Build `options.model` for its range into a temporary table and compare it
-/// with the published rows.
-pub fn diff(ws: &Workspace, options: &DiffOptions) -> Result<DiffReport> {
+/// What `diff` compares, decided from the project alone (the same on every
+/// engine): the model, and the range it is rebuilt for.
+pub struct Subject {
+    pub id: crate::graph::NodeId,
+    pub name: String,
+    /// The range compared; `None` for a model without a time column (all of it).
+    pub interval: Option<Interval>,
+    /// The window the model is rendered for.
+    pub window: Window,
+    pub time_column: Option<String>,
+    pub grain: Vec<String>,
+}
+
+/// The model `options` names and the range to compare, or what is wrong
+/// with the arguments.
+pub fn subject(ws: &Workspace, options: &DiffOptions) -> Result<Subject> {
     let id = ws
         .dag
         .lookup(options.model)
@@ -96,29 +109,6 @@ pub fn diff(ws: &Workspace, options: &DiffOptions) -> Result<DiffReport> {
         })?;
     let (file, _) = ws.model(id).expect("model node");
     let name = ws.dag.nodes[id].name.to_string();
-    let path = ws.project.warehouse_path();
-    if !path.exists() {
-        return Err(invalid(
-            format!("model `{name}` is not built: there is no warehouse yet"),
-            "run `hubforge build` first",
-        ));
-    }
-    let engine = crate::engine::duckdb::DuckDbEngine::open(
-        &path,
-        &crate::engine::duckdb::DuckDbOptions {
-            threads: ws.project.config.warehouse.threads,
-            memory_limit: ws.project.config.warehouse.memory_limit.clone(),
-            read_only: true,
-        },
-    )?;
-    let s = engine.session()?;
-    let state = crate::state::read(s.as_ref())?;
-    if !state.models.contains_key(ws.dag.nodes[id].name.key()) {
-        return Err(invalid(
-            format!("model `{name}` is not built yet: nothing to compare with"),
-            "run `hubforge build` first",
-        ));
-    }
     let now = crate::plan::end_of_history(ws, chrono::Utc::now().naive_utc());
     let history = crate::plan::history(ws, id, now);
     let point = |flag: &str, v: &str| {
@@ -147,6 +137,62 @@ pub fn diff(ws: &Workspace, options: &DiffOptions) -> Result<DiffReport> {
                 })?)
             }
         };
+    let range = interval.unwrap_or(history);
+    Ok(Subject {
+        id,
+        name,
+        interval,
+        window: Window::new(range.start(), range.end(), file.config.unit),
+        time_column: file.config.time_column.clone(),
+        grain: file.config.grain.clone(),
+    })
+}
+
+/// The error for a model that state does not know as built.
+pub fn not_built(name: &str, warehouse: bool) -> Error {
+    if warehouse {
+        invalid(
+            format!("model `{name}` is not built yet: nothing to compare with"),
+            "run `hubforge build` first",
+        )
+    } else {
+        invalid(
+            format!("model `{name}` is not built: there is no warehouse yet"),
+            "run `hubforge build` first",
+        )
+    }
+}
+
+/// The error for a model whose SQL could not be built to compare.
+pub fn not_rebuilt(name: &str, e: impl std::fmt::Display) -> Error {
+    Error::Engine(format!("building model `{name}` to compare: {e}"))
+}
+
+/// Build `options.model` for its range into a temporary table of a read-only
+/// connection to the DuckDB warehouse and compare it with the published rows.
+pub fn diff(ws: &Workspace, options: &DiffOptions) -> Result<DiffReport> {
+    let subject = subject(ws, options)?;
+    let name = &subject.name;
+    let path = ws.project.warehouse_path();
+    if !path.exists() {
+        return Err(not_built(name, false));
+    }
+    let engine = crate::engine::duckdb::DuckDbEngine::open(
+        &path,
+        &crate::engine::duckdb::DuckDbOptions {
+            threads: ws.project.config.warehouse.threads,
+            memory_limit: ws.project.config.warehouse.memory_limit.clone(),
+            read_only: true,
+        },
+    )?;
+    let s = engine.session()?;
+    let state = crate::state::read(s.as_ref())?;
+    if !state
+        .models
+        .contains_key(ws.dag.nodes[subject.id].name.key())
+    {
+        return Err(not_built(name, true));
+    }
     // Parents as published; sources as they are now.
     let target = |p: crate::graph::NodeId| -> String {
         let node = &ws.dag.nodes[p];
@@ -158,39 +204,47 @@ pub fn diff(ws: &Workspace, options: &DiffOptions) -> Result<DiffReport> {
             _ => format!("main.{}", quote_ident(&node.name)),
         }
     };
-    let range = interval.unwrap_or(history);
-    let window = Window::new(range.start(), range.end(), file.config.unit);
-    let (sql, _) = crate::build::render_sql(ws, id, &window, &target)?;
-    let filter = match (&file.config.time_column, &interval) {
+    let (sql, _) = crate::build::render_sql(ws, subject.id, &subject.window, &target)?;
+    let filter = match (&subject.time_column, &subject.interval) {
         (Some(tc), Some(iv)) => format!(" WHERE {}", window_predicate(None, tc, iv)),
         _ => String::new(),
     };
+    let (old, new) = ("temp.main.hubforge_diff_old", "temp.main.hubforge_diff_new");
     s.execute(&format!(
         "CREATE OR REPLACE TEMP TABLE hubforge_diff_new AS SELECT * FROM ({sql}) q{filter}; \
          CREATE OR REPLACE TEMP VIEW hubforge_diff_old AS SELECT * FROM main.{}{filter}",
-        quote_ident(&name)
+        quote_ident(name)
     ))
-    .map_err(|e| Error::Engine(format!("building model `{name}` to compare: {e}")))?;
-    compare(
-        s.as_ref(),
-        name,
-        interval.map(|i| i.to_string()),
-        options,
-        &file.config.grain,
-    )
+    .map_err(|e| not_rebuilt(name, e))?;
+    let sides = Sides {
+        old,
+        new,
+        old_columns: crate::sources::describe_typed(s.as_ref(), old)?,
+        new_columns: crate::sources::describe_typed(s.as_ref(), new)?,
+    };
+    compare(s.as_ref(), &subject, &sides, options)
 }
 
-fn compare(
+/// The two relations compared and their columns (names in lowercase, types
+/// as DuckDB names them).
+pub struct Sides<'a> {
+    pub old: &'a str,
+    pub new: &'a str,
+    pub old_columns: Vec<(String, String)>,
+    pub new_columns: Vec<(String, String)>,
+}
+
+/// Compare the published rows (`sides.old`) with the rebuilt ones, in SQL
+/// that DuckDB runs as written and Spark after translation.
+pub fn compare(
     s: &dyn Session,
-    model: String,
-    interval: Option<String>,
+    subject: &Subject,
+    sides: &Sides,
     options: &DiffOptions,
-    grain: &[String],
 ) -> Result<DiffReport> {
-    let old = crate::sources::describe_typed(s, "temp.main.hubforge_diff_old")?;
-    let new = crate::sources::describe_typed(s, "temp.main.hubforge_diff_new")?;
+    let (old, new) = (&sides.old_columns, &sides.new_columns);
     let mut schema = Vec::new();
-    for (c, t) in &old {
+    for (c, t) in old {
         match new.iter().find(|(n, _)| n == c) {
             None => schema.push(ColumnType {
                 column: c.clone(),
@@ -205,7 +259,7 @@ fn compare(
             Some(_) => {}
         }
     }
-    for (c, t) in &new {
+    for (c, t) in new {
         if !old.iter().any(|(o, _)| o == c) {
             schema.push(ColumnType {
                 column: c.clone(),
@@ -223,8 +277,11 @@ fn compare(
             options.key.iter().map(|k| k.to_lowercase()).collect(),
             false,
         )
-    } else if !grain.is_empty() {
-        (grain.iter().map(|k| k.to_lowercase()).collect(), false)
+    } else if !subject.grain.is_empty() {
+        (
+            subject.grain.iter().map(|k| k.to_lowercase()).collect(),
+            false,
+        )
     } else {
         (common.iter().map(|(c, _)| c.clone()).collect(), true)
     };
@@ -267,8 +324,7 @@ fn compare(
             .and_then(|r| r[0].as_i64())
             .unwrap_or(0))
     };
-    let old_rel = "temp.main.hubforge_diff_old";
-    let new_rel = "temp.main.hubforge_diff_new";
+    let (old_rel, new_rel) = (sides.old, sides.new);
     let published_rows = one(&format!("SELECT count(*) FROM {old_rel}"))?;
     let rebuilt_rows = one(&format!("SELECT count(*) FROM {new_rel}"))?;
     let only = |a: &str, b: &str, alias_a: &str, alias_b: &str| {
@@ -278,8 +334,8 @@ fn compare(
     };
     let only_old_sql = only(old_rel, new_rel, "o", "n");
     let only_new_sql = only(new_rel, old_rel, "n", "o");
-    let only_published = one(&format!("SELECT count(*) FROM ({only_old_sql})"))?;
-    let only_rebuilt = one(&format!("SELECT count(*) FROM ({only_new_sql})"))?;
+    let only_published = one(&format!("SELECT count(*) FROM ({only_old_sql}) x"))?;
+    let only_rebuilt = one(&format!("SELECT count(*) FROM ({only_new_sql}) x"))?;
     let joined = format!("FROM {old_rel} o JOIN {new_rel} n ON {on}");
     let mut agg = vec![
         "count(*)".to_string(),
@@ -295,7 +351,7 @@ fn compare(
                     q = quote_ident(&v.0)
                 )
             } else {
-                "NULL::DOUBLE".to_string()
+                "CAST(NULL AS DOUBLE)".to_string()
             },
         );
     }
@@ -328,12 +384,20 @@ fn compare(
         .collect();
     let duplicates = |rel: &str| {
         one(&format!(
-            "SELECT count(*) FROM (SELECT {key_list} FROM {rel} GROUP BY ALL HAVING count(*) > 1)"
+            "SELECT count(*) FROM (SELECT {key_list} FROM {rel} GROUP BY {key_list} HAVING count(*) > 1) d"
         ))
     };
-    let sample = |sql: String| -> Result<Sample> {
+    // Five rows of `sql` (whose columns are `columns`) as text, in order.
+    let sample = |sql: String, columns: &[String]| -> Result<Sample> {
+        let list: Vec<String> = columns
+            .iter()
+            .map(|c| format!("CAST(x.{q} AS VARCHAR) AS {q}", q = quote_ident(c)))
+            .collect();
+        let order: Vec<String> = (1..=columns.len()).map(|i| i.to_string()).collect();
         let rows = s.query(&format!(
-            "SELECT CAST(COLUMNS(*) AS VARCHAR) FROM ({sql}) ORDER BY ALL LIMIT 5"
+            "SELECT {} FROM ({sql}) x ORDER BY {} LIMIT 5",
+            list.join(", "),
+            order.join(", ")
         ))?;
         Ok(Sample {
             columns: rows.columns,
@@ -361,10 +425,23 @@ fn compare(
             quote_ident(&format!("{c} (rebuilt)"))
         ));
     }
+    let changed_names: Vec<String> = key
+        .iter()
+        .cloned()
+        .chain(
+            values
+                .iter()
+                .flat_map(|(c, _)| [format!("{c} (published)"), format!("{c} (rebuilt)")]),
+        )
+        .collect();
+    let names = |cols: &'_ [(String, String)]| -> Vec<String> {
+        cols.iter().map(|(c, _)| c.clone()).collect()
+    };
+    let (old_names, new_names) = (names(old), names(new));
     Ok(DiffReport {
         schema_version: 1,
-        model,
-        interval,
+        model: subject.name.clone(),
+        interval: subject.interval.map(|i| i.to_string()),
         key: key.clone(),
         key_is_all_columns: all_columns,
         schema,
@@ -377,12 +454,15 @@ fn compare(
         columns,
         duplicate_keys_published: duplicates(old_rel)?,
         duplicate_keys_rebuilt: duplicates(new_rel)?,
-        samples_only_published: sample(only_old_sql)?,
-        samples_only_rebuilt: sample(only_new_sql)?,
-        samples_changed: sample(format!(
-            "SELECT {} {joined} WHERE {any_differs}",
-            changed_cols.join(", ")
-        ))?,
+        samples_only_published: sample(only_old_sql, &old_names)?,
+        samples_only_rebuilt: sample(only_new_sql, &new_names)?,
+        samples_changed: sample(
+            format!(
+                "SELECT {} {joined} WHERE {any_differs}",
+                changed_cols.join(", ")
+            ),
+            &changed_names,
+        )?,
     })
 }
 
