@@ -399,6 +399,23 @@ fn spark_tables(spark: &SparkProject) -> BTreeMap<String, Table> {
         .collect()
 }
 
+/// The tables (not the views) of the project's data schema on Spark.
+fn data_tables(spark: &SparkProject) -> BTreeSet<String> {
+    let s = spark.engine.session().unwrap();
+    let names = |what: &str| -> BTreeSet<String> {
+        s.query(&format!("SHOW {what} IN `{}__data`", spark.schema))
+            .unwrap()
+            .rows
+            .iter()
+            .filter_map(|r| r[1].to_text())
+            .collect()
+    };
+    names("TABLES")
+        .difference(&names("VIEWS"))
+        .cloned()
+        .collect()
+}
+
 /// Equal rows, values as text, floating sums to a relative 1e-9.
 fn same_rows(a: &Table, b: &Table) -> bool {
     a.len() == b.len()
@@ -943,13 +960,21 @@ fn a_spark_build_killed_while_staging_or_publishing_leaves_each_model_old_or_new
     assert_eq!(reports[0], reports[1]);
 
     // `diff` rebuilds a model from its parents as published and compares it
-    // with its published rows: the same report on Spark as on DuckDB (the
-    // change of vat_amount above is pending on both), and nothing written.
+    // with its published rows: the same report on Spark as on DuckDB for a
+    // pending change of values, and nothing written.
+    for dir in [duck.path(), spark.path()] {
+        common::edit(
+            dir,
+            "models/intermediate/int_order_lines_priced.sql",
+            "l.discount_amount * 0.5",
+            "l.discount_amount * 0.25",
+        );
+    }
     let tables = spark_tables(&spark);
-    let whole = ["diff", "int_order_revenue", "--format", "json"];
+    let whole = ["diff", "int_order_lines_priced", "--format", "json"];
     let month = [
         "diff",
-        "int_order_revenue",
+        "int_order_lines_priced",
         "--start",
         "2025-11-01",
         "--end",
@@ -982,6 +1007,7 @@ fn a_spark_build_killed_while_staging_or_publishing_leaves_each_model_old_or_new
         audits,
         "\"not_null(order_net_amount)\", \"accepted_values(order_id, [1, 2])\"]",
     );
+    let data_before = data_tables(&spark);
     let out = common::hubforge(spark.path(), &["build"]);
     assert!(!out.status.success(), "a failing audit published");
     let err = common::stderr(&out);
@@ -991,6 +1017,33 @@ fn a_spark_build_killed_while_staging_or_publishing_leaves_each_model_old_or_new
         tables,
         "a run stopped by an audit published"
     );
+    let staged: BTreeSet<String> = data_tables(&spark)
+        .difference(&data_before)
+        .cloned()
+        .collect();
+    assert!(!staged.is_empty());
+
+    // The rerun that waives the audit reuses every model the failed run
+    // staged instead of staging it again, and publishes what DuckDB does.
+    let built: serde_json::Value = serde_json::from_str(&run_ok(
+        spark.path(),
+        &[
+            "build",
+            "--skip-audits",
+            "accepted_values",
+            "--format",
+            "json",
+        ],
+    ))
+    .unwrap();
+    assert!(built["reused_batches"].as_u64().unwrap() > 0, "{built}");
+    assert_eq!(built["reused_batches"], built["batches"], "{built}");
+    // The tables the failed run staged are those published now.
+    let after = data_tables(&spark);
+    assert!(staged.is_subset(&after), "{staged:?} not all in {after:?}");
+    run_ok(duck.path(), &["build"]);
+    assert_same_tables(duck.path(), &spark, "the rerun of a failed run");
+    assert!(run_ok(spark.path(), &["plan"]).contains("Nothing to do"));
 }
 
 #[test]

@@ -169,6 +169,26 @@ pub struct Replica {
     next_seq: i64,
     /// Entries of the log replayed or appended since its last snapshot.
     since_snapshot: usize,
+    /// Models staged by runs that failed since the last commit, which a
+    /// rerun reuses (`staged` entries of the log).
+    staged: Vec<StagedModel>,
+}
+
+/// A model a run staged before it failed: its table in the data schema and
+/// what it was built from. A rerun that would build the model from the same
+/// batches (the same keys: the same logic, upstream data and last committed
+/// run) takes the table instead of staging it again.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct StagedModel {
+    model: String,
+    table: String,
+    /// The keys of its batches, sorted.
+    keys: Vec<String>,
+    /// Rows and checksum per batch key.
+    results: BTreeMap<String, (i64, String)>,
+    /// Whether the table holds the rebuilt intervals only (a part of the
+    /// model) rather than all its rows.
+    part: bool,
 }
 
 /// Entries of the state log after which a build first writes the whole state
@@ -230,6 +250,7 @@ fn replay(spark: &dyn Session, names: &SparkNames, roll_forward: bool) -> Result
         session: local,
         next_seq: 1,
         since_snapshot: 0,
+        staged: Vec::new(),
     };
     if !crate::engine::relation_exists(spark, &log) {
         return Ok(replica);
@@ -267,6 +288,22 @@ fn replay(spark: &dyn Session, names: &SparkNames, roll_forward: bool) -> Result
     for e in &entries {
         let sql = match e.kind.as_str() {
             "state" | "snapshot" => e.body.clone(),
+            // What a commit publishes is never reused: only what failed runs
+            // staged after it.
+            "commit" => {
+                replica.staged.clear();
+                continue;
+            }
+            "staged" => {
+                // An unreadable entry only costs the reuse.
+                if let Ok(models) = serde_json::from_str::<Vec<StagedModel>>(&e.body) {
+                    replica
+                        .staged
+                        .retain(|m| !models.iter().any(|n| n.model == m.model));
+                    replica.staged.extend(models);
+                }
+                continue;
+            }
             "journal" => {
                 let journal: Journal = serde_json::from_str(&e.body).map_err(|err| {
                     Error::Engine(format!(
@@ -283,6 +320,7 @@ fn replay(spark: &dyn Session, names: &SparkNames, roll_forward: bool) -> Result
                         );
                     }
                     finish_publish(spark, names, &mut replica, &e.run_id, &journal)?;
+                    replica.staged.clear();
                 }
                 journal.state
             }
@@ -884,7 +922,7 @@ pub fn build(
     let mut summary = super::first_summary(&prepared, options)?;
     let seeds = seeds_to_load(ws, &prepared);
     if super::nothing_to_do(ws, &prepared, &seeds) {
-        cleanup(spark.as_ref(), &names, &prepared.observed.state)?;
+        cleanup(spark.as_ref(), &names, &prepared.observed.state, &[])?;
         return Ok(summary);
     }
     let run_id = new_run_id();
@@ -902,7 +940,10 @@ pub fn build(
         "state",
         &running,
     )?;
-    cleanup(spark.as_ref(), &names, &prepared.observed.state)?;
+    // What failed runs staged is kept until this run knows which it reuses.
+    let reusable = std::mem::take(&mut replica.staged);
+    cleanup(spark.as_ref(), &names, &prepared.observed.state, &reusable)?;
+    let mut staged = Vec::new();
     let outcome = execute(
         ws,
         engine,
@@ -916,8 +957,21 @@ pub fn build(
         &seeds,
         summary,
         (&run_id, seq, started),
+        (&reusable, &mut staged),
     );
     if let Err(e) = &outcome {
+        // What was staged is reused by the next run that builds the same.
+        if !staged.is_empty() {
+            let body = serde_json::to_string(&staged).expect("json");
+            let _ = append(
+                spark.as_ref(),
+                &names,
+                &mut replica,
+                &run_id,
+                "staged",
+                &body,
+            );
+        }
         let status = if matches!(e, Error::Interrupted) {
             "interrupted"
         } else {
@@ -940,8 +994,14 @@ pub fn build(
 }
 
 /// Drop the tables and views of the data and source schemas that state does
-/// not name: what runs that failed or were killed staged.
-fn cleanup(spark: &dyn Session, names: &SparkNames, state: &state::State) -> Result<()> {
+/// not name: what runs that failed or were killed staged, but the tables of
+/// `reusable` (the run drops those it does not reuse once it knows).
+fn cleanup(
+    spark: &dyn Session,
+    names: &SparkNames,
+    state: &state::State,
+    reusable: &[StagedModel],
+) -> Result<()> {
     let kept: HashSet<String> = state
         .models
         .values()
@@ -953,6 +1013,7 @@ fn cleanup(spark: &dyn Session, names: &SparkNames, state: &state::State) -> Res
                 .flatten()
                 .map(|p| p.table.to_lowercase()),
         )
+        .chain(reusable.iter().map(|m| m.table.to_lowercase()))
         .collect();
     let mut sql = String::new();
     for row in spark
@@ -1002,6 +1063,7 @@ fn execute(
     seeds: &[NodeId],
     mut summary: BuildSummary,
     (run_id, seq, started): (&str, i64, chrono::NaiveDateTime),
+    (reusable, finished): (&[StagedModel], &mut Vec<StagedModel>),
 ) -> Result<BuildSummary> {
     let check_interrupt = || {
         if interrupted.load(Ordering::SeqCst) {
@@ -1013,7 +1075,10 @@ fn execute(
     let state = &prepared.observed.state;
     let work: BTreeMap<NodeId, &ModelWork> =
         prepared.plan.models.iter().map(|w| (w.node, w)).collect();
-    let mut staging = stage::plan_staging(ws, prepared, &work, seeds, None);
+    // Batches are built from the last committed run's data: what a failed
+    // run staged after it is reused only as long as no other run commits.
+    let last_run = state.last_run.as_ref().map(|r| r.run_id.as_str());
+    let mut staging = stage::plan_staging(ws, prepared, &work, seeds, last_run);
     staging.tasks = whole_ranges(std::mem::take(&mut staging.tasks));
     // New tables get a name of their own in every run: a table whose creation
     // was killed can leave files where Spark would put it.
@@ -1021,7 +1086,13 @@ fn execute(
     for node in staging.nodes.values_mut() {
         node.table = format!("{}_{tag}", node.table);
     }
+    let reuse = reused_models(ws, spark, names, &mut staging, reusable)?;
     summary.batches = staging.tasks.len();
+    summary.reused = staging
+        .tasks
+        .iter()
+        .filter(|t| reuse.contains_key(&t.node))
+        .count();
     let t = std::time::Instant::now();
     let mut readers: Vec<String> = vec![String::new(); ws.dag.len()];
     let mut results: HashMap<String, Staged> = HashMap::new();
@@ -1096,17 +1167,46 @@ fn execute(
                     tasks.len(),
                     if tasks.len() == 1 { "" } else { "es" }
                 ));
-                let (columns, parts) =
-                    stage_model(spark, ws, names, prepared, id, stage, &tasks, &|p| {
-                        readers[p].clone()
-                    })?;
-                results.extend(measure(
+                let reused = reuse.get(&id);
+                let (columns, parts) = stage_model(
                     spark,
+                    ws,
                     names,
-                    &stage.table,
-                    time_column(ws, id),
-                    &tasks,
-                )?);
+                    prepared,
+                    (id, stage, &tasks),
+                    reused.map(|m| m.part),
+                    &|p| readers[p].clone(),
+                )?;
+                let measured = match reused {
+                    Some(m) => m
+                        .results
+                        .iter()
+                        .map(|(k, (rows, checksum))| {
+                            let checksum = checksum.clone();
+                            (
+                                k.clone(),
+                                Staged {
+                                    rows: *rows,
+                                    checksum,
+                                },
+                            )
+                        })
+                        .collect(),
+                    None => measure(spark, names, &stage.table, time_column(ws, id), &tasks)?,
+                };
+                let mut keys: Vec<String> = tasks.iter().map(|t| t.key.clone()).collect();
+                keys.sort();
+                finished.push(StagedModel {
+                    model: node.name.key().to_string(),
+                    table: stage.table.clone(),
+                    keys,
+                    results: measured
+                        .iter()
+                        .map(|(k, v)| (k.clone(), (v.rows, v.checksum.clone())))
+                        .collect(),
+                    part: parts.is_some(),
+                });
+                results.extend(measured);
                 staged_columns.insert(id, columns);
                 // Readers in this run read the whole model.
                 readers[id] =
@@ -1536,19 +1636,71 @@ fn spark_sql(
     spark_sql_for(ws, id, None, prepared, target)
 }
 
-/// Stage a table or incremental model into a new table; its columns.
-#[allow(clippy::too_many_arguments)]
+/// The models whose staged table a failed run left (the same model, the same
+/// batch keys, the table still there): their tables become this run's. The
+/// other tables failed runs left are dropped.
+fn reused_models<'r>(
+    ws: &Workspace,
+    spark: &dyn Session,
+    names: &SparkNames,
+    staging: &mut Staging,
+    reusable: &'r [StagedModel],
+) -> Result<BTreeMap<NodeId, &'r StagedModel>> {
+    let mut out = BTreeMap::new();
+    let tasks = &staging.tasks;
+    for (&id, node) in staging.nodes.iter_mut() {
+        if !ws.dag.nodes[id].kind.is_model() {
+            continue; // seeds are loaded again
+        }
+        let mut keys: Vec<&str> = tasks
+            .iter()
+            .filter(|t| t.node == id)
+            .map(|t| t.key.as_str())
+            .collect();
+        keys.sort_unstable();
+        let key = ws.dag.nodes[id].name.key();
+        let Some(m) = reusable
+            .iter()
+            .find(|m| m.model == key && m.keys.iter().map(String::as_str).eq(keys.iter().copied()))
+        else {
+            continue;
+        };
+        if crate::engine::relation_exists(spark, &names.spark(Part::Data, &m.table)) {
+            node.table = m.table.clone();
+            out.insert(id, m);
+        }
+    }
+    let mut sql = String::new();
+    for m in reusable {
+        if !out.values().any(|r| r.table == m.table) {
+            sql.push_str(&format!(
+                "DROP TABLE IF EXISTS {};\n",
+                names.spark(Part::Data, &m.table)
+            ));
+        }
+    }
+    spark.execute(&sql)?;
+    Ok(out)
+}
+
+/// Stage a table or incremental model into a new table; its columns. With
+/// `reuse`, the table is there already, staged by a failed run (`Some(true)`:
+/// it holds the rebuilt intervals, a part of the model; `Some(false)`: all
+/// the model's rows).
 fn stage_model(
     spark: &dyn Session,
     ws: &Workspace,
     names: &SparkNames,
     prepared: &Prepared,
-    id: NodeId,
-    stage: &stage::NodeStage,
-    tasks: &[&stage::Task],
+    (id, stage, tasks): (NodeId, &stage::NodeStage, &[&stage::Task]),
+    mut reuse: Option<bool>,
     target: &dyn Fn(NodeId) -> String,
 ) -> Result<(crate::validate::Columns, Option<SparkParts>)> {
     let (file, _) = ws.model(id).expect("model node");
+    let table = names.spark(Part::Data, &stage.table);
+    if reuse == Some(false) {
+        return Ok((columns_of(spark, &table)?, None));
+    }
     let mut branches = Vec::new();
     for task in tasks {
         let sql = spark_sql_for(ws, id, task.interval, prepared, target)?;
@@ -1569,7 +1721,6 @@ fn stage_model(
         });
     }
     let new_rows = branches.join("\nUNION ALL\n");
-    let table = names.spark(Part::Data, &stage.table);
     let old = prepared
         .observed
         .state
@@ -1597,7 +1748,9 @@ fn stage_model(
         };
         let next = super::publish::next_parts(published, &stage.table, &stage.rebuilt);
         if next.kept.len() <= super::publish::MAX_PARTS {
-            create(&new_rows)?;
+            if reuse.take().is_none() {
+                create(&new_rows)?;
+            }
             if let Some(view) =
                 create_parts_view(spark, names, key, tc, &old.data_table, &next.kept)?
             {
@@ -1610,6 +1763,10 @@ fn stage_model(
             }
             spark.execute(&format!("DROP TABLE IF EXISTS {table}"))?;
         }
+    }
+    if reuse.is_some() {
+        // A part that cannot be one now: staged again, as a whole table.
+        spark.execute(&format!("DROP TABLE IF EXISTS {table}"))?;
     }
     // Otherwise the model's rows are copied into one new table.
     let body = match (stage.mode, old, time_column(ws, id)) {
