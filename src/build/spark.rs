@@ -288,20 +288,8 @@ fn replay(spark: &dyn Session, names: &SparkNames, roll_forward: bool) -> Result
     for e in &entries {
         let sql = match e.kind.as_str() {
             "state" | "snapshot" => e.body.clone(),
-            // What a commit publishes is never reused: only what failed runs
-            // staged after it.
-            "commit" => {
-                replica.staged.clear();
-                continue;
-            }
-            "staged" => {
-                // An unreadable entry only costs the reuse.
-                if let Ok(models) = serde_json::from_str::<Vec<StagedModel>>(&e.body) {
-                    replica
-                        .staged
-                        .retain(|m| !models.iter().any(|n| n.model == m.model));
-                    replica.staged.extend(models);
-                }
+            "commit" | "staged" => {
+                fold_staged(&mut replica.staged, e);
                 continue;
             }
             "journal" => {
@@ -334,6 +322,24 @@ fn replay(spark: &dyn Session, names: &SparkNames, roll_forward: bool) -> Result
         })?;
     }
     Ok(replica)
+}
+
+/// Fold a `commit` or `staged` entry of the log into the models failed runs
+/// left staged: a commit ends them all (what it publishes is never reused,
+/// and batch keys name the last committed run), a `staged` entry adds its
+/// models, in place of older ones of the same model. An unreadable entry
+/// only costs the reuse.
+fn fold_staged(staged: &mut Vec<StagedModel>, e: &Entry) {
+    match e.kind.as_str() {
+        "commit" => staged.clear(),
+        "staged" => {
+            if let Ok(models) = serde_json::from_str::<Vec<StagedModel>>(&e.body) {
+                staged.retain(|m| !models.iter().any(|n| n.model == m.model));
+                staged.extend(models);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Append an entry to the state log.
@@ -2286,6 +2292,49 @@ fn load_seed(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry(kind: &str, body: &str) -> Entry {
+        Entry {
+            run_id: "r".into(),
+            kind: kind.into(),
+            body: body.into(),
+        }
+    }
+
+    fn staged_entry(models: &[(&str, &str)]) -> Entry {
+        let models: Vec<StagedModel> = models
+            .iter()
+            .map(|(model, table)| StagedModel {
+                model: model.to_string(),
+                table: table.to_string(),
+                keys: vec![format!("{model}-key")],
+                results: BTreeMap::new(),
+                part: false,
+            })
+            .collect();
+        entry("staged", &serde_json::to_string(&models).unwrap())
+    }
+
+    #[test]
+    fn what_failed_runs_staged_is_reusable_until_a_commit() {
+        let tables = |staged: &[StagedModel]| -> Vec<String> {
+            staged.iter().map(|m| m.table.clone()).collect()
+        };
+        let mut staged = Vec::new();
+        // A run staged a and b, the next one a again (another table) and c.
+        fold_staged(&mut staged, &staged_entry(&[("a", "a_1"), ("b", "b_1")]));
+        fold_staged(&mut staged, &staged_entry(&[("a", "a_2"), ("c", "c_2")]));
+        assert_eq!(tables(&staged), ["b_1", "a_2", "c_2"]);
+        // Other entries change nothing; an unreadable one costs nothing.
+        fold_staged(&mut staged, &entry("state", "INSERT …"));
+        fold_staged(&mut staged, &entry("staged", "not json"));
+        assert_eq!(tables(&staged), ["b_1", "a_2", "c_2"]);
+        // A commit ends them all; a later failed run starts anew.
+        fold_staged(&mut staged, &entry("commit", ""));
+        assert!(staged.is_empty());
+        fold_staged(&mut staged, &staged_entry(&[("b", "b_3")]));
+        assert_eq!(tables(&staged), ["b_3"]);
+    }
 
     #[test]
     fn literals_and_names_survive_any_text() {
