@@ -330,6 +330,13 @@ impl<'a> Cutoff<'a> {
         }
     }
 
+    /// Whether the batches of `id`, once done, are to be compared with its
+    /// published rows ([`Cutoff::observe`]): a reader could skip something
+    /// because of it, and it has published rows.
+    pub fn wants(&self, id: NodeId) -> bool {
+        self.watched.contains(&id) && !self.skipped.contains(&id) && self.published(id).is_some()
+    }
+
     /// After the batches of `id` are done: compare each with the published
     /// rows of its interval (or the whole table), when a reader can use it.
     pub fn observe(
@@ -339,12 +346,10 @@ impl<'a> Cutoff<'a> {
         staging: &Staging,
         results: &mut HashMap<String, Staged>,
     ) -> Result<()> {
-        if !self.watched.contains(&id) || self.skipped.contains(&id) {
+        if !self.wants(id) {
             return Ok(());
         }
-        let Some(table) = self.published(id).map(data_table) else {
-            return Ok(());
-        };
+        let table = self.published(id).map(data_table).expect("published");
         let time_column = self
             .ws
             .model(id)
@@ -365,6 +370,25 @@ impl<'a> Cutoff<'a> {
                 }
             }
         }
+        self.compare(id, staging, results, |t| {
+            let filter = match (t.interval, &time_column) {
+                (Some(iv), Some(tc)) => format!(" WHERE {}", window_predicate(None, tc, &iv)),
+                _ => String::new(),
+            };
+            checksum(s, &table, &filter)
+        })
+    }
+
+    /// Compare each batch of `id` done in this run (`results`) with the
+    /// published rows of its interval, as `published` measures them (rows
+    /// and checksum, computed as the batch's own); what `id` changes follows.
+    pub fn compare(
+        &mut self,
+        id: NodeId,
+        staging: &Staging,
+        results: &HashMap<String, Staged>,
+        published: impl Fn(&super::stage::Task) -> Result<(i64, String)>,
+    ) -> Result<()> {
         let mut changed = IntervalSet::new();
         for (i, t) in staging.tasks.iter().enumerate() {
             if t.node != id || self.cut.contains(&i) {
@@ -374,11 +398,7 @@ impl<'a> Cutoff<'a> {
                 self.changed.insert(id, Effect::Unknown);
                 return Ok(());
             };
-            let filter = match (t.interval, &time_column) {
-                (Some(iv), Some(tc)) => format!(" WHERE {}", window_predicate(None, tc, &iv)),
-                _ => String::new(),
-            };
-            let (rows, checksum) = checksum(s, &table, &filter)?;
+            let (rows, checksum) = published(t)?;
             if rows != staged.rows || checksum != staged.checksum {
                 match t.interval {
                     Some(iv) => changed = changed.union(&IntervalSet::single(iv)),

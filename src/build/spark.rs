@@ -35,7 +35,7 @@
 //! pending rows into the replica and writes files from there
 //! ([`pull_pending`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::stage::{self, Mode, Staged, Staging};
@@ -1079,8 +1079,10 @@ fn execute(
         }
     };
     let state = &prepared.observed.state;
-    let work: BTreeMap<NodeId, &ModelWork> =
+    let mut work: BTreeMap<NodeId, &ModelWork> =
         prepared.plan.models.iter().map(|w| (w.node, w)).collect();
+    let planned = work.clone();
+    let mut cutoff = super::cutoff::Cutoff::new(ws, state, &planned, &prepared.plan.out_of_scope);
     // Batches are built from the last committed run's data: what a failed
     // run staged after it is reused only as long as no other run commits.
     let last_run = state.last_run.as_ref().map(|r| r.run_id.as_str());
@@ -1164,16 +1166,37 @@ fn execute(
                 }
             }
             NodeKind::Model(_) if staging.nodes.contains_key(&id) => {
+                let reused = reuse.get(&id);
+                let mut pending: Vec<usize> = (0..staging.tasks.len())
+                    .filter(|&i| staging.tasks[i].node == id)
+                    .collect();
+                if reused.is_none() {
+                    // Early cutoff: batches only parent data that turned out
+                    // identical made stale are not built.
+                    let planned_batches = pending.len();
+                    cutoff.prune(id, &staging, &mut pending, false);
+                    if cutoff.skipped.contains(&id) {
+                        readers[id] = published(id);
+                        continue;
+                    }
+                    if pending.len() < planned_batches {
+                        let rebuilt = crate::interval::IntervalSet::from_intervals(
+                            pending.iter().filter_map(|&i| staging.tasks[i].interval),
+                        );
+                        let stage = staging.nodes.get_mut(&id).expect("staged node");
+                        stage.rebuilt = rebuilt;
+                        // The rest of a model planned whole is kept as published.
+                        stage.mode = Mode::Partial;
+                    }
+                }
                 let stage = &staging.nodes[&id];
-                let tasks: Vec<&stage::Task> =
-                    staging.tasks.iter().filter(|t| t.node == id).collect();
+                let tasks: Vec<&stage::Task> = pending.iter().map(|&i| &staging.tasks[i]).collect();
                 progress.note(&format!(
                     "staging {} ({} batch{})",
                     node.name,
                     tasks.len(),
                     if tasks.len() == 1 { "" } else { "es" }
                 ));
-                let reused = reuse.get(&id);
                 let (columns, parts) = stage_model(
                     spark,
                     ws,
@@ -1213,6 +1236,16 @@ fn execute(
                     part: parts.is_some(),
                 });
                 results.extend(measured);
+                if cutoff.wants(id) {
+                    // The published rows of the same batches, measured the same way.
+                    let data = &state.models[node.name.key()].data_table;
+                    let before = measure(spark, names, data, time_column(ws, id), &tasks)?;
+                    cutoff.compare(id, &staging, &results, |t| {
+                        Ok(before
+                            .get(&t.key)
+                            .map_or((0, "0".to_string()), |b| (b.rows, b.checksum.clone())))
+                    })?;
+                }
                 staged_columns.insert(id, columns);
                 // Readers in this run read the whole model.
                 readers[id] =
@@ -1227,6 +1260,20 @@ fn execute(
         }
     }
     check_interrupt()?;
+    // What early cutoff dropped is not published: models with no batch left
+    // have no work.
+    for id in &cutoff.skipped {
+        staging.nodes.remove(id);
+        work.remove(id);
+    }
+    staging.tasks = std::mem::take(&mut staging.tasks)
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| !cutoff.cut.contains(i))
+        .map(|(_, t)| t)
+        .collect();
+    let settled = cutoff.settle_out_of_scope(&prepared.plan.out_of_scope);
+    summary.cutoffs = std::mem::take(&mut cutoff.decisions);
     crate::progress::timing("stage", t.elapsed());
     if !options.skip_validation {
         let t = std::time::Instant::now();
@@ -1416,9 +1463,9 @@ fn execute(
             seq,
             started,
             command: &options.command,
-            cutoffs: &[],
+            cutoffs: &summary.cutoffs,
             scope: &super::scope_json(ws, &options.plan),
-            settled: &BTreeSet::new(),
+            settled: &settled,
             accepted: &options.accept_schema,
             validation: summary.validation.as_ref(),
             skipped: if options.skip_validation {
