@@ -324,6 +324,22 @@ fn replay(spark: &dyn Session, names: &SparkNames, roll_forward: bool) -> Result
     Ok(replica)
 }
 
+impl StagedModel {
+    /// Its batches' rows and checksums, as staging measured them.
+    fn staged(&self) -> HashMap<String, Staged> {
+        self.results
+            .iter()
+            .map(|(key, (rows, checksum))| {
+                let staged = Staged {
+                    rows: *rows,
+                    checksum: checksum.clone(),
+                };
+                (key.clone(), staged)
+            })
+            .collect()
+    }
+}
+
 /// Fold a `commit` or `staged` entry of the log into the models failed runs
 /// left staged: a commit ends them all (what it publishes is never reused,
 /// and batch keys name the last committed run), a `staged` entry adds its
@@ -1207,20 +1223,7 @@ fn execute(
                     &|p| readers[p].clone(),
                 )?;
                 let measured = match reused {
-                    Some(m) => m
-                        .results
-                        .iter()
-                        .map(|(k, (rows, checksum))| {
-                            let checksum = checksum.clone();
-                            (
-                                k.clone(),
-                                Staged {
-                                    rows: *rows,
-                                    checksum,
-                                },
-                            )
-                        })
-                        .collect(),
+                    Some(m) => m.staged(),
                     None => measure(spark, names, &stage.table, time_column(ws, id), &tasks)?,
                 };
                 let mut keys: Vec<String> = tasks.iter().map(|t| t.key.clone()).collect();
