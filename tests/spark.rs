@@ -885,10 +885,18 @@ fn a_spark_build_killed_while_staging_or_publishing_leaves_each_model_old_or_new
 
     // Killed while staging: nothing published, the plan unchanged. While it
     // runs, a second build is refused before it reads or drops anything.
+    // Every model it staged is recorded in the log as soon as it is done (a
+    // model that takes long enough is, by default).
     let plan = common::plan_json(spark.path(), &[]);
-    let mut first = common::paused_at(spark.path(), "stage:2", &["build"])
-        .unwrap()
-        .expect("the build reaches stage:2");
+    let data_before = data_tables(&spark);
+    let mut first = common::paused_at_with(
+        spark.path(),
+        "stage:2",
+        &["build"],
+        &[("HUBFORGE_SPARK_RECORD_AFTER", "0")],
+    )
+    .unwrap()
+    .expect("the build reaches stage:2");
     let second = common::hubforge(spark.path(), &["build"]);
     assert!(!second.status.success(), "two builds ran at once");
     let err = common::stderr(&second);
@@ -919,6 +927,11 @@ fn a_spark_build_killed_while_staging_or_publishing_leaves_each_model_old_or_new
         common::plan_json(spark.path(), &[])["models"],
         plan["models"]
     );
+    let killed_staged: BTreeSet<String> = data_tables(&spark)
+        .difference(&data_before)
+        .cloned()
+        .collect();
+    assert_eq!(killed_staged.len(), 2, "{killed_staged:?}");
 
     // Killed in the middle of the publish (the views of the five sources and
     // three models swapped): every model is all-old or all-new, some are new.
@@ -953,6 +966,12 @@ fn a_spark_build_killed_while_staging_or_publishing_leaves_each_model_old_or_new
     );
     assert_same_tables(duck.path(), &spark, "after the rerun");
     assert!(run_ok(spark.path(), &["plan"]).contains("Nothing to do"));
+    // The two models the killed run staged were reused, not staged again.
+    let data_after = data_tables(&spark);
+    assert!(
+        killed_staged.is_subset(&data_after),
+        "{killed_staged:?} not all in {data_after:?}"
+    );
     // What the killed runs staged is gone: one table per table-backed model and seed.
     let s = spark.engine.session().unwrap();
     let on_spark = s

@@ -340,6 +340,19 @@ impl StagedModel {
     }
 }
 
+/// How long a model's staging takes before the run records it in the log as
+/// soon as it is done rather than when the run stops: a run killed outright
+/// (SIGKILL, a lost machine) records nothing, and such a model is worth the
+/// log write (a fraction of a second) to be reused by the rerun.
+/// `HUBFORGE_SPARK_RECORD_AFTER` sets other seconds (tests).
+fn record_after() -> std::time::Duration {
+    let seconds = std::env::var("HUBFORGE_SPARK_RECORD_AFTER")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30.0_f64);
+    std::time::Duration::from_secs_f64(seconds.max(0.0))
+}
+
 /// Fold a `commit` or `staged` entry of the log into the models failed runs
 /// left staged: a commit ends them all (what it publishes is never reused,
 /// and batch keys name the last committed run), a `staged` entry adds its
@@ -1213,6 +1226,7 @@ fn execute(
                     tasks.len(),
                     if tasks.len() == 1 { "" } else { "es" }
                 ));
+                let staging_started = std::time::Instant::now();
                 let (columns, parts) = stage_model(
                     spark,
                     ws,
@@ -1238,6 +1252,12 @@ fn execute(
                         .collect(),
                     part: parts.is_some(),
                 });
+                if reused.is_none() && staging_started.elapsed() >= record_after() {
+                    // Recorded at once: a run killed outright does not lose it.
+                    let last = std::slice::from_ref(finished.last().expect("just pushed"));
+                    let body = serde_json::to_string(last).expect("json");
+                    append(spark, names, replica, run_id, "staged", &body)?;
+                }
                 results.extend(measured);
                 if cutoff.wants(id) {
                     // The published rows of the same batches, measured the same way.

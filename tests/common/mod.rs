@@ -244,11 +244,22 @@ pub fn drop_days(dir: &Path, rel: &str, days: &[&str]) -> String {
 /// there: the paused process, for the test to act on and kill (`Ok(None)`
 /// when it ended without reaching the point; its stderr when it failed).
 pub fn paused_at(dir: &Path, point: &str, args: &[&str]) -> Result<Option<Child>, String> {
+    paused_at_with(dir, point, args, &[])
+}
+
+/// [`paused_at`] with more environment variables.
+pub fn paused_at_with(
+    dir: &Path,
+    point: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Result<Option<Child>, String> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hubforge"))
         .args(args)
         .current_dir(dir)
         .env("HUBFORGE_PLAIN", "1")
         .env("HUBFORGE_PAUSE_AT", point)
+        .envs(env.iter().copied())
         .env_remove("HUBFORGE_NOW")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
