@@ -644,13 +644,7 @@ fn open_for_reading(ws: &Workspace) -> Result<crate::engine::duckdb::DuckDbEngin
     not_on_spark(ws)?;
     let path = ws.project.warehouse_path();
     if path.exists() {
-        DuckDbEngine::open(
-            &path,
-            &DuckDbOptions {
-                read_only: true,
-                ..warehouse_options(ws)
-            },
-        )
+        DuckDbEngine::open(&path, &DuckDbOptions::of(ws, true))
     } else {
         DuckDbEngine::in_memory()
     }
@@ -782,11 +776,7 @@ fn open_warehouse(ws: &Workspace) -> Result<crate::engine::duckdb::DuckDbEngine>
 }
 
 fn warehouse_options(ws: &Workspace) -> crate::engine::duckdb::DuckDbOptions {
-    crate::engine::duckdb::DuckDbOptions {
-        threads: ws.project.config.warehouse.threads,
-        memory_limit: ws.project.config.warehouse.memory_limit.clone(),
-        read_only: false,
-    }
+    crate::engine::duckdb::DuckDbOptions::of(ws, false)
 }
 
 /// The Spark Connect server of a project whose `[warehouse] engine = "spark"`.

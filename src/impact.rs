@@ -668,11 +668,7 @@ fn read_state(ws: &Workspace) -> Result<Option<State>> {
     }
     let engine = crate::engine::duckdb::DuckDbEngine::open(
         &path,
-        &crate::engine::duckdb::DuckDbOptions {
-            threads: ws.project.config.warehouse.threads,
-            memory_limit: ws.project.config.warehouse.memory_limit.clone(),
-            read_only: true,
-        },
+        &crate::engine::duckdb::DuckDbOptions::of(ws, true),
     )?;
     let session = engine.session()?;
     let state = crate::state::read(session.as_ref())?;

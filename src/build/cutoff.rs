@@ -65,7 +65,7 @@ pub(super) struct Cutoff<'a> {
     pub skipped: BTreeSet<NodeId>,
     /// Nodes planned as a full rebuild that now replace some intervals only.
     pub partial: BTreeSet<NodeId>,
-    pub decisions: Vec<CutOff>,
+    decisions: Vec<CutOff>,
 }
 
 impl<'a> Cutoff<'a> {
@@ -247,7 +247,7 @@ impl<'a> Cutoff<'a> {
     /// whose data turned out identical (or from such models): nothing is left
     /// stale in them. Recorded as decisions; returned so that no pending work
     /// is written for them.
-    pub fn settle_out_of_scope(&mut self, out_of_scope: &[ModelWork]) -> BTreeSet<NodeId> {
+    fn settle_out_of_scope(&mut self, out_of_scope: &[ModelWork]) -> BTreeSet<NodeId> {
         let mut settled: BTreeSet<NodeId> = BTreeSet::new();
         let stale: BTreeSet<NodeId> = out_of_scope.iter().map(|w| w.node).collect();
         for w in out_of_scope {
@@ -305,6 +305,31 @@ impl<'a> Cutoff<'a> {
                     && !self.work.contains_key(&p)
                     && !stale.contains(&p))
         })
+    }
+
+    /// After staging: what was dropped is not published. Models with no batch
+    /// left leave the run (`staging`, `work`), dropped batches leave the
+    /// tasks; models outside the scope are settled. The decisions and the
+    /// settled models.
+    pub fn finish(
+        &mut self,
+        staging: &mut Staging,
+        work: &mut BTreeMap<NodeId, &ModelWork>,
+        out_of_scope: &[ModelWork],
+    ) -> (Vec<CutOff>, BTreeSet<NodeId>) {
+        for id in &self.skipped {
+            staging.nodes.remove(id);
+            staging.views.remove(id);
+            work.remove(id);
+        }
+        staging.tasks = std::mem::take(&mut staging.tasks)
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !self.cut.contains(i))
+            .map(|(_, t)| t)
+            .collect();
+        let settled = self.settle_out_of_scope(out_of_scope);
+        (std::mem::take(&mut self.decisions), settled)
     }
 
     /// The intervals of `id` rebuilt in this run: its batches not dropped.

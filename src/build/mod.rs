@@ -396,19 +396,8 @@ fn execute(
             stage.mode = stage::Mode::Partial;
         }
     }
-    for id in &cutoff.skipped {
-        staging.nodes.remove(id);
-        staging.views.remove(id);
-        work.remove(id);
-    }
-    staging.tasks = std::mem::take(&mut staging.tasks)
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| !cutoff.cut.contains(i))
-        .map(|(_, t)| t)
-        .collect();
-    let settled = cutoff.settle_out_of_scope(&prepared.plan.out_of_scope);
-    summary.cutoffs = cutoff.decisions;
+    let (cutoffs, settled) = cutoff.finish(&mut staging, &mut work, &prepared.plan.out_of_scope);
+    summary.cutoffs = cutoffs;
     crate::progress::timing("stage", t.elapsed());
     pause_point("validate", 0);
     if !options.skip_validation {

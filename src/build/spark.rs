@@ -1283,20 +1283,8 @@ fn execute(
         }
     }
     check_interrupt()?;
-    // What early cutoff dropped is not published: models with no batch left
-    // have no work.
-    for id in &cutoff.skipped {
-        staging.nodes.remove(id);
-        work.remove(id);
-    }
-    staging.tasks = std::mem::take(&mut staging.tasks)
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| !cutoff.cut.contains(i))
-        .map(|(_, t)| t)
-        .collect();
-    let settled = cutoff.settle_out_of_scope(&prepared.plan.out_of_scope);
-    summary.cutoffs = std::mem::take(&mut cutoff.decisions);
+    let (cutoffs, settled) = cutoff.finish(&mut staging, &mut work, &prepared.plan.out_of_scope);
+    summary.cutoffs = cutoffs;
     crate::progress::timing("stage", t.elapsed());
     if !options.skip_validation {
         let t = std::time::Instant::now();

@@ -194,6 +194,17 @@ pub struct DuckDbOptions {
     pub read_only: bool,
 }
 
+impl DuckDbOptions {
+    /// The project's `[warehouse]` settings.
+    pub fn of(ws: &crate::workspace::Workspace, read_only: bool) -> Self {
+        DuckDbOptions {
+            threads: ws.project.config.warehouse.threads,
+            memory_limit: ws.project.config.warehouse.memory_limit.clone(),
+            read_only,
+        }
+    }
+}
+
 impl DuckDbEngine {
     /// Open (or create) the warehouse file. A warehouse held by another process
     /// is a clear error, never a wait or a corruption.

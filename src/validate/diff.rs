@@ -179,11 +179,7 @@ pub fn diff(ws: &Workspace, options: &DiffOptions) -> Result<DiffReport> {
     }
     let engine = crate::engine::duckdb::DuckDbEngine::open(
         &path,
-        &crate::engine::duckdb::DuckDbOptions {
-            threads: ws.project.config.warehouse.threads,
-            memory_limit: ws.project.config.warehouse.memory_limit.clone(),
-            read_only: true,
-        },
+        &crate::engine::duckdb::DuckDbOptions::of(ws, true),
     )?;
     let s = engine.session()?;
     let state = crate::state::read(s.as_ref())?;
