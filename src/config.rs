@@ -343,7 +343,26 @@ pub const CSV_OPTIONS: &[&str] = &[
     "null",
 ];
 
+/// Whether a source path is a URL only the engine's cluster reads
+/// (`s3a://bucket/orders/*.csv`, `hdfs://…`, `abfss://…`, `file:///…`) rather
+/// than files of this machine, relative to the project.
+pub fn is_cluster_path(path: &str) -> bool {
+    path.split_once("://").is_some_and(|(scheme, _)| {
+        scheme.len() >= 2
+            && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    })
+}
+
 impl SourceConfig {
+    /// The path of a source whose files only the cluster reads (see
+    /// [`is_cluster_path`]).
+    pub fn cluster_path(&self) -> Option<&str> {
+        self.path.as_deref().filter(|p| is_cluster_path(p))
+    }
+
     /// The format the source is read with: declared, or implied by its path.
     pub fn effective_format(&self) -> Option<SourceFormat> {
         self.format
@@ -644,7 +663,7 @@ pub fn parse_project_config(src: &TomlSource) -> Result<ProjectConfig, Vec<Diagn
                 .with_help("add format = \"csv\", \"parquet\" or \"json\""),
             );
         }
-        check_source_options(src, name, source, &mut problems);
+        check_source_options(src, name, source, config.warehouse.engine, &mut problems);
     }
     check_warehouse(src, &config.warehouse, &mut problems);
     let mut seen = BTreeMap::new();
@@ -732,6 +751,7 @@ fn check_source_options(
     src: &TomlSource,
     name: &str,
     source: &SourceConfig,
+    engine: EngineKind,
     problems: &mut Vec<Diagnostic>,
 ) {
     let at = |keys: &[&str]| {
@@ -740,6 +760,49 @@ fn check_source_options(
         value_location(src, &path)
             .unwrap_or_else(|| section_location(src, &format!("sources.{name}")))
     };
+    if let Some(path) = source.cluster_path() {
+        let refused = match engine {
+            EngineKind::Duckdb => Some((
+                "path",
+                format!(
+                    "source `{name}` is read from `{path}`, a path only a Spark cluster reads; \
+                     embedded DuckDB reads files of this machine"
+                ),
+                "build on Spark ([warehouse] engine = \"spark\"), or give a path relative to \
+                 the project, e.g. path = \"data/orders/*.csv\"",
+            )),
+            EngineKind::Spark if source.on_bad_rows == OnBadRows::Quarantine => Some((
+                "on_bad_rows",
+                format!(
+                    "source `{name}`: bad rows are quarantined on this machine, but the files \
+                     at `{path}` are read by the cluster only"
+                ),
+                "remove on_bad_rows (a bad row then stops the build, named by Spark), or copy \
+                 the files under the project",
+            )),
+            EngineKind::Spark
+                if source.columns.is_some()
+                    && source.effective_format() != Some(SourceFormat::Csv) =>
+            {
+                Some((
+                    "columns",
+                    format!(
+                        "source `{name}`: files at `{path}` are read with the types they carry; \
+                         only CSV files take declared `columns`"
+                    ),
+                    "remove `columns` from the source",
+                ))
+            }
+            EngineKind::Spark => None,
+        };
+        if let Some((key, message, help)) = refused {
+            problems.push(
+                Diagnostic::error(Code::ConfigInvalid, message)
+                    .at(at(&[key]))
+                    .with_help(help),
+            );
+        }
+    }
     for (column, ty) in source.columns.iter().flatten() {
         if !is_column_type(ty) {
             let base = ty.split('(').next().unwrap_or(ty).trim().to_uppercase();
@@ -1119,6 +1182,37 @@ mod tests {
         assert_eq!(errs[0].message, "unknown key `warehouse.paht`");
         assert_eq!(errs[0].help.as_deref(), Some("did you mean `path`?"));
         assert_eq!(errs[0].location.as_ref().unwrap().line, 6);
+    }
+
+    #[test]
+    fn a_cluster_path_is_read_by_spark_only() {
+        for (path, cluster) in [
+            ("s3a://bucket/orders/*.csv", true),
+            ("hdfs://nn:8020/raw/orders.parquet", true),
+            ("file:///mnt/raw/orders.csv", true),
+            ("data/orders/*.csv", false),
+            ("/srv/data/orders.csv", false),
+            ("C://orders.csv", false),
+        ] {
+            assert_eq!(is_cluster_path(path), cluster, "{path}");
+        }
+        let head = "[project]\nname = \"x\"\nstart = \"2024-01-01\"\n\n";
+        let source = "[sources.orders]\npath = \"s3a://bucket/orders/*.csv\"\n";
+        let errs = parse_project_config(&src(&format!("{head}{source}"))).unwrap_err();
+        assert_eq!(
+            errs[0].message,
+            "source `orders` is read from `s3a://bucket/orders/*.csv`, a path only a Spark \
+             cluster reads; embedded DuckDB reads files of this machine"
+        );
+        assert_eq!(errs[0].location.as_ref().unwrap().line, 6);
+        let spark = "[warehouse]\nengine = \"spark\"\nurl = \"sc://h\"\n\n";
+        parse_project_config(&src(&format!("{head}{spark}{source}"))).unwrap();
+        let errs = parse_project_config(&src(&format!(
+            "{head}{spark}{source}on_bad_rows = \"quarantine\"\n"
+        )))
+        .unwrap_err();
+        assert_eq!(errs[0].location.as_ref().unwrap().line, 11);
+        assert!(errs[0].message.contains("read by the cluster only"));
     }
 
     #[test]

@@ -53,12 +53,16 @@ pub fn check_drift(observed: &Observed, accepted: &[String]) -> Result<()> {
 }
 
 /// An engine that reads the sources itself (Spark): it snapshots every source
-/// as it reads it, and describes the tables it holds. File sources are still
-/// sniffed and checked for bad rows on this machine, so that a model sees the
-/// same columns and types on every engine.
+/// as it reads it, and describes the tables it holds and the files only its
+/// cluster reads (a URL path, [`crate::config::is_cluster_path`]). Files of
+/// this machine are still sniffed and checked for bad rows here, so that a
+/// model sees the same columns and types on every engine.
 pub trait SourceEngine {
-    /// The columns of a `table` source and their types, as DuckDB names them.
-    fn describe_table(&self, name: &str, config: &SourceConfig) -> Result<Vec<(String, String)>>;
+    /// The columns of a `table` source, or of a source at a cluster path, and
+    /// their types, as DuckDB names them.
+    fn describe(&self, name: &str, config: &SourceConfig) -> Result<Vec<(String, String)>>;
+    /// The files at a source's cluster path, as the cluster lists them.
+    fn files(&self, name: &str, config: &SourceConfig) -> Result<Vec<state::FileSignature>>;
     /// The snapshot of a source as this engine reads it, for the columns and
     /// types it is read with.
     fn snapshot(
@@ -99,7 +103,18 @@ pub fn observe_with(
         let (files, config) = match node.kind {
             NodeKind::Source => {
                 let config = &ws.project.config.sources[node.name.as_str()];
-                (sources::source_files(&ws.project, config), Some(config))
+                let files = match (config.cluster_path(), remote) {
+                    (Some(_), Some(r)) => r.files(&node.name, config)?,
+                    (Some(path), None) => {
+                        return Err(Error::Engine(format!(
+                            "source `{}`: `{path}` is read by a Spark cluster only; \
+                             this command runs on DuckDB",
+                            node.name
+                        )));
+                    }
+                    (None, _) => sources::source_files(&ws.project, config),
+                };
+                (files, Some(config))
             }
             NodeKind::Seed => {
                 let seed = ws.project.seed(&node.name).expect("seed node");
@@ -124,9 +139,11 @@ pub fn observe_with(
         let known = previous
             .filter(|p| same_definition && !files.is_empty() && p.files == files)
             .zip(out.state.schemas.get(key));
-        // A table the remote engine holds is read there only.
-        let remote_table = remote.filter(|_| config.table.is_some());
-        let relation = match (mode, known, remote_table) {
+        // A table the remote engine holds, or files only its cluster sees,
+        // are read there only.
+        let remote_only =
+            remote.filter(|_| config.table.is_some() || config.cluster_path().is_some());
+        let relation = match (mode, known, remote_only) {
             (_, _, Some(_)) | (Ingest::Temp, Some(_), None) => None,
             _ => {
                 let ingested = sources::ingest(s, &ws.project, &node.name, config, &files, mode)?;
@@ -153,8 +170,8 @@ pub fn observe_with(
                 recorded_types.cloned().unwrap_or_default(),
             ),
             (None, _) => {
-                let typed = match (remote_table, &relation) {
-                    (Some(r), _) => r.describe_table(&node.name, config)?,
+                let typed = match (remote_only, &relation) {
+                    (Some(r), _) => r.describe(&node.name, config)?,
                     (None, Some(rel)) => sources::describe_typed(s, rel)?,
                     (None, None) => unreachable!("sources not known from state are read"),
                 };

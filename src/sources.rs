@@ -15,8 +15,12 @@ use crate::state::{FileSignature, SourceSnapshot};
 /// Schema that holds hubforge's views of sources.
 pub const SOURCE_SCHEMA: &str = "_hubforge_src";
 
-/// The absolute files a source path or glob matches, sorted.
+/// The absolute files a source path or glob matches, sorted (none for a path
+/// only the cluster reads: this machine never looks there).
 pub fn source_paths(root: &Path, pattern: &str) -> Vec<PathBuf> {
+    if crate::config::is_cluster_path(pattern) {
+        return Vec::new();
+    }
     let full = root.join(pattern);
     let text = full.to_string_lossy().into_owned();
     let mut out: Vec<PathBuf> = match glob::glob(&text) {
@@ -903,7 +907,11 @@ pub fn drift(
 ) -> Result<(Option<Diagnostic>, Option<Diagnostic>)> {
     // Each file's columns (a table source is one "file": the table).
     let mut files: Vec<(String, Vec<(String, String)>)> = Vec::new();
-    match &config.path {
+    match config
+        .path
+        .as_deref()
+        .filter(|_| config.cluster_path().is_none())
+    {
         Some(pattern) => {
             let paths = source_paths(&project.root, pattern);
             let changed = paths.iter().filter(|p| {
@@ -976,7 +984,9 @@ pub fn drift(
     }
     let location = crate::config::source_location(&project.config_text, name);
     let whose = |file: &str| {
-        if file.is_empty() {
+        if let Some(path) = config.cluster_path().filter(|_| file.is_empty()) {
+            format!("files `{path}`")
+        } else if file.is_empty() {
             format!("table `{}`", config.table.as_deref().unwrap_or_default())
         } else {
             format!("file {file}")

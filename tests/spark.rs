@@ -1357,3 +1357,174 @@ fn a_view_over_a_rebuilt_model_or_a_changed_source_takes_its_new_types_on_spark(
     assert_eq!(total("raw_total"), [[Some("11.5".to_string())]]);
     assert!(run_ok(spark.path(), &["plan"]).contains("Nothing to do"));
 }
+
+fn file_source_project(path: &str, warehouse: &str) -> tempfile::TempDir {
+    common::project_of(&[
+        (
+            "hubforge.toml",
+            &format!(
+                "[project]\nname = \"t\"\nstart = \"2025-01-01\"\nend = \"2025-01-04\"\n\n\
+                 [warehouse]\n{warehouse}\n\n\
+                 [sources.orders]\npath = \"{path}\"\ntime_column = \"ordered_at\"\n\
+                 columns = {{ amount = \"BIGINT\" }}\n"
+            ),
+        ),
+        (
+            "models/daily.sql",
+            "/* @hubforge\nkind = \"incremental\"\ntime_column = \"day\"\nunit = \"day\"\n*/\n\
+             SELECT CAST(ordered_at AS DATE) AS day, count(*) AS orders, sum(amount) AS amount\n\
+             FROM orders\nWHERE ordered_at >= {{ start }} AND ordered_at < {{ end }}\n\
+             GROUP BY 1\n",
+        ),
+    ])
+}
+
+#[test]
+fn files_only_the_cluster_sees_are_listed_typed_and_snapshotted_by_spark() {
+    // The same files under a DuckDB project and at a `file://` URL outside the
+    // Spark project, which hubforge leaves to Spark to list and read.
+    let remote = tempfile::tempdir().unwrap();
+    let url = format!("file://{}/orders/*.csv", remote.path().display());
+    let duck = file_source_project("data/orders/*.csv", "path = \"warehouse.duckdb\"");
+    let schema = format!("hf_cluster_files_{}", std::process::id());
+    let spark = SparkProject {
+        dir: file_source_project(
+            &url,
+            &format!(
+                "engine = \"spark\"\nurl = \"{}\"\nschema = \"{schema}\"",
+                server()
+            ),
+        ),
+        schema,
+        engine: SparkEngine::connect(&server()).unwrap(),
+    };
+    spark.drop_schemas();
+    let write_both = |file: &str, text: &str| {
+        for dir in [
+            duck.path().join("data/orders"),
+            remote.path().join("orders"),
+        ] {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(file), text).unwrap();
+        }
+    };
+    write_both(
+        "2025-01-01.csv",
+        "ordered_at,amount\n2025-01-01 10:00:00,5\n2025-01-01 18:30:00,7\n",
+    );
+    write_both(
+        "2025-01-02.csv",
+        "ordered_at,amount\n2025-01-02 09:00:00,11\n2025-01-02 23:59:59,13\n",
+    );
+    let s = spark.engine.session().unwrap();
+    let daily = |dir: &std::path::Path| -> Table {
+        if dir == duck.path() {
+            duck_tables_named(dir, &["daily"]).remove("daily").unwrap()
+        } else {
+            let mut rows = texts(
+                &s.query(&format!("SELECT * FROM `{}`.`daily`", spark.schema))
+                    .unwrap(),
+            );
+            rows.sort();
+            rows
+        }
+    };
+    let both = [duck.path(), spark.path()];
+    for dir in both {
+        run_ok(dir, &["build"]);
+    }
+    assert_eq!(daily(duck.path()).len(), 2);
+    assert!(same_rows(&daily(duck.path()), &daily(spark.path())));
+    assert!(run_ok(spark.path(), &["plan"]).contains("Nothing to do"));
+    // The type Spark infers (TIMESTAMP), and the declared one in place of
+    // the one it infers (INT).
+    let described = s
+        .query(&format!("DESCRIBE `{}__sources`.`orders`", spark.schema))
+        .unwrap();
+    assert_eq!(
+        texts(&described)
+            .into_iter()
+            .map(|r| r[1].clone().unwrap())
+            .collect::<Vec<_>>(),
+        ["timestamp", "bigint"]
+    );
+
+    let plan_one_day_and_build = |day: [&str; 2]| {
+        let plan = planned(&common::plan_json(duck.path(), &[]));
+        assert_eq!(plan.0[0]["intervals"], serde_json::json!([day]), "{plan:?}");
+        assert_eq!(plan, planned(&common::plan_json(spark.path(), &[])));
+        for dir in both {
+            run_ok(dir, &["build"]);
+        }
+        assert!(same_rows(&daily(duck.path()), &daily(spark.path())));
+        assert!(run_ok(spark.path(), &["plan"]).contains("Nothing to do"));
+    };
+    // A row arriving late in a file: Spark lists the changed file and its
+    // snapshot finds the one day the row falls in.
+    write_both(
+        "2025-01-02.csv",
+        "ordered_at,amount\n2025-01-02 09:00:00,11\n2025-01-02 23:59:59,13\n\
+         2025-01-02 12:00:00,100\n",
+    );
+    plan_one_day_and_build(["2025-01-02", "2025-01-03"]);
+    // A new file.
+    write_both(
+        "2025-01-03.csv",
+        "ordered_at,amount\n2025-01-03 08:00:00,1\n",
+    );
+    plan_one_day_and_build(["2025-01-03", "2025-01-04"]);
+
+    // Every column declared: Spark reads only the header for the names. The
+    // source is read another way, so the whole model is planned again.
+    let toml = std::fs::read_to_string(spark.path().join("hubforge.toml")).unwrap();
+    std::fs::write(
+        spark.path().join("hubforge.toml"),
+        toml.replace(
+            "columns = { amount = \"BIGINT\" }",
+            "columns = { ordered_at = \"TIMESTAMP\", amount = \"BIGINT\" }",
+        ),
+    )
+    .unwrap();
+    let plan = planned(&common::plan_json(spark.path(), &[]));
+    assert_eq!(
+        plan.0[0]["intervals"],
+        serde_json::json!([["2025-01-01", "2025-01-04"]]),
+        "{plan:?}"
+    );
+    std::fs::write(spark.path().join("hubforge.toml"), &toml).unwrap();
+
+    // A row that does not read with the declared types: Spark names it and
+    // nothing published changes.
+    let before = daily(spark.path());
+    std::fs::write(
+        remote.path().join("orders/2025-01-03.csv"),
+        "ordered_at,amount\n2025-01-03 08:00:00,1\n2025-01-03 09:00:00,lots\n",
+    )
+    .unwrap();
+    let out = common::hubforge(spark.path(), &["build"]);
+    assert!(!out.status.success());
+    let err = common::stderr(&out);
+    assert!(err.contains("reading source `orders` on Spark"), "{err}");
+    assert!(err.contains("2025-01-03.csv"), "{err}");
+    assert!(
+        err.contains("may not read with the source's column types"),
+        "{err}"
+    );
+    assert_eq!(daily(spark.path()), before);
+
+    // No files at the path: an error at the source in hubforge.toml.
+    std::fs::rename(remote.path().join("orders"), remote.path().join("away")).unwrap();
+    let out = common::hubforge(spark.path(), &["plan"]);
+    assert!(!out.status.success());
+    let err = common::stderr(&out);
+    assert!(err.contains("Spark finds no files at `file://"), "{err}");
+    assert!(err.contains("hubforge.toml:"), "{err}");
+
+    // Embedded DuckDB refuses such a path before reading anything.
+    let on_duckdb = file_source_project(&url, "path = \"warehouse.duckdb\"");
+    let out = common::hubforge(on_duckdb.path(), &["check"]);
+    assert!(!out.status.success());
+    let err = common::stderr(&out);
+    assert!(err.contains("a path only a Spark cluster reads"), "{err}");
+    assert!(err.contains("hubforge.toml:10"), "{err}");
+}

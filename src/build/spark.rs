@@ -1156,7 +1156,8 @@ fn execute(
                     .cloned()
                     .zip(prepared.observed.types[key].iter().cloned())
                     .collect();
-                let table = ingest_source(spark, ws, names, &node.name, &typed)?;
+                let files = &prepared.observed.sources[key].files;
+                let table = ingest_source(spark, ws, names, &node.name, &typed, files)?;
                 readers[id] = names.duck(Part::Sources, &table);
                 source_tables.insert(id, table);
             }
@@ -2061,18 +2062,15 @@ fn spark_schema(what: &str, columns: &[(String, String)]) -> Result<String> {
         .map(|c| c.join(", "))
 }
 
-/// A Spark reader of CSV files with the schema DuckDB reads them with. Rows
-/// that do not read with it are dropped: DuckDB has already refused them, or
-/// counted them as quarantined, when it observed the same files.
-fn csv_reader(view: &str, schema: &str, path: &str, options: &[(&str, String)]) -> String {
-    let mut all = vec![
-        ("path", path.to_string()),
-        ("mode", "DROPMALFORMED".to_string()),
-    ];
+/// A Spark reader of CSV files, with `schema` (the types DuckDB reads them
+/// with) when given.
+fn csv_reader(view: &str, schema: Option<&str>, path: &str, options: &[(&str, String)]) -> String {
+    let mut all = vec![("path", path.to_string())];
     all.extend(options.iter().cloned());
     format!(
-        "CREATE OR REPLACE TEMPORARY VIEW {} ({schema}) USING csv OPTIONS ({})",
+        "CREATE OR REPLACE TEMPORARY VIEW {}{} USING csv OPTIONS ({})",
         q(view),
+        schema.map(|s| format!(" ({s})")).unwrap_or_default(),
         all.iter()
             .map(|(k, v)| format!("{k} {}", lit(v)))
             .collect::<Vec<_>>()
@@ -2136,8 +2134,9 @@ fn csv_options(
 /// Spark reads the sources: file sources from their files (a build copies
 /// each version of them into the sources schema; a plan only reads them),
 /// table sources where they are, and it snapshots them all. The columns and
-/// types of file sources are still read on this machine (see
-/// [`observe::SourceEngine`]).
+/// types of files of this machine are still read here (see
+/// [`observe::SourceEngine`]); Spark lists the files at a cluster path and
+/// infers their types (a CSV source's declared `columns` replace them).
 struct SparkSources<'a> {
     spark: &'a dyn Session,
     names: &'a SparkNames,
@@ -2148,22 +2147,70 @@ struct SparkSources<'a> {
 }
 
 impl observe::SourceEngine for SparkSources<'_> {
-    fn describe_table(
+    fn describe(
         &self,
         name: &str,
         config: &crate::config::SourceConfig,
     ) -> Result<Vec<(String, String)>> {
-        let table = config.table.as_deref().unwrap_or_default();
         let problem = |code, message: String, help: String| {
-            Error::Input(crate::diagnostics::Diagnostics(vec![
-                crate::diagnostics::Diagnostic::error(code, message)
-                    .at(crate::config::source_location(
-                        &self.ws.project.config_text,
-                        name,
-                    ))
-                    .with_help(help),
-            ]))
+            source_problem(self.ws, name, code, message, help)
         };
+        if let Some(path) = config.cluster_path() {
+            let read = |types| {
+                source_view(self.spark, name, config, path, types)
+                    .and_then(|view| describe_view(self.spark, &view))
+            };
+            // Types are inferred (a pass over every row) unless all are declared.
+            let declared = |c: &str| {
+                config
+                    .columns
+                    .iter()
+                    .flatten()
+                    .any(|(d, _)| d.eq_ignore_ascii_case(c))
+            };
+            let mut columns = read(CsvTypes::Text)
+                .and_then(|header| {
+                    if header.iter().all(|(c, _)| declared(c)) {
+                        Ok(header)
+                    } else {
+                        read(CsvTypes::Inferred)
+                    }
+                })
+                .map_err(|e| {
+                    problem(
+                        crate::diagnostics::Code::SourceUnreadable,
+                        format!("source `{name}`: Spark cannot read the files at `{path}`: {e}"),
+                        format!("fix `path` or the reading options in [sources.{name}]"),
+                    )
+                })?;
+            // Declared types replace the inferred ones, column by column.
+            for (column, ty) in config.columns.iter().flatten() {
+                match columns
+                    .iter_mut()
+                    .find(|(c, _)| c.eq_ignore_ascii_case(column))
+                {
+                    Some(found) => found.1 = ty.to_uppercase(),
+                    None => {
+                        return Err(problem(
+                            crate::diagnostics::Code::SourceUnreadable,
+                            format!(
+                                "source `{name}`: the files at `{path}` have no column `{column}`"
+                            ),
+                            format!(
+                                "they have {}; fix `columns` in [sources.{name}]",
+                                columns
+                                    .iter()
+                                    .map(|(c, _)| format!("`{c}`"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+            return Ok(columns);
+        }
+        let table = config.table.as_deref().unwrap_or_default();
         if config.columns.is_some() {
             return Err(problem(
                 crate::diagnostics::Code::SourceUnreadable,
@@ -2186,16 +2233,51 @@ impl observe::SourceEngine for SparkSources<'_> {
                     format!("create it, or fix `table` in [sources.{name}] (schema.table)"),
                 )
             })?;
-        // Columns come first, then (for a partitioned table) a blank row and
-        // `# Partition Information`.
-        Ok(rows
+        Ok(described_columns(&rows))
+    }
+
+    fn files(
+        &self,
+        name: &str,
+        config: &crate::config::SourceConfig,
+    ) -> Result<Vec<state::FileSignature>> {
+        let path = config.cluster_path().unwrap_or_default();
+        // `binaryFile` lists the files a path or glob matches without reading
+        // their content.
+        let view = format!("hubforge_files_{}", name.to_lowercase());
+        let listed = self
+            .spark
+            .execute(&format!(
+                "CREATE OR REPLACE TEMPORARY VIEW {} USING binaryFile OPTIONS (path {})",
+                q(&view),
+                lit(path)
+            ))
+            .and_then(|()| {
+                self.spark.query(&format!(
+                    "SELECT path, length, unix_micros(modificationTime) * 1000 FROM {} \
+                     ORDER BY path",
+                    q(&view)
+                ))
+            })
+            .map_err(|e| {
+                source_problem(
+                    self.ws,
+                    name,
+                    crate::diagnostics::Code::SourceMissing,
+                    format!(
+                        "source `{name}`: Spark finds no files at `{path}`: {}",
+                        e.to_string().lines().next().unwrap_or_default()
+                    ),
+                    format!("fix `path` in [sources.{name}], or add the files"),
+                )
+            })?;
+        Ok(listed
             .rows
             .iter()
-            .map_while(|r| {
-                let column = r.first().and_then(Value::to_text).unwrap_or_default();
-                let ty = r.get(1).and_then(Value::to_text).unwrap_or_default();
-                (!column.is_empty() && !column.starts_with('#'))
-                    .then(|| (column, crate::sql::spark::duckdb_type(&ty)))
+            .map(|r| state::FileSignature {
+                path: r[0].to_text().unwrap_or_default(),
+                size: r[1].as_i64().unwrap_or(0),
+                modified_ns: r[2].as_i64().unwrap_or(0),
             })
             .collect())
     }
@@ -2207,19 +2289,31 @@ impl observe::SourceEngine for SparkSources<'_> {
         typed: &[(String, String)],
         files: Vec<state::FileSignature>,
     ) -> Result<state::SourceSnapshot> {
+        let context = |e: Error| {
+            let unread = e.to_string().contains("FAILED_READ_FILE");
+            Error::Engine(format!(
+                "reading source `{name}` on Spark: {e}{}",
+                if unread {
+                    "\n  a row of that file may not read with the source's column types \
+                     (declared in `columns`, or inferred by Spark): fix the row, or the types"
+                } else {
+                    ""
+                }
+            ))
+        };
         let relation = match &config.table {
             Some(table) => spark_table(table),
             None if self.copy => {
-                let copy = ingest_source(self.spark, self.ws, self.names, name, typed)?;
+                let copy = ingest_source(self.spark, self.ws, self.names, name, typed, &files)
+                    .map_err(context)?;
                 self.names.spark(Part::Sources, &copy)
             }
-            None => q(&source_reader(self.spark, self.ws, name, typed)?),
+            None => q(&source_reader(self.spark, self.ws, name, typed).map_err(context)?),
         };
         let mut snap = state::SourceSnapshot {
             files,
             ..state::SourceSnapshot::default()
         };
-        let context = |e: Error| Error::Engine(format!("reading source `{name}` on Spark: {e}"));
         let hash = "CAST(sum(CAST(h AS DECIMAL(38, 0))) AS STRING)";
         match &config.time_column {
             Some(tc) => {
@@ -2254,6 +2348,104 @@ impl observe::SourceEngine for SparkSources<'_> {
     }
 }
 
+/// A problem with a source, at its section of hubforge.toml.
+fn source_problem(
+    ws: &Workspace,
+    name: &str,
+    code: crate::diagnostics::Code,
+    message: String,
+    help: String,
+) -> Error {
+    Error::Input(crate::diagnostics::Diagnostics(vec![
+        crate::diagnostics::Diagnostic::error(code, message)
+            .at(crate::config::source_location(
+                &ws.project.config_text,
+                name,
+            ))
+            .with_help(help),
+    ]))
+}
+
+/// The columns `DESCRIBE` lists, with DuckDB's names of their types: columns
+/// come first, then (for a partitioned table) a blank row and `# Partition
+/// Information`.
+fn described_columns(rows: &crate::engine::Rows) -> Vec<(String, String)> {
+    rows.rows
+        .iter()
+        .map_while(|r| {
+            let column = r.first().and_then(Value::to_text).unwrap_or_default();
+            let ty = r.get(1).and_then(Value::to_text).unwrap_or_default();
+            (!column.is_empty() && !column.starts_with('#'))
+                .then(|| (column, crate::sql::spark::duckdb_type(&ty)))
+        })
+        .collect()
+}
+
+fn describe_view(spark: &dyn Session, view: &str) -> Result<Vec<(String, String)>> {
+    Ok(described_columns(
+        &spark.query(&format!("DESCRIBE {}", q(view)))?,
+    ))
+}
+
+/// The column types a CSV reader reads with.
+enum CsvTypes<'a> {
+    /// These, in Spark's words (`"a" BIGINT, "b" DATE`), in the files' order.
+    Given(&'a str),
+    /// Those Spark infers, from a pass over all the rows.
+    Inferred,
+    /// Text: only the header is read.
+    Text,
+}
+
+/// A temporary view of this session reading the files of a source at `path`;
+/// its name. Files only the cluster sees fail on a row that does not read
+/// (nothing on this machine has checked them), others drop it (DuckDB refused
+/// or quarantined it).
+fn source_view(
+    spark: &dyn Session,
+    name: &str,
+    config: &crate::config::SourceConfig,
+    path: &str,
+    types: CsvTypes,
+) -> Result<String> {
+    let format = config.effective_format();
+    let view = format!("hubforge_read_{}", name.to_lowercase());
+    let sql = match format {
+        Some(crate::config::SourceFormat::Csv) => {
+            let mut options = csv_options(name, config)?;
+            options.push((
+                "mode",
+                if config.cluster_path().is_some() {
+                    "FAILFAST"
+                } else {
+                    "DROPMALFORMED"
+                }
+                .to_string(),
+            ));
+            if let CsvTypes::Inferred = types {
+                options.push(("inferSchema", "true".to_string()));
+            }
+            let schema = match types {
+                CsvTypes::Given(schema) => Some(schema),
+                CsvTypes::Inferred | CsvTypes::Text => None,
+            };
+            csv_reader(&view, schema, path, &options)
+        }
+        Some(crate::config::SourceFormat::Parquet) => format!(
+            "CREATE OR REPLACE TEMPORARY VIEW {} USING parquet OPTIONS (path {})",
+            q(&view),
+            lit(path)
+        ),
+        _ => {
+            return Err(Error::Engine(format!(
+                "source `{name}`: on Spark, file sources are CSV or Parquet files for now"
+            )));
+        }
+    };
+    spark.execute(&sql)?;
+    Ok(view)
+}
+
 /// A table named in hubforge.toml (`db.table`, `catalog.db.table`), quoted
 /// for Spark.
 fn spark_table(table: &str) -> String {
@@ -2261,7 +2453,7 @@ fn spark_table(table: &str) -> String {
 }
 
 /// A temporary view of this session reading a file source's current files
-/// with the columns and types DuckDB reads them with; its name.
+/// with the columns and types it was observed with; its name.
 fn source_reader(
     spark: &dyn Session,
     ws: &Workspace,
@@ -2271,28 +2463,11 @@ fn source_reader(
     let config = &ws.project.config.sources[name];
     let path = config.path.as_deref().expect("a file source");
     let schema = spark_schema(&format!("source `{name}`"), typed)?;
-    let full_path = ws.project.root.join(path).display().to_string();
-    let format = config
-        .format
-        .or_else(|| crate::config::SourceFormat::from_path(path));
-    let reader = format!("hubforge_read_{}", name.to_lowercase());
-    let create = match format {
-        Some(crate::config::SourceFormat::Csv) => {
-            csv_reader(&reader, &schema, &full_path, &csv_options(name, config)?)
-        }
-        Some(crate::config::SourceFormat::Parquet) => format!(
-            "CREATE OR REPLACE TEMPORARY VIEW {} USING parquet OPTIONS (path {})",
-            q(&reader),
-            lit(&full_path)
-        ),
-        _ => {
-            return Err(Error::Engine(format!(
-                "source `{name}`: on Spark, file sources are CSV or Parquet files for now"
-            )));
-        }
+    let full_path = match config.cluster_path() {
+        Some(url) => url.to_string(),
+        None => ws.project.root.join(path).display().to_string(),
     };
-    spark.execute(&create)?;
-    Ok(reader)
+    source_view(spark, name, config, &full_path, CsvTypes::Given(&schema))
 }
 
 /// Copy the current files of a source into a Parquet table of the sources
@@ -2303,10 +2478,10 @@ fn ingest_source(
     names: &SparkNames,
     name: &str,
     typed: &[(String, String)],
+    files: &[state::FileSignature],
 ) -> Result<String> {
     let config = &ws.project.config.sources[name];
-    let files = sources::source_files(&ws.project, config);
-    let table = sources::ingested_name(name, config, &files);
+    let table = sources::ingested_name(name, config, files);
     if crate::engine::relation_exists(spark, &names.spark(Part::Sources, &table)) {
         return Ok(table);
     }
@@ -2336,9 +2511,12 @@ fn load_seed(
     let path = ws.project.root.join(&seed.path).display().to_string();
     spark.execute(&csv_reader(
         &reader,
-        &schema,
+        Some(&schema),
         &path,
-        &[("header", "true".to_string())],
+        &[
+            ("header", "true".to_string()),
+            ("mode", "DROPMALFORMED".to_string()),
+        ],
     ))?;
     spark.execute(&format!(
         "CREATE TABLE {} USING parquet AS SELECT * FROM {}",
