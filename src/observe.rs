@@ -177,7 +177,14 @@ pub fn observe_with(
                 };
                 let snapshot = match (remote, &relation) {
                     (Some(r), _) => r.snapshot(&node.name, config, &typed, files)?,
-                    (None, Some(rel)) => sources::snapshot(s, &node.name, config, rel, files)?,
+                    (None, Some(rel)) => sources::snapshot(
+                        s,
+                        crate::engine::Dialect::DuckDb,
+                        &node.name,
+                        config,
+                        rel,
+                        files,
+                    )?,
                     (None, None) => unreachable!("sources not known from state are read"),
                 };
                 (

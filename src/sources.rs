@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{OnBadRows, SourceConfig, SourceFormat};
 use crate::diagnostics::{Code, Diagnostic};
-use crate::engine::{Session, quote_str};
+use crate::engine::{Dialect, Session, quote_str};
 use crate::error::{Error, Result};
 use crate::interval::{Interval, Unit, parse_point};
 use crate::project::{Project, SeedFile};
@@ -717,9 +717,12 @@ fn check_declared_columns(
     Ok(warnings)
 }
 
-/// Snapshot a source's rows: per unit of its time column, or as a whole.
+/// A source's snapshot: rows and content checksum per unit of its time
+/// column (or of all its rows), read from `relation` by one scan, in the
+/// SQL of the engine that holds it.
 pub fn snapshot(
     s: &dyn Session,
+    dialect: Dialect,
     name: &str,
     config: &SourceConfig,
     relation: &str,
@@ -730,22 +733,25 @@ pub fn snapshot(
         files,
         ..SourceSnapshot::default()
     };
+    let hash = dialect.row_hash("s");
+    let sum = dialect.hash_sum("h");
     match &config.time_column {
         Some(tc) => {
             let unit = config.unit;
             // Grouped by the truncated time itself; only the result is formatted.
             let q = format!(
-                "SELECT strftime(u, '%Y-%m-%dT%H:%M:%S'), n, CAST(h AS VARCHAR) FROM (\
-                 SELECT CAST(date_trunc('{}', {col}) AS TIMESTAMP) AS u, count(*) AS n, sum(hash(s)) AS h \
-                 FROM (SELECT * FROM {relation}) s WHERE {col} IS NOT NULL GROUP BY 1)",
+                "SELECT {}, count(*), {sum} FROM (\
+                 SELECT CAST(date_trunc('{}', {col}) AS TIMESTAMP) AS u, {hash} AS h \
+                 FROM (SELECT * FROM {relation}) s WHERE {col} IS NOT NULL) GROUP BY u",
+                dialect.iso_time("u"),
                 unit_sql(unit),
-                col = crate::engine::quote_ident(tc)
+                col = dialect.ident(tc)
             );
             snap.units = unit_snapshots(name, unit, &s.query(&q).map_err(context)?)?;
         }
         None => {
             let q = format!(
-                "SELECT count(*), CAST(sum(hash(s)) AS VARCHAR) FROM (SELECT * FROM {relation}) s"
+                "SELECT count(*), {sum} FROM (SELECT {hash} AS h FROM (SELECT * FROM {relation}) s)"
             );
             let rows = s.query(&q).map_err(context)?;
             let row = &rows.rows[0];

@@ -1504,7 +1504,7 @@ fn files_only_the_cluster_sees_are_listed_typed_and_snapshotted_by_spark() {
     let out = common::hubforge(spark.path(), &["build"]);
     assert!(!out.status.success());
     let err = common::stderr(&out);
-    assert!(err.contains("reading source `orders` on Spark"), "{err}");
+    assert!(err.contains("reading source `orders`"), "{err}");
     assert!(err.contains("2025-01-03.csv"), "{err}");
     assert!(
         err.contains("may not read with the source's column types"),

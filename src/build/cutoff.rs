@@ -15,10 +15,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use super::stage::{Mode, Staged, Staging};
 use super::{data_table, main_name};
 use crate::config::Kind;
-use crate::engine::{Session, window_predicate};
+use crate::engine::{Dialect, Session};
 use crate::error::Result;
 use crate::graph::{NodeId, NodeKind};
-use crate::interval::{IntervalSet, Unit};
+use crate::interval::{Interval, IntervalSet, Unit};
 use crate::plan::ModelWork;
 use crate::state::State;
 use crate::workspace::Workspace;
@@ -395,13 +395,30 @@ impl<'a> Cutoff<'a> {
                 }
             }
         }
-        self.compare(id, staging, results, |t| {
-            let filter = match (t.interval, &time_column) {
-                (Some(iv), Some(tc)) => format!(" WHERE {}", window_predicate(None, tc, &iv)),
-                _ => String::new(),
-            };
-            checksum(s, &table, &filter)
-        })
+        // The published rows of every batch's interval, by one scan.
+        let tasks: Vec<&super::stage::Task> = staging
+            .tasks
+            .iter()
+            .enumerate()
+            .filter(|(i, t)| t.node == id && !self.cut.contains(i))
+            .map(|(_, t)| t)
+            .collect();
+        let windows: Option<Vec<Interval>> = tasks.iter().map(|t| t.interval).collect();
+        let published = match (&time_column, &windows) {
+            (Some(tc), Some(windows)) => {
+                crate::engine::dialect::measure(s, Dialect::DuckDb, &table, Some((tc, windows)))?
+            }
+            _ => {
+                let whole = crate::engine::dialect::measure(s, Dialect::DuckDb, &table, None)?;
+                vec![whole[0].clone(); tasks.len()]
+            }
+        };
+        let by_key: HashMap<&str, (i64, String)> = tasks
+            .iter()
+            .map(|t| t.key.as_str())
+            .zip(published)
+            .collect();
+        self.compare(id, staging, results, |t| Ok(by_key[t.key.as_str()].clone()))
     }
 
     /// Compare each batch of `id` done in this run (`results`) with the
@@ -455,16 +472,4 @@ fn watch(ws: &Workspace, id: NodeId, out: &mut BTreeSet<NodeId>) {
 /// intervals only.
 pub(super) fn overlay_name(staging: &Staging, id: NodeId) -> String {
     format!("{}_ov", staging.nodes[&id].table)
-}
-
-/// Row count and content checksum of `relation` (filtered): the same measure
-/// staging records for each batch.
-pub(super) fn checksum(s: &dyn Session, relation: &str, filter: &str) -> Result<(i64, String)> {
-    let stats = s.query(&format!(
-        "SELECT count(*), CAST(coalesce(sum(hash(t)), 0) AS VARCHAR) FROM {relation} t{filter}"
-    ))?;
-    Ok((
-        stats.rows[0][0].as_i64().unwrap_or(0),
-        stats.rows[0][1].to_text().unwrap_or_default(),
-    ))
 }

@@ -123,7 +123,7 @@ impl SparkNames {
 
 /// A Spark identifier, quoted.
 fn q(name: &str) -> String {
-    format!("`{}`", name.replace('`', "``"))
+    crate::engine::Dialect::Spark.ident(name)
 }
 
 /// A Spark string literal (Spark reads backslash escapes, not doubled quotes).
@@ -131,15 +131,9 @@ fn lit(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
-/// `column` lies in `interval`, in Spark SQL.
+/// `column` lies in the half-open interval `iv`.
 fn in_window(column: &str, iv: &Interval) -> String {
-    let at = |t: chrono::NaiveDateTime| format!("TIMESTAMP '{}'", t.format("%Y-%m-%d %H:%M:%S"));
-    format!(
-        "{c} >= {} AND {c} < {}",
-        at(iv.start()),
-        at(iv.end()),
-        c = q(column)
-    )
+    crate::engine::Dialect::Spark.in_window(None, column, iv)
 }
 
 /// One entry of the state log.
@@ -1998,50 +1992,21 @@ fn measure(
     time_column: Option<&str>,
     tasks: &[&stage::Task],
 ) -> Result<HashMap<String, Staged>> {
-    let relation = names.spark(Part::Data, table);
-    let batch = match time_column {
-        Some(tc) if tasks.iter().all(|t| t.interval.is_some()) => {
-            let mut case = String::from("CASE");
-            for (i, t) in tasks.iter().enumerate() {
-                let iv = t.interval.expect("batch interval");
-                case.push_str(&format!(" WHEN {} THEN {i}", in_window(tc, &iv)));
-            }
-            case.push_str(" END");
-            case
-        }
-        _ => "0".to_string(),
-    };
-    let rows = spark.query(&format!(
-        "SELECT b, count(*), CAST(sum(CAST(h AS DECIMAL(38, 0))) AS STRING) \
-         FROM (SELECT {batch} AS b, xxhash64(*) AS h FROM {relation}) GROUP BY b"
-    ))?;
-    let mut out: HashMap<String, Staged> = tasks
+    let windows: Option<Vec<Interval>> = tasks.iter().map(|t| t.interval).collect();
+    let measured = crate::engine::dialect::measure(
+        spark,
+        crate::engine::Dialect::Spark,
+        &names.spark(Part::Data, table),
+        time_column.zip(windows.as_deref()),
+    )?;
+    Ok(tasks
         .iter()
-        .map(|t| {
-            (
-                t.key.clone(),
-                Staged {
-                    rows: 0,
-                    checksum: "0".to_string(),
-                },
-            )
+        .enumerate()
+        .map(|(i, t)| {
+            let (rows, checksum) = measured.get(i).cloned().unwrap_or((0, "0".to_string()));
+            (t.key.clone(), Staged { rows, checksum })
         })
-        .collect();
-    for row in &rows.rows {
-        let Some(i) = row[0].as_i64() else {
-            continue; // rows of a partial rebuild's untouched intervals
-        };
-        if let Some(t) = tasks.get(i as usize) {
-            out.insert(
-                t.key.clone(),
-                Staged {
-                    rows: row[1].as_i64().unwrap_or(0),
-                    checksum: row[2].to_text().unwrap_or_default(),
-                },
-            );
-        }
-    }
-    Ok(out)
+        .collect())
 }
 
 /// The columns and types of a relation hubforge reads locally, as Spark types.
@@ -2289,18 +2254,16 @@ impl observe::SourceEngine for SparkSources<'_> {
         typed: &[(String, String)],
         files: Vec<state::FileSignature>,
     ) -> Result<state::SourceSnapshot> {
-        let context = |e: Error| {
-            let unread = e.to_string().contains("FAILED_READ_FILE");
-            Error::Engine(format!(
-                "reading source `{name}` on Spark: {e}{}",
-                if unread {
-                    "\n  a row of that file may not read with the source's column types \
-                     (declared in `columns`, or inferred by Spark): fix the row, or the types"
-                } else {
-                    ""
-                }
-            ))
+        // A file Spark cannot read through is most often a row that does not
+        // read with the types.
+        let hint = |e: Error| match e {
+            Error::Engine(m) if m.contains("FAILED_READ_FILE") => Error::Engine(format!(
+                "{m}\n  a row of that file may not read with the source's column types \
+                 (declared in `columns`, or inferred by Spark): fix the row, or the types"
+            )),
+            e => e,
         };
+        let context = |e: Error| hint(Error::Engine(format!("reading source `{name}`: {e}")));
         let relation = match &config.table {
             Some(table) => spark_table(table),
             None if self.copy => {
@@ -2310,41 +2273,15 @@ impl observe::SourceEngine for SparkSources<'_> {
             }
             None => q(&source_reader(self.spark, self.ws, name, typed).map_err(context)?),
         };
-        let mut snap = state::SourceSnapshot {
+        sources::snapshot(
+            self.spark,
+            crate::engine::Dialect::Spark,
+            name,
+            config,
+            &relation,
             files,
-            ..state::SourceSnapshot::default()
-        };
-        let hash = "CAST(sum(CAST(h AS DECIMAL(38, 0))) AS STRING)";
-        match &config.time_column {
-            Some(tc) => {
-                let unit = config.unit;
-                let rows = self
-                    .spark
-                    .query(&format!(
-                        "SELECT date_format(u, \"yyyy-MM-dd'T'HH:mm:ss\"), count(*), {hash} \
-                         FROM (SELECT CAST(date_trunc('{}', {c}) AS TIMESTAMP) AS u, xxhash64(*) AS h \
-                         FROM {relation} WHERE {c} IS NOT NULL) GROUP BY u",
-                        sources::unit_sql(unit),
-                        c = q(tc)
-                    ))
-                    .map_err(context)?;
-                snap.units = sources::unit_snapshots(name, unit, &rows)?;
-            }
-            None => {
-                let rows = self
-                    .spark
-                    .query(&format!(
-                        "SELECT count(*), {hash} FROM (SELECT xxhash64(*) AS h FROM {relation})"
-                    ))
-                    .map_err(context)?;
-                let row = &rows.rows[0];
-                snap.whole = Some((
-                    row[0].as_i64().unwrap_or(0),
-                    row[1].to_text().unwrap_or_default(),
-                ));
-            }
-        }
-        Ok(snap)
+        )
+        .map_err(hint)
     }
 }
 

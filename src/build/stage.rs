@@ -1087,7 +1087,7 @@ fn stage_tasks(
         .expect("batches in order");
     let counted = s.query(&format!(
         "SELECT {}, count(*) FROM {table} WHERE {} GROUP BY 1",
-        which_batch(None, &tc, &windows),
+        crate::engine::Dialect::DuckDb.which_window(None, &tc, &windows),
         window_predicate(None, &tc, &span)
     ))?;
     let mut counts = vec![0i64; tasks.len()];
@@ -1145,16 +1145,6 @@ fn each_alone(
             stage_task(ws, s, &staging.tasks[i], staging, create && k == 0, now).map_err(|e| (i, e))
         })
         .collect()
-}
-
-/// The position in `windows` of the one a row's `tc` lies in (NULL for none).
-fn which_batch(qualifier: Option<&str>, tc: &str, windows: &[Interval]) -> String {
-    let cases: Vec<String> = windows
-        .iter()
-        .enumerate()
-        .map(|(k, iv)| format!("WHEN {} THEN {k}", window_predicate(qualifier, tc, iv)))
-        .collect();
-    format!("CASE {} END", cases.join(" "))
 }
 
 /// A batch's query with every row checked to lie in its window while it is written.
@@ -1376,10 +1366,9 @@ fn record(
 }
 
 /// Content checksums of `tasks` (committed batches of one node) by one scan
-/// of its staged table: the sum of `hash` over each batch's rows, as text
-/// ("0" for no rows). The sums are HUGEINTs, so the sums of a batch's units
-/// add up to the batch's (how validation computes them along its metrics).
-/// Computed like [`super::cutoff::checksum`], which measures published rows.
+/// of its staged table ([`crate::engine::dialect::measure`]): the sums of a
+/// batch's units add up to the batch's (how validation computes them along
+/// its metrics).
 pub(super) fn batch_checksums(
     ws: &Workspace,
     s: &dyn Session,
@@ -1398,36 +1387,21 @@ pub(super) fn batch_checksums(
             .collect(),
         None => Vec::new(),
     };
-    // Which batch each row belongs to: by its window, or the only one.
-    let (batch, filter) = match (&tc, windows.len() == tasks.len()) {
-        (Some(tc), true) => (
-            which_batch(Some("t"), tc, &windows),
-            format!(
-                " WHERE {}",
-                windows
-                    .iter()
-                    .map(|iv| format!("({})", window_predicate(Some("t"), tc, iv)))
-                    .collect::<Vec<_>>()
-                    .join(" OR ")
-            ),
-        ),
-        _ if tasks.len() == 1 => ("0".to_string(), String::new()),
+    let windows = match &tc {
+        Some(tc) if windows.len() == tasks.len() => Some((tc.as_str(), windows.as_slice())),
+        _ if tasks.len() == 1 => None,
         _ => unreachable!("batches without windows are one per table"),
     };
-    let rows = s.query(&format!(
-        "SELECT {batch} AS i, CAST(coalesce(sum(hash(t)), 0) AS VARCHAR) FROM {} t{filter} GROUP BY 1",
-        data_table(&stage.table)
-    ))?;
-    let mut sums: HashMap<usize, String> = HashMap::new();
-    for r in rows.rows {
-        if let (Some(b), Some(h)) = (r[0].as_i64(), r[1].to_text()) {
-            sums.insert(b as usize, h);
-        }
-    }
+    let measured = crate::engine::dialect::measure(
+        s,
+        crate::engine::Dialect::DuckDb,
+        &data_table(&stage.table),
+        windows,
+    )?;
     Ok(tasks
         .iter()
-        .enumerate()
-        .map(|(b, &i)| (i, sums.remove(&b).unwrap_or_else(|| "0".to_string())))
+        .zip(measured)
+        .map(|(&i, (_, checksum))| (i, checksum))
         .collect())
 }
 

@@ -2,9 +2,12 @@
 //! engine can be added behind the same interface. Embedded DuckDB is the
 //! implementation.
 
+pub mod dialect;
 pub mod duckdb;
 #[cfg(feature = "spark")]
 pub mod spark;
+
+pub use dialect::Dialect;
 
 use crate::error::Result;
 use crate::interval::Interval;
@@ -126,15 +129,7 @@ pub fn ts_literal(t: chrono::NaiveDateTime) -> String {
 /// window is written with (batches, their checks, replacements, metrics).
 /// `qualifier` names the relation the column belongs to, when one must.
 pub fn window_predicate(qualifier: Option<&str>, column: &str, interval: &Interval) -> String {
-    let col = match qualifier {
-        Some(q) => format!("{q}.{}", quote_ident(column)),
-        None => quote_ident(column),
-    };
-    format!(
-        "{col} >= {} AND {col} < {}",
-        ts_literal(interval.start()),
-        ts_literal(interval.end())
-    )
+    Dialect::DuckDb.in_window(qualifier, column, interval)
 }
 
 /// `statements` as one transaction.

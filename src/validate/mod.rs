@@ -48,11 +48,7 @@ pub type Columns = Vec<(String, String)>;
 /// The SQL validation writes. Its queries are DuckDB's; on Spark the engine
 /// translates them, and the few forms with no translation are written the
 /// way Spark reads them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    DuckDb,
-    Spark,
-}
+pub use crate::engine::Dialect;
 
 /// Metrics of one side of one unit.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
@@ -672,7 +668,11 @@ fn side(
         select.push(format!("count(*) - count(t.{})", quote_ident(c)));
     }
     if checksum {
-        select.push("CAST(coalesce(sum(hash(t)), 0) AS VARCHAR)".to_string());
+        // As staging measures batches ([`crate::engine::dialect::measure`]).
+        select.push(format!(
+            "coalesce({}, '0')",
+            dialect.hash_sum(&dialect.row_hash("t"))
+        ));
     }
     // Spark refuses `t.*` in a select list grouped by position.
     let group = match (unit_ts, dialect) {
