@@ -156,6 +156,12 @@ fn deliver_one(
         DestinationFormat::Csv => "csv",
         DestinationFormat::Duckdb => "duckdb",
     };
+    // Parquet has no 128-bit integers (DuckDB's sums of integers): DuckDB
+    // would write them as DOUBLE, inexact past 2^53; DECIMAL(38, 0) is exact.
+    let columns = match dest.format {
+        DestinationFormat::Parquet if !dry_run => parquet_columns(s, &relation)?,
+        _ => "*".to_string(),
+    };
     let mut files = Vec::new();
     if dest.format == DestinationFormat::Duckdb {
         let path = root.join(format!("{}.duckdb", p.product));
@@ -195,7 +201,7 @@ fn deliver_one(
                 _ => "FORMAT parquet",
             };
             s.execute(&format!(
-                "COPY (SELECT * FROM {relation}{filter}) TO {} ({options})",
+                "COPY (SELECT {columns} FROM {relation}{filter}) TO {} ({options})",
                 quote_str(&tmp.to_string_lossy())
             ))?;
             std::fs::rename(&tmp, &path)
@@ -217,6 +223,32 @@ fn deliver_one(
         left,
         files,
     })
+}
+
+/// The select list writing `relation` to Parquet: its columns, those of
+/// 128-bit integer types as DECIMAL(38, 0).
+fn parquet_columns(s: &dyn Session, relation: &str) -> Result<String> {
+    let described = s.query(&format!("DESCRIBE SELECT * FROM {relation}"))?;
+    let huge = |ty: &str| matches!(ty, "HUGEINT" | "UHUGEINT");
+    if !described
+        .rows
+        .iter()
+        .any(|r| r[1].as_str().is_some_and(huge))
+    {
+        return Ok("*".to_string());
+    }
+    Ok(described
+        .rows
+        .iter()
+        .map(|r| {
+            let column = quote_ident(r[0].as_str().unwrap_or_default());
+            match r[1].as_str().is_some_and(huge) {
+                true => format!("CAST({column} AS DECIMAL(38, 0)) AS {column}"),
+                false => column,
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", "))
 }
 
 fn partition_format(unit: crate::interval::Unit) -> &'static str {

@@ -240,9 +240,21 @@ fn deliver_rewrites_exactly_the_corrected_partitions_throttled_and_held_until_re
         ]
     );
     assert!(changed.iter().all(|f| !f.starts_with("payments_daily/")));
-    // A partition holds exactly the published rows of its day (Parquet has
-    // no 128-bit integers: sums of integers are compared as numbers).
+    // A partition holds exactly the published rows of its day; a sum of
+    // integers (a HUGEINT) is written exactly, as DECIMAL(38, 0), not as a
+    // DOUBLE (Parquet has no 128-bit integers).
     let file = finance.join("revenue_daily/day=2025-11-15/part.parquet");
+    assert_eq!(
+        query(
+            dir.path(),
+            &format!(
+                "SELECT column_type FROM (DESCRIBE SELECT * FROM read_parquet('{}')) \
+                 WHERE column_name = 'items_sold'",
+                file.display()
+            )
+        ),
+        [["DECIMAL(38,0)"]]
+    );
     let delivered = format!(
         "SELECT * FROM read_parquet('{}', hive_partitioning = false)",
         file.display()
