@@ -1528,3 +1528,140 @@ fn files_only_the_cluster_sees_are_listed_typed_and_snapshotted_by_spark() {
     assert!(err.contains("a path only a Spark cluster reads"), "{err}");
     assert!(err.contains("hubforge.toml:10"), "{err}");
 }
+
+fn json_project(remote: &str, warehouse: &str) -> tempfile::TempDir {
+    let daily = |source: &str| {
+        format!(
+            "/* @hubforge\nkind = \"incremental\"\ntime_column = \"day\"\nunit = \"day\"\n*/\n\
+             SELECT CAST(event_time AS DATE) AS day, count(*) AS events, sum(amount) AS amount\n\
+             FROM {source}\nWHERE event_time >= {{{{ start }}}} AND event_time < {{{{ end }}}}\nGROUP BY 1\n"
+        )
+    };
+    common::project_of(&[
+        (
+            "hubforge.toml",
+            &format!(
+                "[project]\nname = \"t\"\nstart = \"2025-01-01\"\nend = \"2025-01-04\"\n\n\
+                 [warehouse]\n{warehouse}\n\n\
+                 [sources.events]\npath = \"data/events/*.json\"\ntime_column = \"event_time\"\n\
+                 columns = {{ event_time = \"TIMESTAMP\", amount = \"DECIMAL(18,2)\" }}\n\n\
+                 [sources.remote_events]\npath = \"{remote}\"\ntime_column = \"event_time\"\n"
+            ),
+        ),
+        ("models/daily.sql", &daily("events")),
+        ("models/remote_daily.sql", &daily("remote_events")),
+        // Whole documents: an array on one line, and one over several lines;
+        // amounts as text and as numbers, cast to the declared DECIMAL.
+        (
+            "data/events/a.json",
+            "[{\"event_time\": \"2025-01-01 10:00:00\", \"amount\": \"10.50\"}, \
+             {\"event_time\": \"2025-01-02 11:00:00\", \"amount\": 4.25}]\n",
+        ),
+        (
+            "data/events/b.json",
+            "[\n  {\"event_time\": \"2025-01-02 12:00:00\", \"amount\": 1.25},\n  \
+             {\"event_time\": \"2025-01-03 09:30:00\", \"amount\": \"2\"}\n]\n",
+        ),
+    ])
+}
+
+#[test]
+fn json_sources_read_on_spark_as_on_duckdb_here_and_at_a_cluster_path() {
+    let remote = tempfile::tempdir().unwrap();
+    let url = format!("file://{}/*.jsonl", remote.path().display());
+    let duck = json_project("data/remote/*.jsonl", "path = \"warehouse.duckdb\"");
+    let schema = format!("hf_json_{}", std::process::id());
+    let spark = SparkProject {
+        dir: json_project(
+            &url,
+            &format!(
+                "engine = \"spark\"\nurl = \"{}\"\nschema = \"{schema}\"",
+                server()
+            ),
+        ),
+        schema,
+        engine: SparkEngine::connect(&server()).unwrap(),
+    };
+    spark.drop_schemas();
+    let write_remote = |text: &str| {
+        std::fs::create_dir_all(duck.path().join("data/remote")).unwrap();
+        std::fs::write(duck.path().join("data/remote/e.jsonl"), text).unwrap();
+        std::fs::write(remote.path().join("e.jsonl"), text).unwrap();
+    };
+    write_remote(
+        "{\"event_time\": \"2025-01-01T08:00:00\", \"amount\": 1.5}\n\
+         {\"event_time\": \"2025-01-03T08:00:00\", \"amount\": 2.25}\n",
+    );
+    let s = spark.engine.session().unwrap();
+    let tables = |dir: &std::path::Path| -> BTreeMap<String, Table> {
+        if dir == duck.path() {
+            return duck_tables_named(dir, &["daily", "remote_daily"]);
+        }
+        ["daily", "remote_daily"]
+            .iter()
+            .map(|t| {
+                let mut rows = texts(
+                    &s.query(&format!("SELECT * FROM `{}`.`{t}`", spark.schema))
+                        .unwrap(),
+                );
+                rows.sort();
+                (t.to_string(), rows)
+            })
+            .collect()
+    };
+    let same = |when: &str| {
+        let (d, sp) = (tables(duck.path()), tables(spark.path()));
+        for (name, rows) in &d {
+            assert!(
+                same_rows(rows, &sp[name]),
+                "{when}: {name}\n{rows:?}\n{:?}",
+                sp[name]
+            );
+        }
+        assert!(
+            run_ok(spark.path(), &["plan"]).contains("Nothing to do"),
+            "{when}"
+        );
+    };
+    for dir in [duck.path(), spark.path()] {
+        run_ok(dir, &["build"]);
+    }
+    assert_eq!(tables(duck.path())["daily"].len(), 3);
+    same("first build");
+
+    // A late event in the file at the cluster path: the day it falls in.
+    write_remote(
+        "{\"event_time\": \"2025-01-01T08:00:00\", \"amount\": 1.5}\n\
+         {\"event_time\": \"2025-01-03T08:00:00\", \"amount\": 2.25}\n\
+         {\"event_time\": \"2025-01-02T23:00:00\", \"amount\": 0.75}\n",
+    );
+    let plan = planned(&common::plan_json(duck.path(), &[]));
+    assert_eq!(
+        plan.0[0]["intervals"],
+        serde_json::json!([["2025-01-02", "2025-01-03"]]),
+        "{plan:?}"
+    );
+    assert_eq!(plan, planned(&common::plan_json(spark.path(), &[])));
+    for dir in [duck.path(), spark.path()] {
+        run_ok(dir, &["build"]);
+    }
+    same("after a late event");
+
+    // A file of the other kind: an error naming both, and nothing published
+    // changes.
+    let before = tables(spark.path());
+    std::fs::write(
+        spark.path().join("data/events/c.json"),
+        "{\"event_time\": \"2025-01-03 10:00:00\", \"amount\": 1}\n",
+    )
+    .unwrap();
+    let out = common::hubforge(spark.path(), &["build"]);
+    assert!(!out.status.success());
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("Spark reads the JSON files of a source all one way"),
+        "{err}"
+    );
+    assert!(err.contains("c.json holds one object per line"), "{err}");
+    assert_eq!(tables(spark.path()), before);
+}

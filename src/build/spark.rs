@@ -2133,21 +2133,25 @@ impl observe::SourceEngine for SparkSources<'_> {
                     .flatten()
                     .any(|(d, _)| d.eq_ignore_ascii_case(c))
             };
-            let mut columns = read(CsvTypes::Text)
-                .and_then(|header| {
-                    if header.iter().all(|(c, _)| declared(c)) {
-                        Ok(header)
-                    } else {
-                        read(CsvTypes::Inferred)
-                    }
-                })
-                .map_err(|e| {
-                    problem(
-                        crate::diagnostics::Code::SourceUnreadable,
-                        format!("source `{name}`: Spark cannot read the files at `{path}`: {e}"),
-                        format!("fix `path` or the reading options in [sources.{name}]"),
-                    )
-                })?;
+            let csv = config.effective_format() == Some(crate::config::SourceFormat::Csv);
+            let mut columns = match csv {
+                true => read(ReadTypes::Text),
+                false => read(ReadTypes::Inferred),
+            }
+            .and_then(|read_first| {
+                if !csv || read_first.iter().all(|(c, _)| declared(c)) {
+                    Ok(read_first)
+                } else {
+                    read(ReadTypes::Inferred)
+                }
+            })
+            .map_err(|e| {
+                problem(
+                    crate::diagnostics::Code::SourceUnreadable,
+                    format!("source `{name}`: Spark cannot read the files at `{path}`: {e}"),
+                    format!("fix `path` or the reading options in [sources.{name}]"),
+                )
+            })?;
             // Declared types replace the inferred ones, column by column.
             for (column, ty) in config.columns.iter().flatten() {
                 match columns
@@ -2324,63 +2328,166 @@ fn describe_view(spark: &dyn Session, view: &str) -> Result<Vec<(String, String)
     ))
 }
 
-/// The column types a CSV reader reads with.
-enum CsvTypes<'a> {
-    /// These, in Spark's words (`"a" BIGINT, "b" DATE`), in the files' order.
-    Given(&'a str),
-    /// Those Spark infers, from a pass over all the rows.
+/// The column types a source's files are read with.
+enum ReadTypes<'a> {
+    /// These (DuckDB's names), in the files' order.
+    Given(&'a [(String, String)]),
+    /// Those Spark infers, from a pass over all the rows (Parquet: those the
+    /// files carry).
     Inferred,
-    /// Text: only the header is read.
+    /// CSV: text, only the header is read.
     Text,
 }
 
 /// A temporary view of this session reading the files of a source at `path`;
 /// its name. Files only the cluster sees fail on a row that does not read
 /// (nothing on this machine has checked them), others drop it (DuckDB refused
-/// or quarantined it).
+/// or quarantined it). Parquet and JSON files are read with their own types,
+/// then cast to the given ones (as DuckDB casts them to declared types).
 fn source_view(
     spark: &dyn Session,
     name: &str,
     config: &crate::config::SourceConfig,
     path: &str,
-    types: CsvTypes,
+    types: ReadTypes,
 ) -> Result<String> {
-    let format = config.effective_format();
+    use crate::config::SourceFormat;
     let view = format!("hubforge_read_{}", name.to_lowercase());
-    let sql = match format {
-        Some(crate::config::SourceFormat::Csv) => {
-            let mut options = csv_options(name, config)?;
-            options.push((
-                "mode",
-                if config.cluster_path().is_some() {
-                    "FAILFAST"
-                } else {
-                    "DROPMALFORMED"
-                }
-                .to_string(),
-            ));
-            if let CsvTypes::Inferred = types {
-                options.push(("inferSchema", "true".to_string()));
+    let mode = match config.cluster_path() {
+        Some(_) => "FAILFAST",
+        None => "DROPMALFORMED",
+    };
+    let options = |options: &[(&str, String)]| {
+        options
+            .iter()
+            .map(|(k, v)| format!("{k} {}", lit(v)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let what = format!("source `{name}`");
+    let (reader, given) = match (config.effective_format(), &types) {
+        (Some(SourceFormat::Csv), _) => {
+            let mut all = vec![("path", path.to_string())];
+            all.extend(csv_options(name, config)?);
+            all.push(("mode", mode.to_string()));
+            if let ReadTypes::Inferred = types {
+                all.push(("inferSchema", "true".to_string()));
             }
             let schema = match types {
-                CsvTypes::Given(schema) => Some(schema),
-                CsvTypes::Inferred | CsvTypes::Text => None,
+                ReadTypes::Given(typed) => format!(" ({})", spark_schema(&what, typed)?),
+                ReadTypes::Inferred | ReadTypes::Text => String::new(),
             };
-            csv_reader(&view, schema, path, &options)
+            spark.execute(&format!(
+                "CREATE OR REPLACE TEMPORARY VIEW {}{schema} USING csv OPTIONS ({})",
+                q(&view),
+                options(&all)
+            ))?;
+            return Ok(view);
         }
-        Some(crate::config::SourceFormat::Parquet) => format!(
-            "CREATE OR REPLACE TEMPORARY VIEW {} USING parquet OPTIONS (path {})",
-            q(&view),
-            lit(path)
-        ),
-        _ => {
+        (Some(SourceFormat::Parquet), _) => ("parquet", vec![("path", path.to_string())]),
+        (Some(SourceFormat::Json), _) => {
+            let mut all = vec![
+                ("path", path.to_string()),
+                ("mode", mode.to_string()),
+                ("multiLine", json_multiline(name, path)?.to_string()),
+            ];
+            // Values read as text are cast as DuckDB casts them.
+            if let ReadTypes::Given(_) = types {
+                all.push(("primitivesAsString", "true".to_string()));
+            }
+            ("json", all)
+        }
+        (None, _) => {
             return Err(Error::Engine(format!(
-                "source `{name}`: on Spark, file sources are CSV or Parquet files for now"
+                "{what}: Spark reads CSV, Parquet or JSON files; give its `format`"
             )));
         }
     };
-    spark.execute(&sql)?;
+    // Parquet's own types stand but for declared ones; JSON's values are
+    // all cast to the types DuckDB read them with.
+    let cast = |column: &str| {
+        reader == "json"
+            || config
+                .columns
+                .iter()
+                .flatten()
+                .any(|(d, _)| d.eq_ignore_ascii_case(column))
+    };
+    let typed = match types {
+        ReadTypes::Given(typed) if typed.iter().any(|(c, _)| cast(c)) => typed,
+        _ => &[][..],
+    };
+    if typed.is_empty() {
+        spark.execute(&format!(
+            "CREATE OR REPLACE TEMPORARY VIEW {} USING {reader} OPTIONS ({})",
+            q(&view),
+            options(&given)
+        ))?;
+        return Ok(view);
+    }
+    let raw = format!("{view}_raw");
+    spark.execute(&format!(
+        "CREATE OR REPLACE TEMPORARY VIEW {} USING {reader} OPTIONS ({})",
+        q(&raw),
+        options(&given)
+    ))?;
+    let casts = typed
+        .iter()
+        .map(|(column, ty)| {
+            if !cast(column) {
+                return Ok(q(column));
+            }
+            let spark_ty = crate::sql::spark::spark_type(ty).ok_or_else(|| {
+                Error::Engine(format!(
+                    "{what}: column `{column}` has type {ty}, which Spark cannot read; \
+                     declare another type for it (columns = {{ {column} = \"VARCHAR\" }})"
+                ))
+            })?;
+            Ok(format!("CAST({c} AS {spark_ty}) AS {c}", c = q(column)))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    spark.execute(&format!(
+        "CREATE OR REPLACE TEMPORARY VIEW {} AS SELECT {} FROM {}",
+        q(&view),
+        casts.join(", "),
+        q(&raw)
+    ))?;
     Ok(view)
+}
+
+/// Whether JSON files are read whole (an array, or objects over several
+/// lines) rather than as one object per line, told from the first line of
+/// each file on this machine (files only the cluster sees are JSON Lines).
+/// Spark reads all the files of a source one way: files of both kinds are an
+/// error rather than rows lost.
+fn json_multiline(name: &str, path: &str) -> Result<bool> {
+    use std::io::BufRead;
+    let mut first: Option<(bool, std::path::PathBuf)> = None;
+    for file in sources::source_paths(std::path::Path::new("/"), path) {
+        let opened = std::fs::File::open(&file)
+            .map_err(|e| Error::io(format!("reading {}", file.display()), e))?;
+        let line = std::io::BufReader::new(opened)
+            .lines()
+            .map_while(std::result::Result::ok)
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or_default();
+        let lines = serde_json::from_str::<serde_json::Value>(&line).is_ok_and(|v| v.is_object());
+        match &first {
+            None => first = Some((lines, file)),
+            Some((kind, seen)) if *kind != lines => {
+                let (one_per_line, whole) = if lines { (&file, seen) } else { (seen, &file) };
+                return Err(Error::Engine(format!(
+                    "source `{name}`: Spark reads the JSON files of a source all one way, but \
+                     {} holds one object per line and {} a whole document (an array, or \
+                     objects over several lines); write them the same way",
+                    one_per_line.display(),
+                    whole.display()
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(first.is_some_and(|(lines, _)| !lines))
 }
 
 /// A table named in hubforge.toml (`db.table`, `catalog.db.table`), quoted
@@ -2399,12 +2506,11 @@ fn source_reader(
 ) -> Result<String> {
     let config = &ws.project.config.sources[name];
     let path = config.path.as_deref().expect("a file source");
-    let schema = spark_schema(&format!("source `{name}`"), typed)?;
     let full_path = match config.cluster_path() {
         Some(url) => url.to_string(),
         None => ws.project.root.join(path).display().to_string(),
     };
-    source_view(spark, name, config, &full_path, CsvTypes::Given(&schema))
+    source_view(spark, name, config, &full_path, ReadTypes::Given(typed))
 }
 
 /// Copy the current files of a source into a Parquet table of the sources
