@@ -1545,8 +1545,14 @@ fn json_project(remote: &str, warehouse: &str) -> tempfile::TempDir {
                  [warehouse]\n{warehouse}\n\n\
                  [sources.events]\npath = \"data/events/*.json\"\ntime_column = \"event_time\"\n\
                  columns = {{ event_time = \"TIMESTAMP\", amount = \"DECIMAL(18,2)\" }}\n\n\
-                 [sources.remote_events]\npath = \"{remote}\"\ntime_column = \"event_time\"\n"
+                 [sources.remote_events]\npath = \"{remote}\"\ntime_column = \"event_time\"\n\n\
+                 [sources.parts]\npath = \"data/parts.parquet\"\n\
+                 columns = {{ part = \"VARCHAR\", price = \"DECIMAL(18,2)\" }}\n"
             ),
+        ),
+        (
+            "models/parts_total.sql",
+            "SELECT count(*) AS parts, sum(price) AS price FROM parts\n",
         ),
         ("models/daily.sql", &daily("events")),
         ("models/remote_daily.sql", &daily("remote_events")),
@@ -1566,7 +1572,7 @@ fn json_project(remote: &str, warehouse: &str) -> tempfile::TempDir {
 }
 
 #[test]
-fn json_sources_read_on_spark_as_on_duckdb_here_and_at_a_cluster_path() {
+fn json_and_parquet_sources_read_on_spark_as_on_duckdb_here_and_at_a_cluster_path() {
     let remote = tempfile::tempdir().unwrap();
     let url = format!("file://{}/*.jsonl", remote.path().display());
     let duck = json_project("data/remote/*.jsonl", "path = \"warehouse.duckdb\"");
@@ -1592,12 +1598,23 @@ fn json_sources_read_on_spark_as_on_duckdb_here_and_at_a_cluster_path() {
         "{\"event_time\": \"2025-01-01T08:00:00\", \"amount\": 1.5}\n\
          {\"event_time\": \"2025-01-03T08:00:00\", \"amount\": 2.25}\n",
     );
+    // A Parquet file whose DOUBLE prices are declared DECIMAL.
+    for dir in [duck.path(), spark.path()] {
+        duckdb::Connection::open_in_memory()
+            .unwrap()
+            .execute_batch(&format!(
+                "COPY (SELECT 'p' || i AS part, i * 0.5 AS price FROM range(10) t(i)) \
+                 TO '{}' (FORMAT parquet)",
+                dir.join("data/parts.parquet").display()
+            ))
+            .unwrap();
+    }
     let s = spark.engine.session().unwrap();
     let tables = |dir: &std::path::Path| -> BTreeMap<String, Table> {
         if dir == duck.path() {
-            return duck_tables_named(dir, &["daily", "remote_daily"]);
+            return duck_tables_named(dir, &["daily", "remote_daily", "parts_total"]);
         }
-        ["daily", "remote_daily"]
+        ["daily", "remote_daily", "parts_total"]
             .iter()
             .map(|t| {
                 let mut rows = texts(
@@ -1628,6 +1645,15 @@ fn json_sources_read_on_spark_as_on_duckdb_here_and_at_a_cluster_path() {
     }
     assert_eq!(tables(duck.path())["daily"].len(), 3);
     same("first build");
+    // The declared type, not the file's DOUBLE, on both engines.
+    let described = s
+        .query(&format!("DESCRIBE `{}__sources`.`parts`", spark.schema))
+        .unwrap();
+    assert_eq!(texts(&described)[1][1].as_deref(), Some("decimal(18,2)"));
+    assert_eq!(
+        common::query(duck.path(), "SELECT typeof(price) FROM parts_total"),
+        [["DECIMAL(38,2)"]]
+    );
 
     // A late event in the file at the cluster path: the day it falls in.
     write_remote(
