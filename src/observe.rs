@@ -28,6 +28,9 @@ pub struct Observed {
     pub relations: BTreeMap<String, String>,
     /// Source (lowercase) → rows kept out of the build as unreadable.
     pub rejected: BTreeMap<String, i64>,
+    /// Source (lowercase) → the relation holding its rows kept out, where
+    /// the warehouse keeps them.
+    pub rejects_at: BTreeMap<String, String>,
     /// Source (lowercase) → the units of its time column with rows kept out
     /// (their data is incomplete), and how many kept rows have no readable time.
     pub rejected_units: BTreeMap<String, (Vec<crate::interval::Interval>, i64)>,
@@ -64,14 +67,20 @@ pub trait SourceEngine {
     /// The files at a source's cluster path, as the cluster lists them.
     fn files(&self, name: &str, config: &SourceConfig) -> Result<Vec<state::FileSignature>>;
     /// The snapshot of a source as this engine reads it, for the columns and
-    /// types it is read with.
+    /// types it is read with. `local_rows`: the rows this machine read from
+    /// the same files (of this machine), which the engine must read too.
     fn snapshot(
         &self,
         name: &str,
         config: &SourceConfig,
         typed: &[(String, String)],
         files: Vec<state::FileSignature>,
+        local_rows: Option<i64>,
     ) -> Result<SourceSnapshot>;
+    /// Keep the rows of a source this machine kept out of the build
+    /// ([`sources::quarantined_rows`]) where the warehouse is; the relation
+    /// holding them, or `None` when nothing is written (a plan).
+    fn quarantine(&self, name: &str, rows: &crate::engine::Rows) -> Result<Option<String>>;
 }
 
 /// Read state once and snapshot every source and seed. Files that did not
@@ -154,9 +163,31 @@ pub fn observe_with(
                 }
                 if ingested.rejected > 0 {
                     out.rejected.insert(key.to_string(), ingested.rejected);
-                    if mode == Ingest::Warehouse {
-                        let units = sources::rejected_units(s, key, config.unit)?;
+                    let units = match (remote, mode) {
+                        (None, Ingest::Warehouse) => {
+                            Some(sources::rejected_units(s, key, config.unit)?)
+                        }
+                        (None, Ingest::Temp) => None,
+                        (Some(_), _) => Some(sources::quarantined_units(s, config.unit)?),
+                    };
+                    if let Some(units) = units {
                         out.rejected_units.insert(key.to_string(), units);
+                    }
+                }
+                if config.on_bad_rows == crate::config::OnBadRows::Quarantine {
+                    let at = match remote {
+                        None => Some(format!("{}.{key}", sources::REJECTS_SCHEMA)),
+                        // The rows kept out this time, none when all read.
+                        Some(r) => r.quarantine(
+                            &node.name,
+                            &match ingested.rejected {
+                                0 => crate::engine::Rows::default(),
+                                _ => sources::quarantined_rows(s)?,
+                            },
+                        )?,
+                    };
+                    if let Some(at) = at {
+                        out.rejects_at.insert(key.to_string(), at);
                     }
                 }
                 Some(ingested.relation)
@@ -176,7 +207,12 @@ pub fn observe_with(
                     (None, None) => unreachable!("sources not known from state are read"),
                 };
                 let snapshot = match (remote, &relation) {
-                    (Some(r), _) => r.snapshot(&node.name, config, &typed, files)?,
+                    (Some(r), Some(rel)) => {
+                        let read = s.query(&format!("SELECT count(*) FROM {rel}"))?;
+                        let local_rows = read.rows.first().and_then(|r| r[0].as_i64());
+                        r.snapshot(&node.name, config, &typed, files, local_rows)?
+                    }
+                    (Some(r), None) => r.snapshot(&node.name, config, &typed, files, None)?,
                     (None, Some(rel)) => sources::snapshot(
                         s,
                         crate::engine::Dialect::DuckDb,

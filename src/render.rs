@@ -284,9 +284,13 @@ pub fn build_text(ws: &Workspace, summary: &crate::build::BuildSummary) -> Strin
     for (source, rows) in &summary.rejected {
         let _ = writeln!(
             text,
-            "Kept {rows} bad row{} of source {source} out of the build; see {}.{source}.",
+            "Kept {rows} bad row{} of source {source} out of the build; see {}.",
             crate::diagnostics::plural(*rows as usize),
-            crate::sources::REJECTS_SCHEMA
+            summary
+                .rejects_at
+                .get(source)
+                .cloned()
+                .unwrap_or_else(|| format!("{}.{source}", crate::sources::REJECTS_SCHEMA))
         );
         if let Some((units, unknown)) = summary.rejected_units.get(source) {
             let set = crate::interval::IntervalSet::from_intervals(units.iter().copied());

@@ -519,6 +519,22 @@ fn rejected_unit(s: &dyn Session, config: &SourceConfig, part: &str) -> Result<S
     ))
 }
 
+/// The rows of a source the CSV reads of this command kept out of the build
+/// (`on_bad_rows = "quarantine"`): file, line, column, error, the line's
+/// text, and the start of the unit it belongs to (as text), by file and line.
+/// Read right after the source is: the next source's reads replace them.
+pub fn quarantined_rows(s: &dyn Session) -> Result<crate::engine::Rows> {
+    s.query(&format!(
+        "SELECT file, line, \"column\", error, row_text, \
+         strftime(unit_start, '%Y-%m-%d %H:%M:%S') FROM temp.main.{REJECTED} ORDER BY file, line"
+    ))
+}
+
+/// [`rejected_units`] of the rows the CSV reads of this command kept out.
+pub fn quarantined_units(s: &dyn Session, unit: Unit) -> Result<(Vec<Interval>, i64)> {
+    units_of_rejects(s, &format!("temp.main.{REJECTED}"), "unit_start", unit)
+}
+
 /// The units of a source's time column holding rows kept out of the build,
 /// and how many such rows have no readable time.
 pub fn rejected_units(s: &dyn Session, source: &str, unit: Unit) -> Result<(Vec<Interval>, i64)> {
@@ -537,6 +553,15 @@ pub fn rejected_units(s: &dyn Session, source: &str, unit: Unit) -> Result<(Vec<
         Some(1) => "unit_start",
         _ => "NULL::TIMESTAMP",
     };
+    units_of_rejects(s, &table, unit_start, unit)
+}
+
+fn units_of_rejects(
+    s: &dyn Session,
+    table: &str,
+    unit_start: &str,
+    unit: Unit,
+) -> Result<(Vec<Interval>, i64)> {
     let rows = s.query(&format!(
         "SELECT strftime({unit_start}, '%Y-%m-%dT%H:%M:%S'), count(*) FROM {table} GROUP BY 1 ORDER BY 1 NULLS LAST"
     ))?;

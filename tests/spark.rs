@@ -1691,3 +1691,105 @@ fn json_and_parquet_sources_read_on_spark_as_on_duckdb_here_and_at_a_cluster_pat
     assert!(err.contains("c.json holds one object per line"), "{err}");
     assert_eq!(tables(spark.path()), before);
 }
+
+#[test]
+fn bad_rows_are_kept_out_on_spark_as_on_duckdb_and_rows_spark_reads_otherwise_stop_the_build() {
+    let quarantined = |dir: &std::path::Path| {
+        common::edit(
+            dir,
+            "hubforge.toml",
+            "columns = { amount = \"BIGINT\" }",
+            "columns = { amount = \"BIGINT\" }\non_bad_rows = \"quarantine\"",
+        );
+    };
+    let duck = file_source_project("data/orders/*.csv", "path = \"warehouse.duckdb\"");
+    let schema = format!("hf_bad_rows_{}", std::process::id());
+    let spark = SparkProject {
+        dir: file_source_project(
+            "data/orders/*.csv",
+            &format!(
+                "engine = \"spark\"\nurl = \"{}\"\nschema = \"{schema}\"",
+                server()
+            ),
+        ),
+        schema,
+        engine: SparkEngine::connect(&server()).unwrap(),
+    };
+    spark.drop_schemas();
+    let write_both = |text: &str| {
+        for dir in [duck.path(), spark.path()] {
+            std::fs::create_dir_all(dir.join("data/orders")).unwrap();
+            std::fs::write(dir.join("data/orders/a.csv"), text).unwrap();
+        }
+    };
+    quarantined(duck.path());
+    quarantined(spark.path());
+    write_both(
+        "ordered_at,amount\n2025-01-01 10:00:00,5\n2025-01-02 10:00:00,lots\n\
+         2025-01-02 11:00:00,7\n",
+    );
+    let s = spark.engine.session().unwrap();
+    let daily = || {
+        let mut rows = texts(
+            &s.query(&format!("SELECT * FROM `{}`.`daily`", spark.schema))
+                .unwrap(),
+        );
+        rows.sort();
+        rows
+    };
+    // The same row kept out by both, and said where it is kept.
+    let said = run_ok(duck.path(), &["build"]);
+    assert!(said.contains("see _hubforge_rejects.orders"), "{said}");
+    assert!(
+        said.contains("incomplete: 2025-01-02..2025-01-03"),
+        "{said}"
+    );
+    let said = run_ok(spark.path(), &["build"]);
+    let rejects = format!("{}__hubforge.rejects__orders", spark.schema);
+    assert!(said.contains(&format!("see {rejects}")), "{said}");
+    assert!(
+        said.contains("incomplete: 2025-01-02..2025-01-03"),
+        "{said}"
+    );
+    let duck_daily = duck_tables_named(duck.path(), &["daily"])
+        .remove("daily")
+        .unwrap();
+    assert!(same_rows(&duck_daily, &daily()));
+    let kept = s
+        .query(&format!(
+            "SELECT file, line, row_text FROM {}",
+            rejects
+                .split('.')
+                .map(|p| format!("`{p}`"))
+                .collect::<Vec<_>>()
+                .join(".")
+        ))
+        .unwrap();
+    assert_eq!(
+        texts(&kept),
+        [[
+            Some("data/orders/a.csv".to_string()),
+            Some("3".to_string()),
+            Some("2025-01-02 10:00:00,lots".to_string())
+        ]]
+    );
+
+    // A value DuckDB reads and Spark's CSV reader drops (a space before a
+    // number): the engines would differ, so the Spark build stops and
+    // nothing published changes.
+    let before = daily();
+    write_both(
+        "ordered_at,amount\n2025-01-01 10:00:00,5\n2025-01-02 10:00:00,lots\n\
+         2025-01-02 11:00:00,7\n2025-01-03 11:00:00, 9\n",
+    );
+    run_ok(duck.path(), &["build"]);
+    let out = common::hubforge(spark.path(), &["build"]);
+    assert!(!out.status.success());
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("Spark reads 2 rows from its files where hubforge read 3"),
+        "{err}"
+    );
+    assert!(err.contains("hubforge.toml:"), "{err}");
+    assert_eq!(daily(), before);
+}

@@ -84,6 +84,8 @@ pub struct BuildSummary {
     pub rejected: BTreeMap<String, i64>,
     /// Source → units with rows kept out, and kept rows without a readable time.
     pub rejected_units: BTreeMap<String, (Vec<crate::interval::Interval>, i64)>,
+    /// Source → the relation holding its rows kept out.
+    pub rejects_at: BTreeMap<String, String>,
     /// Metrics before/after, audits and thresholds; `None` when skipped.
     pub validation: Option<crate::validate::Report>,
     /// The fulfillment manifest written, when products changed.
@@ -122,6 +124,7 @@ fn first_summary(prepared: &Prepared, options: &BuildOptions) -> Result<BuildSum
         plan: prepared.plan.clone(),
         rejected: prepared.observed.rejected.clone(),
         rejected_units: prepared.observed.rejected_units.clone(),
+        rejects_at: prepared.observed.rejects_at.clone(),
         ..BuildSummary::default()
     })
 }

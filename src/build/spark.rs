@@ -2257,6 +2257,7 @@ impl observe::SourceEngine for SparkSources<'_> {
         config: &crate::config::SourceConfig,
         typed: &[(String, String)],
         files: Vec<state::FileSignature>,
+        local_rows: Option<i64>,
     ) -> Result<state::SourceSnapshot> {
         // A file Spark cannot read through is most often a row that does not
         // read with the types.
@@ -2277,6 +2278,32 @@ impl observe::SourceEngine for SparkSources<'_> {
             }
             None => q(&source_reader(self.spark, self.ws, name, typed).map_err(context)?),
         };
+        // Spark reads the files of this machine with the types DuckDB read
+        // them with, and drops the rows DuckDB refused or kept out; a row one
+        // reads and the other does not would make the engines' data differ.
+        if let Some(expected) = local_rows {
+            let read = self
+                .spark
+                .query(&format!("SELECT count(*) FROM {relation}"))
+                .map_err(context)?;
+            let spark_rows = read.rows.first().and_then(|r| r[0].as_i64()).unwrap_or(0);
+            if spark_rows != expected {
+                return Err(source_problem(
+                    self.ws,
+                    name,
+                    crate::diagnostics::Code::SourceUnreadable,
+                    format!(
+                        "source `{name}`: Spark reads {spark_rows} rows from its files where \
+                         hubforge read {expected} on this machine: Spark parses some row \
+                         differently"
+                    ),
+                    "a value Spark cannot read with its column's type (spaces around a \
+                     number, a date or time written another way): fix it in the files, or \
+                     declare the column VARCHAR and convert it in a model"
+                        .to_string(),
+                ));
+            }
+        }
         sources::snapshot(
             self.spark,
             crate::engine::Dialect::Spark,
@@ -2286,6 +2313,48 @@ impl observe::SourceEngine for SparkSources<'_> {
             files,
         )
         .map_err(hint)
+    }
+
+    fn quarantine(&self, name: &str, rows: &crate::engine::Rows) -> Result<Option<String>> {
+        if !self.copy {
+            return Ok(None);
+        }
+        let table = format!("rejects__{}", name.to_lowercase());
+        let relation = self.names.spark(Part::State, &table);
+        // Spark's own catalog cannot replace a table in one statement.
+        let mut sql = format!(
+            "DROP TABLE IF EXISTS {relation};\n\
+             CREATE TABLE {relation} (file STRING, line BIGINT, {} STRING, \
+             error STRING, row_text STRING, unit_start TIMESTAMP) USING parquet;\n",
+            q("column")
+        );
+        let value = |v: &Value, ts: bool| match v.to_text() {
+            None => "NULL".to_string(),
+            Some(t) if ts => format!("TIMESTAMP {}", lit(&t)),
+            Some(t) => lit(&t),
+        };
+        for chunk in rows.rows.chunks(500) {
+            let values: Vec<String> = chunk
+                .iter()
+                .map(|r| {
+                    format!(
+                        "({}, {}, {}, {}, {}, {})",
+                        value(&r[0], false),
+                        r[1].as_i64().map_or("NULL".to_string(), |l| l.to_string()),
+                        value(&r[2], false),
+                        value(&r[3], false),
+                        value(&r[4], false),
+                        value(&r[5], true)
+                    )
+                })
+                .collect();
+            sql.push_str(&format!(
+                "INSERT INTO {relation} VALUES {};\n",
+                values.join(", ")
+            ));
+        }
+        self.spark.execute(&sql)?;
+        Ok(Some(format!("{}.{table}", self.names.schema(Part::State))))
     }
 }
 
