@@ -345,9 +345,10 @@ fn replace_intervals(
         replaced,
         kept: mut parts,
     } = next_parts(published, staged.table, staged.rebuilt);
-    // Columns as the model has them now; a column the new logic adds goes
-    // last, one whose type it changed takes the new type (all rows of a
-    // relation share one; the rows of other intervals are cast, and stay stale).
+    // Columns as the model has them now, in its order (a clean rebuild's);
+    // one whose type the new logic changed takes the new type (all rows of a
+    // relation share one; the rows of other intervals are cast, and stay
+    // stale); one only older rows have goes last.
     let relation = data_table(published.table);
     let columns_of = |table: &str| {
         catalog.get(table).ok_or_else(|| {
@@ -358,18 +359,12 @@ fn replace_intervals(
             ))
         })
     };
-    let mut columns = columns_of(published.table)?.clone();
+    let mut columns = staged.columns.to_vec();
     let mut retyped = false;
-    for (col, ty) in staged.columns {
-        match columns
-            .iter_mut()
-            .find(|(c, _)| c.eq_ignore_ascii_case(col))
-        {
+    for (col, ty) in columns_of(published.table)? {
+        match columns.iter().find(|(c, _)| c.eq_ignore_ascii_case(col)) {
             None => columns.push((col.clone(), ty.clone())),
-            Some((_, old)) if old != ty => {
-                *old = ty.clone();
-                retyped = true;
-            }
+            Some((_, new)) if new != ty => retyped = true,
             Some(_) => {}
         }
     }
@@ -421,9 +416,15 @@ fn replace_intervals(
         for p in parts.iter().chain(&replaced) {
             sql.push(format!("DROP TABLE {};", data_table(&p.table)));
         }
-        // Recreated so that new columns show.
+        // Recreated so that new columns show, in the model's order (those
+        // added to the table went last).
         sql.push(format!(
-            "CREATE OR REPLACE VIEW {main} AS SELECT * FROM {target};"
+            "CREATE OR REPLACE VIEW {main} AS SELECT {} FROM {target};",
+            columns
+                .iter()
+                .map(|(c, _)| quote_ident(c))
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
         if published.parts.is_some() {
             sql.push(format!("DROP VIEW IF EXISTS {relation};"));
