@@ -28,8 +28,8 @@ pub struct Observed {
     pub relations: BTreeMap<String, String>,
     /// Source (lowercase) → rows kept out of the build as unreadable.
     pub rejected: BTreeMap<String, i64>,
-    /// Source (lowercase) → the relation holding its rows kept out, where
-    /// the warehouse keeps them.
+    /// Source (lowercase) → the relation holding its rows kept out, when
+    /// not DuckDB's `_hubforge_rejects.<source>` (on Spark).
     pub rejects_at: BTreeMap<String, String>,
     /// Source (lowercase) → the units of its time column with rows kept out
     /// (their data is incomplete), and how many kept rows have no readable time.
@@ -174,19 +174,16 @@ pub fn observe_with(
                         out.rejected_units.insert(key.to_string(), units);
                     }
                 }
-                if config.on_bad_rows == crate::config::OnBadRows::Quarantine {
-                    let at = match remote {
-                        None => Some(format!("{}.{key}", sources::REJECTS_SCHEMA)),
-                        // The rows kept out this time, none when all read.
-                        Some(r) => r.quarantine(
-                            &node.name,
-                            &match ingested.rejected {
-                                0 => crate::engine::Rows::default(),
-                                _ => sources::quarantined_rows(s)?,
-                            },
-                        )?,
+                // The rows kept out this time (none when all read), kept
+                // where the remote warehouse is.
+                if let Some(r) = remote
+                    && config.on_bad_rows == crate::config::OnBadRows::Quarantine
+                {
+                    let rows = match ingested.rejected {
+                        0 => crate::engine::Rows::default(),
+                        _ => sources::quarantined_rows(s)?,
                     };
-                    if let Some(at) = at {
+                    if let Some(at) = r.quarantine(&node.name, &rows)? {
                         out.rejects_at.insert(key.to_string(), at);
                     }
                 }

@@ -273,25 +273,34 @@ struct SparkProject {
 const PARTS: [&str; 4] = ["", "__data", "__sources", "__hubforge"];
 
 impl SparkProject {
-    fn new(test: &str) -> SparkProject {
-        let dir = common::example_copy();
+    /// A project `make` writes for a `[warehouse]` section on the test
+    /// server, in schemas of its own, dropped first.
+    fn of(test: &str, make: impl FnOnce(&str) -> tempfile::TempDir) -> SparkProject {
         let schema = format!("hf_{test}_{}", std::process::id());
-        common::edit(
-            dir.path(),
-            "hubforge.toml",
-            "path    = \"warehouse.duckdb\"",
-            &format!(
-                "engine = \"spark\"\nurl    = \"{}\"\nschema = \"{schema}\"",
-                server()
-            ),
-        );
         let project = SparkProject {
-            dir,
+            dir: make(&format!(
+                "engine = \"spark\"\nurl = \"{}\"\nschema = \"{schema}\"",
+                server()
+            )),
             schema,
             engine: SparkEngine::connect(&server()).expect("the server answers"),
         };
         project.drop_schemas();
         project
+    }
+
+    /// The example project on the test server.
+    fn new(test: &str) -> SparkProject {
+        SparkProject::of(test, |warehouse| {
+            let dir = common::example_copy();
+            common::edit(
+                dir.path(),
+                "hubforge.toml",
+                "path    = \"warehouse.duckdb\"",
+                warehouse,
+            );
+            dir
+        })
     }
 
     fn drop_schemas(&self) {
@@ -1153,19 +1162,9 @@ fn a_table_source_is_read_and_snapshotted_by_spark_and_plans_as_on_duckdb() {
         .unwrap();
     }
     let raw = Scratch::new("legacy");
-    let schema = format!("hf_tables_{}", std::process::id());
-    let spark = SparkProject {
-        dir: table_source_project(
-            &format!("{}.orders", raw.db),
-            &format!(
-                "engine = \"spark\"\nurl = \"{}\"\nschema = \"{schema}\"",
-                server()
-            ),
-        ),
-        schema,
-        engine: SparkEngine::connect(&server()).unwrap(),
-    };
-    spark.drop_schemas();
+    let spark = SparkProject::of("tables", |warehouse| {
+        table_source_project(&format!("{}.orders", raw.db), warehouse)
+    });
     let s = raw.engine.session().unwrap();
     s.execute(&format!(
         "CREATE TABLE {}.orders USING parquet AS \
@@ -1313,16 +1312,7 @@ fn a_view_over_a_rebuilt_model_or_a_changed_source_takes_its_new_types_on_spark(
     // Spark keeps the column types a view was created with: a view summing an
     // integer column would go on casting the sum of the new decimals to an
     // integer (12 for 12.1) unless publishing creates it again.
-    let schema = format!("hf_view_types_{}", std::process::id());
-    let spark = SparkProject {
-        dir: common::view_types_project(&format!(
-            "engine = \"spark\"\nurl = \"{}\"\nschema = \"{schema}\"",
-            server()
-        )),
-        schema,
-        engine: SparkEngine::connect(&server()).unwrap(),
-    };
-    spark.drop_schemas();
+    let spark = SparkProject::of("view_types", common::view_types_project);
     let total = |view: &str| {
         let s = spark.engine.session().unwrap();
         let rows = s
@@ -1386,19 +1376,9 @@ fn files_only_the_cluster_sees_are_listed_typed_and_snapshotted_by_spark() {
     let remote = tempfile::tempdir().unwrap();
     let url = format!("file://{}/orders/*.csv", remote.path().display());
     let duck = file_source_project("data/orders/*.csv", "path = \"warehouse.duckdb\"");
-    let schema = format!("hf_cluster_files_{}", std::process::id());
-    let spark = SparkProject {
-        dir: file_source_project(
-            &url,
-            &format!(
-                "engine = \"spark\"\nurl = \"{}\"\nschema = \"{schema}\"",
-                server()
-            ),
-        ),
-        schema,
-        engine: SparkEngine::connect(&server()).unwrap(),
-    };
-    spark.drop_schemas();
+    let spark = SparkProject::of("cluster_files", |warehouse| {
+        file_source_project(&url, warehouse)
+    });
     let write_both = |file: &str, text: &str| {
         for dir in [
             duck.path().join("data/orders"),
@@ -1576,19 +1556,7 @@ fn json_and_parquet_sources_read_on_spark_as_on_duckdb_here_and_at_a_cluster_pat
     let remote = tempfile::tempdir().unwrap();
     let url = format!("file://{}/*.jsonl", remote.path().display());
     let duck = json_project("data/remote/*.jsonl", "path = \"warehouse.duckdb\"");
-    let schema = format!("hf_json_{}", std::process::id());
-    let spark = SparkProject {
-        dir: json_project(
-            &url,
-            &format!(
-                "engine = \"spark\"\nurl = \"{}\"\nschema = \"{schema}\"",
-                server()
-            ),
-        ),
-        schema,
-        engine: SparkEngine::connect(&server()).unwrap(),
-    };
-    spark.drop_schemas();
+    let spark = SparkProject::of("json", |warehouse| json_project(&url, warehouse));
     let write_remote = |text: &str| {
         std::fs::create_dir_all(duck.path().join("data/remote")).unwrap();
         std::fs::write(duck.path().join("data/remote/e.jsonl"), text).unwrap();
@@ -1703,19 +1671,9 @@ fn bad_rows_are_kept_out_on_spark_as_on_duckdb_and_rows_spark_reads_otherwise_st
         );
     };
     let duck = file_source_project("data/orders/*.csv", "path = \"warehouse.duckdb\"");
-    let schema = format!("hf_bad_rows_{}", std::process::id());
-    let spark = SparkProject {
-        dir: file_source_project(
-            "data/orders/*.csv",
-            &format!(
-                "engine = \"spark\"\nurl = \"{}\"\nschema = \"{schema}\"",
-                server()
-            ),
-        ),
-        schema,
-        engine: SparkEngine::connect(&server()).unwrap(),
-    };
-    spark.drop_schemas();
+    let spark = SparkProject::of("bad_rows", |warehouse| {
+        file_source_project("data/orders/*.csv", warehouse)
+    });
     let write_both = |text: &str| {
         for dir in [duck.path(), spark.path()] {
             std::fs::create_dir_all(dir.join("data/orders")).unwrap();

@@ -84,7 +84,8 @@ pub struct BuildSummary {
     pub rejected: BTreeMap<String, i64>,
     /// Source → units with rows kept out, and kept rows without a readable time.
     pub rejected_units: BTreeMap<String, (Vec<crate::interval::Interval>, i64)>,
-    /// Source → the relation holding its rows kept out.
+    /// Source → the relation holding its rows kept out, when not DuckDB's
+    /// rejects schema.
     pub rejects_at: BTreeMap<String, String>,
     /// Metrics before/after, audits and thresholds; `None` when skipped.
     pub validation: Option<crate::validate::Report>,

@@ -2123,7 +2123,7 @@ impl observe::SourceEngine for SparkSources<'_> {
         if let Some(path) = config.cluster_path() {
             let read = |types| {
                 source_view(self.spark, name, config, path, types)
-                    .and_then(|view| describe_view(self.spark, &view))
+                    .and_then(|view| described_as_duckdb(self.spark, &q(&view)))
             };
             // Types are inferred (a pass over every row) unless all are declared.
             let declared = |c: &str| {
@@ -2189,20 +2189,16 @@ impl observe::SourceEngine for SparkSources<'_> {
                 ),
             ));
         }
-        let rows = self
-            .spark
-            .query(&format!("DESCRIBE TABLE {}", spark_table(table)))
-            .map_err(|e| {
-                problem(
-                    crate::diagnostics::Code::SourceMissing,
-                    format!(
-                        "source `{name}`: Spark cannot read the table `{table}`: {}",
-                        e.to_string().lines().next().unwrap_or_default()
-                    ),
-                    format!("create it, or fix `table` in [sources.{name}] (schema.table)"),
-                )
-            })?;
-        Ok(described_columns(&rows))
+        described_as_duckdb(self.spark, &spark_table(table)).map_err(|e| {
+            problem(
+                crate::diagnostics::Code::SourceMissing,
+                format!(
+                    "source `{name}`: Spark cannot read the table `{table}`: {}",
+                    e.to_string().lines().next().unwrap_or_default()
+                ),
+                format!("create it, or fix `table` in [sources.{name}] (schema.table)"),
+            )
+        })
     }
 
     fn files(
@@ -2376,25 +2372,12 @@ fn source_problem(
     ]))
 }
 
-/// The columns `DESCRIBE` lists, with DuckDB's names of their types: columns
-/// come first, then (for a partitioned table) a blank row and `# Partition
-/// Information`.
-fn described_columns(rows: &crate::engine::Rows) -> Vec<(String, String)> {
-    rows.rows
-        .iter()
-        .map_while(|r| {
-            let column = r.first().and_then(Value::to_text).unwrap_or_default();
-            let ty = r.get(1).and_then(Value::to_text).unwrap_or_default();
-            (!column.is_empty() && !column.starts_with('#'))
-                .then(|| (column, crate::sql::spark::duckdb_type(&ty)))
-        })
-        .collect()
-}
-
-fn describe_view(spark: &dyn Session, view: &str) -> Result<Vec<(String, String)>> {
-    Ok(described_columns(
-        &spark.query(&format!("DESCRIBE {}", q(view)))?,
-    ))
+/// The columns of a relation, with DuckDB's names of their types.
+fn described_as_duckdb(spark: &dyn Session, relation: &str) -> Result<Vec<(String, String)>> {
+    Ok(described(spark, relation)?
+        .into_iter()
+        .map(|(c, ty)| (c, crate::sql::spark::duckdb_type(&ty)))
+        .collect())
 }
 
 /// The column types a source's files are read with.
